@@ -1,0 +1,1 @@
+//! SecureBuild's operator.
