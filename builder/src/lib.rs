@@ -1,0 +1,11 @@
+//! SecureBuild's engine: APK resolution and verification, reproducible OCI images, signing and
+//! attestations, and the `securebuild` CLI that drives them.
+
+pub mod apk;
+pub mod cli;
+pub mod error;
+pub mod attest;
+pub mod image;
+pub mod lock;
+pub mod result;
+pub mod tags;
