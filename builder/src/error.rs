@@ -32,6 +32,95 @@ pub enum Error {
     /// The packages cannot be resolved.
     #[error(transparent)]
     Solve(#[from] crate::apk::solver::SolveError),
+
+    /// A repository, key or index could not be fetched, verified or parsed.
+    #[error(transparent)]
+    Repository(#[from] crate::apk::repository::RepositoryError),
+
+    /// A package could not be fetched or failed verification.
+    #[error(transparent)]
+    Package(#[from] crate::apk::package::PackageError),
+
+    /// A package could not be installed into the image.
+    #[error(transparent)]
+    Install(#[from] crate::image::install::InstallError),
+
+    /// A lockfile could not be read.
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
+
+    /// An image could not be signed or attested.
+    #[error(transparent)]
+    Publish(#[from] crate::attest::publish::PublishError),
+
+    /// An image's signatures or attestations did not verify.
+    #[error(transparent)]
+    Verify(#[from] crate::attest::verify::VerifyError),
+
+    /// A key, password or registry setting of `sign` or `verify` is unusable.
+    #[error(transparent)]
+    SignCommand(#[from] crate::cli::sign::CommandError),
+
+    /// A generated file (accounts) could not be written.
+    #[error(transparent)]
+    Accounts(#[from] crate::image::accounts::AccountsError),
+
+    /// A `paths` mutation could not be applied.
+    #[error(transparent)]
+    Paths(#[from] crate::image::paths::PathError),
+
+    /// The layer could not be written.
+    #[error(transparent)]
+    Layer(#[from] crate::image::write::WriteError),
+
+    /// The OCI config or layout could not be written.
+    #[error(transparent)]
+    Oci(#[from] crate::image::oci::OciError),
+
+    /// A tag template could not be expanded.
+    #[error(transparent)]
+    Tag(#[from] crate::tags::TagError),
+
+    /// The image could not be pushed.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+
+    /// A feature of the configuration this builder does not support.
+    #[error("{what} is not supported")]
+    Unsupported {
+        /// What is not supported.
+        what: String,
+    },
+
+    /// `--arch` names an architecture the configuration does not build.
+    #[error("architecture {arch} is not in the configuration's archs ({})", configured.join(", "))]
+    ArchNotConfigured {
+        /// The requested architecture.
+        arch: String,
+        /// The configured ones.
+        configured: Vec<String>,
+    },
+
+    /// The repositories no longer give what the lockfile locks.
+    #[error("cannot build the lockfile: {detail}")]
+    LockMismatch {
+        /// What differs.
+        detail: String,
+    },
+
+    /// No repository to resolve against.
+    #[error("no repositories: name at least one with --repository or in contents.repositories")]
+    NoRepositories,
+
+    /// A file given on the command line could not be read or written.
+    #[error("{path}: {source}")]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The IO error.
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl Error {
@@ -39,10 +128,32 @@ impl Error {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Config(_) | Self::Constraint(_) | Self::InvalidVersions { .. } => "InvalidSpec",
-            Self::Solve(_) => "ResolutionFailed",
-            Self::Index(_) => "PackageVerificationFailed",
-            Self::Output(_) => "BuildFailed",
+            Self::Solve(_) | Self::NoRepositories => "ResolutionFailed",
+            Self::Index(_) | Self::Package(_) => "PackageVerificationFailed",
+            Self::Repository(err) => repository_reason(err),
+            Self::Install(_) => "PackageVerificationFailed",
+            Self::Lock(_) | Self::LockMismatch { .. } | Self::Tag(_) | Self::Unsupported { .. } | Self::ArchNotConfigured { .. } => "InvalidSpec",
+            Self::Accounts(_) | Self::Paths(_) => "InvalidSpec",
+            Self::Layer(_) | Self::Oci(_) => "BuildFailed",
+            Self::Registry(_) => "PushFailed",
+            Self::Output(_) | Self::File { .. } => "BuildFailed",
+            Self::Publish(_) | Self::Verify(_) | Self::SignCommand(_) => "SigningFailed",
         }
+    }
+}
+
+/// Signature and checksum failures are verification failures; the rest are fetch failures.
+fn repository_reason(error: &crate::apk::repository::RepositoryError) -> &'static str {
+    use crate::apk::repository::RepositoryError as E;
+    match error {
+        E::Archive { .. }
+        | E::Index { .. }
+        | E::UnsignedIndex { .. }
+        | E::UntrustedIndex { .. }
+        | E::BadSignature { .. }
+        | E::Signature { .. }
+        | E::PlainIndexUntrusted { .. } => "PackageVerificationFailed",
+        _ => "FetchFailed",
     }
 }
 

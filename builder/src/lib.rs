@@ -2,10 +2,14 @@
 //! attestations, and the `securebuild` CLI that drives them.
 
 pub mod apk;
+pub mod build;
 pub mod cli;
 pub mod error;
 pub mod attest;
 pub mod image;
 pub mod lock;
+pub mod registry;
+pub mod registry_auth;
+pub mod resolve;
 pub mod result;
 pub mod tags;

@@ -11,13 +11,30 @@ use securebuild_builder::error::Error;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("securebuild: cannot start the async runtime: {err}");
+            return ExitCode::from(1);
+        }
+    };
     let stdout = io::stdout();
     let mut out = stdout.lock();
-    let result = match &cli.command {
-        Command::Apk(apk) => match &apk.command {
-            ApkCommand::Version(args) => cli::apk_version::run(args, &mut out),
-        },
-    };
+    let result = runtime.block_on(async {
+        match &cli.command {
+            Command::Apk(apk) => match &apk.command {
+                ApkCommand::Version(args) => cli::apk_version::run(args, &mut out),
+            },
+            Command::Resolve(args) => cli::resolve::run(args, &mut out).await,
+            Command::Build(args) => cli::build::run(args, &mut out).await,
+            Command::Lock(args) => cli::lock::run(args, &mut out).await,
+            Command::Sign(args) => cli::sign::run(args, &mut out).await,
+            Command::Verify(args) => cli::verify::run(args, &mut out).await,
+        }
+    });
     let _ = out.flush();
     match result {
         Ok(()) => ExitCode::SUCCESS,

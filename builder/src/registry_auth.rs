@@ -238,10 +238,14 @@ impl fmt::Display for CredentialSource {
                 looked_at: Some(path),
             } => write!(f, "anonymous (no docker config at {})", path.display()),
             Self::NoConfig { looked_at: None } => {
-                write!(f, "anonymous (no docker config: neither $DOCKER_CONFIG nor $HOME is set)")
+                write!(f, "anonymous (no docker config)")
             }
             Self::NoEntry { path } => {
-                write!(f, "anonymous (no entry for this registry in {})", path.display())
+                write!(
+                    f,
+                    "anonymous (no entry for this registry in {})",
+                    path.display()
+                )
             }
             Self::ConfigFile { path, key } => {
                 write!(f, "auths entry {key:?} in {}", path.display())
@@ -257,7 +261,10 @@ impl fmt::Display for CredentialSource {
                 server,
                 found: false,
                 ..
-            } => write!(f, "anonymous (credential helper {program} has nothing for {server})"),
+            } => write!(
+                f,
+                "anonymous (credential helper {program} has nothing for {server})"
+            ),
         }
     }
 }
@@ -713,7 +720,12 @@ impl fmt::Debug for AuthEntry {
 impl AuthEntry {
     /// The entry's credentials: an identity token wins, then `auth`, then
     /// `username`/`password`; an empty entry is anonymous.
-    fn credentials(&self, path: &Path, key: &str, registry: &str) -> Result<Credentials, AuthError> {
+    fn credentials(
+        &self,
+        path: &Path,
+        key: &str,
+        registry: &str,
+    ) -> Result<Credentials, AuthError> {
         let invalid = |reason| AuthError::InvalidAuth {
             path: path.to_owned(),
             key: key.to_owned(),
@@ -801,7 +813,10 @@ mod tests {
                 let message = result.unwrap_err().to_string();
                 assert!(message.contains(needle), "{message:?} lacks {needle:?}");
                 assert!(message.contains(registry), "{message:?} lacks {registry}");
-                assert!(message.contains("/etc/securebuild/config.json"), "{message}");
+                assert!(
+                    message.contains("/etc/securebuild/config.json"),
+                    "{message}"
+                );
             }
         }
     }
@@ -811,16 +826,32 @@ mod tests {
         let hub = serde_json::json!({
             "auths": { DOCKER_HUB_AUTH_KEY: { "auth": encode("hubuser:hubpass") } }
         });
-        check(&hub, "docker.io", Expect::Found(basic("hubuser", "hubpass"), DOCKER_HUB_AUTH_KEY));
-        check(&hub, "index.docker.io", Expect::Found(basic("hubuser", "hubpass"), DOCKER_HUB_AUTH_KEY));
+        check(
+            &hub,
+            "docker.io",
+            Expect::Found(basic("hubuser", "hubpass"), DOCKER_HUB_AUTH_KEY),
+        );
+        check(
+            &hub,
+            "index.docker.io",
+            Expect::Found(basic("hubuser", "hubpass"), DOCKER_HUB_AUTH_KEY),
+        );
         check(&hub, "ghcr.io", Expect::Anonymous);
 
         let hub_without_scheme = serde_json::json!({
             "auths": { "index.docker.io": { "auth": encode("u:p") } }
         });
-        check(&hub_without_scheme, "docker.io", Expect::Found(basic("u", "p"), "index.docker.io"));
+        check(
+            &hub_without_scheme,
+            "docker.io",
+            Expect::Found(basic("u", "p"), "index.docker.io"),
+        );
         let hub_bare = serde_json::json!({ "auths": { "docker.io": { "auth": encode("u:p") } } });
-        check(&hub_bare, "docker.io", Expect::Found(basic("u", "p"), "docker.io"));
+        check(
+            &hub_bare,
+            "docker.io",
+            Expect::Found(basic("u", "p"), "docker.io"),
+        );
 
         let ports = serde_json::json!({
             "auths": {
@@ -829,11 +860,23 @@ mod tests {
                 "http://Registry.Example.com": { "auth": encode("ex:pw:with:colons") },
             }
         });
-        check(&ports, "127.0.0.1:5000", Expect::Found(basic("five", "thousand"), "127.0.0.1:5000"));
-        check(&ports, "127.0.0.1:6000", Expect::Found(basic("six", "k"), "https://127.0.0.1:6000/v2/"));
+        check(
+            &ports,
+            "127.0.0.1:5000",
+            Expect::Found(basic("five", "thousand"), "127.0.0.1:5000"),
+        );
+        check(
+            &ports,
+            "127.0.0.1:6000",
+            Expect::Found(basic("six", "k"), "https://127.0.0.1:6000/v2/"),
+        );
         check(&ports, "127.0.0.1:7000", Expect::Anonymous);
         check(&ports, "127.0.0.1", Expect::Anonymous);
-        check(&ports, "registry.example.com", Expect::Found(basic("ex", "pw:with:colons"), "http://Registry.Example.com"));
+        check(
+            &ports,
+            "registry.example.com",
+            Expect::Found(basic("ex", "pw:with:colons"), "http://Registry.Example.com"),
+        );
 
         let tokens = serde_json::json!({
             "auths": {
@@ -858,12 +901,23 @@ mod tests {
             &tokens,
             "bare.example.io",
             Expect::Found(
-                Credentials::IdentityToken { username: None, token: "t2".to_owned() },
+                Credentials::IdentityToken {
+                    username: None,
+                    token: "t2".to_owned(),
+                },
                 "bare.example.io",
             ),
         );
-        check(&tokens, "empty.example.io", Expect::Found(Credentials::Anonymous, "empty.example.io"));
-        check(&tokens, "unpadded.example.io", Expect::Found(basic("u", "p"), "unpadded.example.io"));
+        check(
+            &tokens,
+            "empty.example.io",
+            Expect::Found(Credentials::Anonymous, "empty.example.io"),
+        );
+        check(
+            &tokens,
+            "unpadded.example.io",
+            Expect::Found(basic("u", "p"), "unpadded.example.io"),
+        );
 
         let broken = serde_json::json!({
             "auths": {
@@ -872,24 +926,65 @@ mod tests {
                 "halfuser.example.io": { "username": "only" },
             }
         });
-        check(&broken, "nobase64.example.io", Expect::Error("auth is not base64"));
-        check(&broken, "nocolon.example.io", Expect::Error("user:password"));
-        check(&broken, "halfuser.example.io", Expect::Error("without a password"));
+        check(
+            &broken,
+            "nobase64.example.io",
+            Expect::Error("auth is not base64"),
+        );
+        check(
+            &broken,
+            "nocolon.example.io",
+            Expect::Error("user:password"),
+        );
+        check(
+            &broken,
+            "halfuser.example.io",
+            Expect::Error("without a password"),
+        );
     }
 
     #[test]
     fn config_location_follows_docker_precedence() {
         let explicit = Path::new("/explicit/config.json");
-        let cases: [(Option<&Path>, Option<&str>, Option<&str>, ConfigLocation); 5] = [
-            (Some(explicit), Some("/dc"), Some("/home/u"), ConfigLocation::Explicit(explicit.to_owned())),
-            (None, Some("/dc"), Some("/home/u"), ConfigLocation::Default(PathBuf::from("/dc/config.json"))),
-            (None, Some(""), Some("/home/u"), ConfigLocation::Default(PathBuf::from("/home/u/.docker/config.json"))),
-            (None, None, Some("/home/u"), ConfigLocation::Default(PathBuf::from("/home/u/.docker/config.json"))),
+        type Case<'a> = (
+            Option<&'a Path>,
+            Option<&'a str>,
+            Option<&'a str>,
+            ConfigLocation,
+        );
+        let cases: [Case; 5] = [
+            (
+                Some(explicit),
+                Some("/dc"),
+                Some("/home/u"),
+                ConfigLocation::Explicit(explicit.to_owned()),
+            ),
+            (
+                None,
+                Some("/dc"),
+                Some("/home/u"),
+                ConfigLocation::Default(PathBuf::from("/dc/config.json")),
+            ),
+            (
+                None,
+                Some(""),
+                Some("/home/u"),
+                ConfigLocation::Default(PathBuf::from("/home/u/.docker/config.json")),
+            ),
+            (
+                None,
+                None,
+                Some("/home/u"),
+                ConfigLocation::Default(PathBuf::from("/home/u/.docker/config.json")),
+            ),
             (None, None, None, ConfigLocation::Unknown),
         ];
         for (explicit, docker_config, home, expected) in cases {
-            let found =
-                ConfigLocation::resolve(explicit, docker_config.map(OsStr::new), home.map(OsStr::new));
+            let found = ConfigLocation::resolve(
+                explicit,
+                docker_config.map(OsStr::new),
+                home.map(OsStr::new),
+            );
             assert_eq!(found, expected);
         }
     }
@@ -902,10 +997,16 @@ mod tests {
         let config = DockerConfig::load_from(&ConfigLocation::Default(missing.clone())).unwrap();
         let resolved = config.resolve("ghcr.io").unwrap();
         assert_eq!(resolved.credentials, Credentials::Anonymous);
-        assert_eq!(resolved.source, CredentialSource::NoConfig { looked_at: Some(missing.clone()) });
+        assert_eq!(
+            resolved.source,
+            CredentialSource::NoConfig {
+                looked_at: Some(missing.clone())
+            }
+        );
         assert!(resolved.source.to_string().contains("absent/config.json"));
 
-        let error = DockerConfig::load_from(&ConfigLocation::Explicit(missing.clone())).unwrap_err();
+        let error =
+            DockerConfig::load_from(&ConfigLocation::Explicit(missing.clone())).unwrap_err();
         assert!(matches!(error, AuthError::Read { ref path, .. } if *path == missing));
 
         let garbage = dir.path().join("garbage.json");
@@ -918,7 +1019,10 @@ mod tests {
         std::fs::write(&present, serde_json::to_vec(&body).unwrap()).unwrap();
         let config = DockerConfig::load_from(&ConfigLocation::Default(present.clone())).unwrap();
         assert_eq!(config.path(), Some(present.as_path()));
-        assert_eq!(config.resolve("ghcr.io").unwrap().credentials, basic("a", "b"));
+        assert_eq!(
+            config.resolve("ghcr.io").unwrap().credentials,
+            basic("a", "b")
+        );
     }
 
     /// A fake `docker-credential-<name>` that knows one server, logs what it was asked, and
@@ -972,42 +1076,69 @@ esac
         let local = docker.resolve("127.0.0.1:5000").unwrap();
         assert_eq!(
             local.credentials,
-            Credentials::IdentityToken { username: None, token: "refresh-token".to_owned() }
+            Credentials::IdentityToken {
+                username: None,
+                token: "refresh-token".to_owned()
+            }
         );
 
         // credsStore takes precedence over auths, as in docker; "not found" means anonymous.
         let ghcr = docker.resolve("ghcr.io").unwrap();
         assert_eq!(ghcr.credentials, Credentials::Anonymous);
-        assert!(matches!(ghcr.source, CredentialSource::Helper { found: false, .. }));
+        assert!(matches!(
+            ghcr.source,
+            CredentialSource::Helper { found: false, .. }
+        ));
         assert!(ghcr.source.to_string().contains("has nothing for ghcr.io"));
 
         let quay = docker.resolve("quay.io").unwrap();
-        assert!(matches!(quay.source, CredentialSource::Helper { found: false, ref server, .. } if server == "quay.io"));
+        assert!(
+            matches!(quay.source, CredentialSource::Helper { found: false, ref server, .. } if server == "quay.io")
+        );
 
         let asked = std::fs::read_to_string(bin.path().join("asked.log")).unwrap();
-        assert_eq!(asked, "https://index.docker.io/v1/\n127.0.0.1:5000\nghcr.io\nquay.io\n");
+        assert_eq!(
+            asked,
+            "https://index.docker.io/v1/\n127.0.0.1:5000\nghcr.io\nquay.io\n"
+        );
 
         let failing = docker.resolve("failing.example.io").unwrap_err();
         assert!(matches!(failing, AuthError::HelperFailed { .. }));
         let message = failing.to_string();
-        assert!(message.contains("failing.example.io") && message.contains("keychain is locked"), "{message}");
+        assert!(
+            message.contains("failing.example.io") && message.contains("keychain is locked"),
+            "{message}"
+        );
 
         let broken = docker.resolve("broken.example.io").unwrap_err();
-        assert!(matches!(broken, AuthError::HelperOutput { ref registry, .. } if registry == "broken.example.io"));
+        assert!(
+            matches!(broken, AuthError::HelperOutput { ref registry, .. } if registry == "broken.example.io")
+        );
 
         let gone = docker.resolve("gone.example.io").unwrap_err();
         let message = gone.to_string();
-        assert!(message.contains("docker-credential-missing") && message.contains("gone.example.io") && message.contains("/cfg/config.json"), "{message}");
+        assert!(
+            message.contains("docker-credential-missing")
+                && message.contains("gone.example.io")
+                && message.contains("/cfg/config.json"),
+            "{message}"
+        );
 
         let evil = docker.resolve("evil.example.io").unwrap_err();
-        assert!(matches!(evil, AuthError::InvalidHelperName { .. }), "{evil}");
+        assert!(
+            matches!(evil, AuthError::InvalidHelperName { .. }),
+            "{evil}"
+        );
     }
 
     #[test]
     fn no_config_is_anonymous_everywhere() {
         let resolved = DockerConfig::empty().resolve("docker.io").unwrap();
         assert_eq!(resolved.credentials, Credentials::Anonymous);
-        assert_eq!(resolved.source, CredentialSource::NoConfig { looked_at: None });
+        assert_eq!(
+            resolved.source,
+            CredentialSource::NoConfig { looked_at: None }
+        );
     }
 
     #[test]
@@ -1015,10 +1146,16 @@ esac
         let text = format!(
             "{:?} {:?}",
             basic("visible-user", "hidden-password"),
-            Credentials::IdentityToken { username: None, token: "hidden-token".to_owned() }
+            Credentials::IdentityToken {
+                username: None,
+                token: "hidden-token".to_owned()
+            }
         );
         assert!(text.contains("visible-user"));
-        assert!(!text.contains("hidden-password") && !text.contains("hidden-token"), "{text}");
+        assert!(
+            !text.contains("hidden-password") && !text.contains("hidden-token"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -52,8 +52,10 @@ use securebuild_crds::duration::{DurationError, parse_duration};
 use serde::{Deserialize, Serialize};
 
 /// The builder image used when none is configured: the `securebuild` CLI of this release.
-pub const DEFAULT_BUILDER_IMAGE: &str =
-    concat!("ghcr.io/securebuild/securebuild:", env!("CARGO_PKG_VERSION"));
+pub const DEFAULT_BUILDER_IMAGE: &str = concat!(
+    "ghcr.io/securebuild/securebuild:",
+    env!("CARGO_PKG_VERSION")
+);
 
 /// The operator's namespace when neither the file nor `SECUREBUILD_NAMESPACE` names one.
 pub const DEFAULT_NAMESPACE: &str = "securebuild-system";
@@ -238,7 +240,9 @@ pub enum ConfigError {
         field: &'static str,
     },
     /// A value that is not a valid Kubernetes name.
-    #[error("{field} `{value}` is not a valid Kubernetes name (lower-case letters, digits and `-`)")]
+    #[error(
+        "{field} `{value}` is not a valid Kubernetes name (lower-case letters, digits and `-`)"
+    )]
     Name {
         /// The setting.
         field: &'static str,
@@ -314,10 +318,8 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let mut raw = match file {
-            Some(text) if !text.trim().is_empty() => {
-                serde_norway::from_str::<FileConfig>(text)
-                    .map_err(|source| ConfigError::Yaml { source })?
-            }
+            Some(text) if !text.trim().is_empty() => serde_norway::from_str::<FileConfig>(text)
+                .map_err(|source| ConfigError::Yaml { source })?,
             _ => FileConfig::default(),
         };
         overlay_env(&mut raw, env)?;
@@ -354,7 +356,9 @@ impl Config {
                 field: "builderImage",
             });
         }
-        if builder_image.chars().any(char::is_whitespace) || builder_image.starts_with([':', '@', '/']) {
+        if builder_image.chars().any(char::is_whitespace)
+            || builder_image.starts_with([':', '@', '/'])
+        {
             return Err(ConfigError::Image {
                 value: builder_image,
             });
@@ -476,7 +480,10 @@ impl Config {
 }
 
 /// Applies the `SECUREBUILD_*` variables over the file's values.
-fn overlay_env(raw: &mut FileConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+fn overlay_env(
+    raw: &mut FileConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
     let var = |name: &str| env(&format!("{ENV_PREFIX}{name}"));
     let list = |value: String| -> Vec<String> {
         value
@@ -604,7 +611,11 @@ fn check_registry_prefix(prefix: &str) -> Result<(), ConfigError> {
     let error = || ConfigError::RegistryPrefix {
         value: prefix.to_string(),
     };
-    if prefix.contains("://") || prefix.contains('@') || prefix.ends_with('/') || prefix.starts_with('/') {
+    if prefix.contains("://")
+        || prefix.contains('@')
+        || prefix.ends_with('/')
+        || prefix.starts_with('/')
+    {
         return Err(error());
     }
     let mut parts = prefix.split('/');
@@ -625,29 +636,45 @@ fn check_registry_prefix(prefix: &str) -> Result<(), ConfigError> {
                 c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')
             })
     });
-    if host_ok && path_ok { Ok(()) } else { Err(error()) }
+    if host_ok && path_ok {
+        Ok(())
+    } else {
+        Err(error())
+    }
 }
 
 /// Whether `text` is a Kubernetes quantity: a decimal number with an optional binary
 /// (`Ki`…`Ei`), decimal (`m`, `k`, `M`…`E`) or exponent (`e3`) suffix.
 pub(crate) fn is_quantity(text: &str) -> bool {
-    let digits_end = text
+    let unsigned = text.strip_prefix('+').unwrap_or(text);
+    let digits_end = unsigned
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, suffix) = text.split_at(digits_end);
-    let number = number.strip_prefix('+').unwrap_or(number);
+        .unwrap_or(unsigned.len());
+    let (number, suffix) = unsigned.split_at(digits_end);
     let valid_number = !number.is_empty()
         && number.chars().filter(|c| *c == '.').count() <= 1
         && number.chars().any(|c| c.is_ascii_digit());
     let valid_suffix = matches!(
         suffix,
-        "" | "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei" | "n" | "u" | "m" | "k" | "M" | "G" | "T" | "P" | "E"
-    ) || suffix
-        .strip_prefix(['e', 'E'])
-        .is_some_and(|exp| {
-            let exp = exp.strip_prefix(['+', '-']).unwrap_or(exp);
-            !exp.is_empty() && exp.chars().all(|c| c.is_ascii_digit())
-        });
+        "" | "Ki"
+            | "Mi"
+            | "Gi"
+            | "Ti"
+            | "Pi"
+            | "Ei"
+            | "n"
+            | "u"
+            | "m"
+            | "k"
+            | "M"
+            | "G"
+            | "T"
+            | "P"
+            | "E"
+    ) || suffix.strip_prefix(['e', 'E']).is_some_and(|exp| {
+        let exp = exp.strip_prefix(['+', '-']).unwrap_or(exp);
+        !exp.is_empty() && exp.chars().all(|c| c.is_ascii_digit())
+    });
     valid_number && valid_suffix
 }
 
@@ -675,7 +702,11 @@ mod tests {
         assert_eq!(config.namespace, "securebuild-system");
         assert_eq!(config.backend, Backend::Pod);
         assert!(config.signing_key.is_none());
-        assert!(config.builder_image.starts_with("ghcr.io/securebuild/securebuild:"));
+        assert!(
+            config
+                .builder_image
+                .starts_with("ghcr.io/securebuild/securebuild:")
+        );
     }
 
     #[test]
@@ -707,9 +738,18 @@ defaultResources:
             ],
         )
         .unwrap();
-        assert_eq!(config.registry_prefix.as_deref(), Some("registry.example.com/images"));
-        assert_eq!(config.default_repositories, ["https://packages.wolfi.dev/os"]);
-        assert_eq!(config.builder_image, "registry.example.com/securebuild:1.2.3");
+        assert_eq!(
+            config.registry_prefix.as_deref(),
+            Some("registry.example.com/images")
+        );
+        assert_eq!(
+            config.default_repositories,
+            ["https://packages.wolfi.dev/os"]
+        );
+        assert_eq!(
+            config.builder_image,
+            "registry.example.com/securebuild:1.2.3"
+        );
         assert_eq!(config.builder_service_account, None);
         assert_eq!(
             config.signing_key,
@@ -732,7 +772,10 @@ defaultResources:
         let config = load(
             None,
             &[
-                ("SECUREBUILD_DEFAULT_REPOSITORIES", "https://a.example/os, https://b.example/os,"),
+                (
+                    "SECUREBUILD_DEFAULT_REPOSITORIES",
+                    "https://a.example/os, https://b.example/os,",
+                ),
                 ("SECUREBUILD_WATCH_NAMESPACES", "ns1,ns2"),
                 ("SECUREBUILD_BACKEND", "local"),
                 ("SECUREBUILD_SIGNING_KEY_SECRET", "key"),
@@ -741,7 +784,10 @@ defaultResources:
             ],
         )
         .unwrap();
-        assert_eq!(config.default_repositories, ["https://a.example/os", "https://b.example/os"]);
+        assert_eq!(
+            config.default_repositories,
+            ["https://a.example/os", "https://b.example/os"]
+        );
         assert_eq!(config.watch_namespaces, ["ns1", "ns2"]);
         assert_eq!(config.backend, Backend::Local);
         assert_eq!(config.signing_key.unwrap().namespace, "keys");
@@ -750,41 +796,142 @@ defaultResources:
 
     #[test]
     fn invalid_configurations_are_named() {
-        let cases: &[(Option<&str>, &[(&str, &str)], &str)] = &[
+        type Case<'a> = (Option<&'a str>, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
             (Some("unknownKey: 1"), &[], "unknown field `unknownKey`"),
-            (Some("maxConcurrentBuilds: many"), &[], "invalid configuration file"),
-            (None, &[("SECUREBUILD_MAX_CONCURRENT_BUILDS", "lots")], "SECUREBUILD_MAX_CONCURRENT_BUILDS=`lots`"),
-            (None, &[("SECUREBUILD_JOB_TTL_SECONDS", "soon")], "SECUREBUILD_JOB_TTL_SECONDS"),
-            (None, &[("SECUREBUILD_BACKEND", "vm")], "unknown backend `vm`"),
-            (None, &[("SECUREBUILD_DEFAULT_TIMEOUT", "1d")], "invalid defaultTimeout"),
-            (None, &[("SECUREBUILD_DEFAULT_TIMEOUT", "10ms")], "shorter than one second"),
-            (None, &[("SECUREBUILD_REGISTRY_PREFIX", "https://registry.example.com")], "registryPrefix"),
-            (None, &[("SECUREBUILD_REGISTRY_PREFIX", "registry.example.com/")], "registryPrefix"),
-            (None, &[("SECUREBUILD_REGISTRY_PREFIX", "registry.example.com:port")], "registryPrefix"),
-            (None, &[("SECUREBUILD_REGISTRY_PREFIX", "registry.example.com/Team")], "registryPrefix"),
-            (None, &[("SECUREBUILD_DEFAULT_KEYRING", "https://k.example/key.pub")], "defaultKeyring is set"),
-            (None, &[("SECUREBUILD_BUILDER_IMAGE", "")], "builderImage must not be empty"),
-            (None, &[("SECUREBUILD_BUILDER_IMAGE", "bad image")], "builderImage `bad image`"),
-            (None, &[("SECUREBUILD_MAX_CONCURRENT_BUILDS", "0")], "maxConcurrentBuilds must be at least 1"),
-            (None, &[("SECUREBUILD_RECONCILE_CONCURRENCY", "0")], "reconcileConcurrency must be at least 1"),
-            (None, &[("SECUREBUILD_WATCH_NAMESPACES", "Team_A")], "watchNamespaces entry `Team_A`"),
-            (None, &[("SECUREBUILD_NAMESPACE", "-bad")], "namespace `-bad`"),
-            (None, &[("SECUREBUILD_SIGNING_KEY_SECRET", "Key!")], "signingKeySecret `Key!`"),
-            (None, &[("SECUREBUILD_BUILDER_SERVICE_ACCOUNT", "a b")], "builderServiceAccount"),
-            (None, &[("SECUREBUILD_JOB_TTL_SECONDS", "-5")], "must not be negative, got -5"),
-            (None, &[("SECUREBUILD_WORK_SIZE_LIMIT", "ten gigs")], "workSizeLimit `ten gigs`"),
-            (Some("defaultResources: {limits: {memory: lots}}"), &[], "defaultResources.limits `lots`"),
-            (Some("defaultRepositories: ['']"), &[], "defaultRepositories entry must not be empty"),
+            (
+                Some("maxConcurrentBuilds: many"),
+                &[],
+                "invalid configuration file",
+            ),
+            (
+                None,
+                &[("SECUREBUILD_MAX_CONCURRENT_BUILDS", "lots")],
+                "SECUREBUILD_MAX_CONCURRENT_BUILDS=`lots`",
+            ),
+            (
+                None,
+                &[("SECUREBUILD_JOB_TTL_SECONDS", "soon")],
+                "SECUREBUILD_JOB_TTL_SECONDS",
+            ),
+            (
+                None,
+                &[("SECUREBUILD_BACKEND", "vm")],
+                "unknown backend `vm`",
+            ),
+            (
+                None,
+                &[("SECUREBUILD_DEFAULT_TIMEOUT", "1d")],
+                "invalid defaultTimeout",
+            ),
+            (
+                None,
+                &[("SECUREBUILD_DEFAULT_TIMEOUT", "10ms")],
+                "shorter than one second",
+            ),
+            (
+                None,
+                &[(
+                    "SECUREBUILD_REGISTRY_PREFIX",
+                    "https://registry.example.com",
+                )],
+                "registryPrefix",
+            ),
+            (
+                None,
+                &[("SECUREBUILD_REGISTRY_PREFIX", "registry.example.com/")],
+                "registryPrefix",
+            ),
+            (
+                None,
+                &[("SECUREBUILD_REGISTRY_PREFIX", "registry.example.com:port")],
+                "registryPrefix",
+            ),
+            (
+                None,
+                &[("SECUREBUILD_REGISTRY_PREFIX", "registry.example.com/Team")],
+                "registryPrefix",
+            ),
+            (
+                None,
+                &[("SECUREBUILD_DEFAULT_KEYRING", "https://k.example/key.pub")],
+                "defaultKeyring is set",
+            ),
+            (
+                None,
+                &[("SECUREBUILD_BUILDER_IMAGE", "")],
+                "builderImage must not be empty",
+            ),
+            (
+                None,
+                &[("SECUREBUILD_BUILDER_IMAGE", "bad image")],
+                "builderImage `bad image`",
+            ),
+            (
+                None,
+                &[("SECUREBUILD_MAX_CONCURRENT_BUILDS", "0")],
+                "maxConcurrentBuilds must be at least 1",
+            ),
+            (
+                None,
+                &[("SECUREBUILD_RECONCILE_CONCURRENCY", "0")],
+                "reconcileConcurrency must be at least 1",
+            ),
+            (
+                None,
+                &[("SECUREBUILD_WATCH_NAMESPACES", "Team_A")],
+                "watchNamespaces entry `Team_A`",
+            ),
+            (
+                None,
+                &[("SECUREBUILD_NAMESPACE", "-bad")],
+                "namespace `-bad`",
+            ),
+            (
+                None,
+                &[("SECUREBUILD_SIGNING_KEY_SECRET", "Key!")],
+                "signingKeySecret `Key!`",
+            ),
+            (
+                None,
+                &[("SECUREBUILD_BUILDER_SERVICE_ACCOUNT", "a b")],
+                "builderServiceAccount",
+            ),
+            (
+                None,
+                &[("SECUREBUILD_JOB_TTL_SECONDS", "-5")],
+                "must not be negative, got -5",
+            ),
+            (
+                None,
+                &[("SECUREBUILD_WORK_SIZE_LIMIT", "ten gigs")],
+                "workSizeLimit `ten gigs`",
+            ),
+            (
+                Some("defaultResources: {limits: {memory: lots}}"),
+                &[],
+                "defaultResources.limits `lots`",
+            ),
+            (
+                Some("defaultRepositories: ['']"),
+                &[],
+                "defaultRepositories entry must not be empty",
+            ),
         ];
         for (file, env, expected) in cases {
             let error = load(*file, env).expect_err(expected).to_string();
-            assert!(error.contains(expected), "expected `{expected}` in `{error}`");
+            assert!(
+                error.contains(expected),
+                "expected `{expected}` in `{error}`"
+            );
         }
     }
 
     #[test]
     fn quantities() {
-        for good in ["10Gi", "500M", "1", "0.5", "1.5Gi", "100m", "1e3", "2E+2", "+1Ki"] {
+        for good in [
+            "10Gi", "500M", "1", "0.5", "1.5Gi", "100m", "1e3", "2E+2", "+1Ki",
+        ] {
             assert!(is_quantity(good), "{good}");
         }
         for bad in ["", "Gi", "ten", "1.2.3", "1GB", "1e", "-", "1 Gi"] {

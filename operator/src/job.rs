@@ -63,6 +63,13 @@ pub const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
 /// The annotation that makes `kubectl logs` pick the builder container.
 pub const DEFAULT_CONTAINER_ANNOTATION: &str = "kubectl.kubernetes.io/default-container";
 
+/// The Job condition of a Job that succeeded.
+pub const JOB_COMPLETE: &str = "Complete";
+/// The Job condition of a Job that failed.
+pub const JOB_FAILED: &str = "Failed";
+/// A condition status that holds.
+pub const CONDITION_TRUE: &str = "True";
+
 /// The builder container's name.
 pub const CONTAINER_NAME: &str = "builder";
 /// Where the input ConfigMap is mounted.
@@ -188,10 +195,14 @@ pub fn job_state(job: &Job) -> JobState {
         .as_ref()
         .and_then(|s| s.conditions.as_deref())
         .unwrap_or_default();
-    let is_true = |kind: &str| conditions.iter().any(|c| c.type_ == kind && c.status == "True");
-    if is_true("Complete") {
+    let is_true = |kind: &str| {
+        conditions
+            .iter()
+            .any(|c| c.type_ == kind && c.status == CONDITION_TRUE)
+    };
+    if is_true(JOB_COMPLETE) {
         JobState::Succeeded
-    } else if is_true("Failed") {
+    } else if is_true(JOB_FAILED) {
         JobState::Failed
     } else {
         JobState::Active
@@ -215,7 +226,9 @@ pub fn job_reason(job: &Job) -> Option<BuildReason> {
 
 /// The lock digest that triggered a `PackageUpdate` Job.
 pub fn job_lock_digest(job: &Job) -> Option<&str> {
-    job.annotations().get(LOCK_DIGEST_ANNOTATION).map(String::as_str)
+    job.annotations()
+        .get(LOCK_DIGEST_ANNOTATION)
+        .map(String::as_str)
 }
 
 /// Whether the ImageBuild is the Job's controller (same uid), which tells Jobs of a deleted and
@@ -239,7 +252,10 @@ pub fn newest_first(a: &Job, b: &Job) -> std::cmp::Ordering {
 
 /// The label selector of every Job built for the ImageBuild named `name`.
 pub fn selector(name: &str) -> String {
-    format!("{MANAGED_BY_LABEL}={MANAGER},{IMAGEBUILD_LABEL}={}", label_value(name))
+    format!(
+        "{MANAGED_BY_LABEL}={MANAGER},{IMAGEBUILD_LABEL}={}",
+        label_value(name)
+    )
 }
 
 /// The label selector of every object the operator manages.
@@ -325,17 +341,28 @@ pub fn build_timeout(ib: &ImageBuild, config: &Config) -> Result<Duration, JobEr
 
 /// The ConfigMap holding the build input and the Job that runs the builder, both owned by the
 /// ImageBuild and named [`job_name`].
-pub fn desired_job(ib: &ImageBuild, trigger: &Trigger, config: &Config) -> Result<(ConfigMap, Job), JobError> {
+pub fn desired_job(
+    ib: &ImageBuild,
+    trigger: &Trigger,
+    config: &Config,
+) -> Result<(ConfigMap, Job), JobError> {
     let name = ib.name_any();
     let missing = |field| JobError::MissingMetadata {
         name: name.clone(),
         field,
     };
-    let namespace = ib.namespace().ok_or_else(|| missing("metadata.namespace"))?;
-    let uid = ib.meta().uid.clone().ok_or_else(|| missing("metadata.uid"))?;
-    let owner = ib
+    let namespace = ib
+        .namespace()
+        .ok_or_else(|| missing("metadata.namespace"))?;
+    let uid = ib
+        .meta()
+        .uid
+        .clone()
+        .ok_or_else(|| missing("metadata.uid"))?;
+    let mut owner = ib
         .controller_owner_ref(&())
         .ok_or_else(|| missing("metadata.name"))?;
+    owner.block_owner_deletion = Some(true);
     let object_name = job_name(&name, &uid, trigger);
 
     let repository = push_repository(&ib.spec.target.repository, config)?;
@@ -377,7 +404,10 @@ pub fn desired_job(ib: &ImageBuild, trigger: &Trigger, config: &Config) -> Resul
         (COMPONENT_LABEL.to_string(), COMPONENT.to_string()),
         (IMAGEBUILD_LABEL.to_string(), label_value(&name)),
         (GENERATION_LABEL.to_string(), trigger.generation.to_string()),
-        (TRIGGER_LABEL.to_string(), reason_name(trigger.reason()).to_string()),
+        (
+            TRIGGER_LABEL.to_string(),
+            reason_name(trigger.reason()).to_string(),
+        ),
     ]);
     let mut annotations = BTreeMap::from([(TRIGGER_ANNOTATION.to_string(), trigger.describe())]);
     match &trigger.kind {
@@ -423,10 +453,7 @@ pub fn desired_job(ib: &ImageBuild, trigger: &Trigger, config: &Config) -> Resul
             .map(str::to_string),
     );
 
-    let mut env = vec![
-        env_var("HOME", TMP_DIR),
-        env_var("TMPDIR", TMP_DIR),
-    ];
+    let mut env = vec![env_var("HOME", TMP_DIR), env_var("TMPDIR", TMP_DIR)];
     let mut volume_mounts = vec![
         mount(VOLUME_INPUT, INPUT_DIR, true),
         mount(VOLUME_WORK, WORK_DIR, false),
@@ -604,10 +631,10 @@ fn empty_dir(name: &str, size_limit: Quantity) -> Volume {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config;
     use crate::fixtures::{TestImageBuild, UID};
     use crate::podsecurity::check_restricted;
-    use k8s_openapi::api::core::v1::Toleration;
-    use crate::config;
+    use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
 
     fn config() -> Config {
         Config {
@@ -645,12 +672,17 @@ mod tests {
         let pod_security = spec.security_context.as_ref().unwrap();
         assert_eq!(pod_security.fs_group, Some(65532));
         assert_eq!(pod_security.run_as_group, Some(65532));
-        assert_eq!(container.termination_message_policy.as_deref(), Some("FallbackToLogsOnError"));
+        assert_eq!(
+            container.termination_message_policy.as_deref(),
+            Some("FallbackToLogsOnError")
+        );
     }
 
     #[test]
     fn job_runs_the_builder_with_structured_arguments() {
-        let ib = TestImageBuild::new().tags(&["latest", "{{ version \"go\" }}"]).build();
+        let ib = TestImageBuild::new()
+            .tags(&["latest", "{{ version \"go\" }}"])
+            .build();
         let (config_map, job) = desired_job(&ib, &spec_changed(3), &config()).unwrap();
         let container = &pod_spec(&job).containers[0];
         assert_eq!(container.command, None);
@@ -677,10 +709,14 @@ mod tests {
         assert_eq!(spec.ttl_seconds_after_finished, Some(600));
         let rules = &spec.pod_failure_policy.as_ref().unwrap().rules;
         assert_eq!(rules[0].action, "Ignore");
-        assert_eq!(rules[1].on_exit_codes.as_ref().unwrap().values, [TERMINAL_EXIT_CODE]);
+        assert_eq!(
+            rules[1].on_exit_codes.as_ref().unwrap().values,
+            [TERMINAL_EXIT_CODE]
+        );
 
         let data = config_map.data.as_ref().unwrap();
-        let image = securebuild_crds::ImageConfiguration::from_yaml(&data[IMAGE_CONFIG_KEY]).unwrap();
+        let image =
+            securebuild_crds::ImageConfiguration::from_yaml(&data[IMAGE_CONFIG_KEY]).unwrap();
         assert_eq!(image, ib.spec.image);
         let target: serde_json::Value = serde_json::from_str(&data[TARGET_KEY]).unwrap();
         assert_eq!(target["repository"], "registry.example.com/team/app");
@@ -720,8 +756,18 @@ mod tests {
         assert!(is_owned_by(&job, &ib));
         let other = TestImageBuild::new().uid("another-uid").build();
         assert!(!is_owned_by(&job, &other));
-        let template_labels = job.spec.as_ref().unwrap().template.metadata.as_ref().unwrap();
-        assert_eq!(template_labels.labels.as_ref().unwrap()[IMAGEBUILD_LABEL], "app");
+        let template_labels = job
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .metadata
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            template_labels.labels.as_ref().unwrap()[IMAGEBUILD_LABEL],
+            "app"
+        );
     }
 
     #[test]
@@ -752,7 +798,10 @@ mod tests {
                 request: request.into(),
             },
         };
-        assert_ne!(job_name("app", "uid-1", &manual("a")), job_name("app", "uid-1", &manual("b")));
+        assert_ne!(
+            job_name("app", "uid-1", &manual("a")),
+            job_name("app", "uid-1", &manual("b"))
+        );
 
         let long = format!("{}.{}", "x".repeat(60), "y".repeat(100));
         let name = job_name(&long, "uid-1", &trigger);
@@ -767,20 +816,30 @@ mod tests {
         assert_eq!(label_value("app"), "app");
         let long = format!("{}-.{}", "a".repeat(62), "b".repeat(10));
         assert_eq!(label_value(&long), "a".repeat(62));
-        assert_eq!(selector("app"), "app.kubernetes.io/managed-by=securebuild-operator,securebuild.dev/imagebuild=app");
+        assert_eq!(
+            selector("app"),
+            "app.kubernetes.io/managed-by=securebuild-operator,securebuild.dev/imagebuild=app"
+        );
     }
 
     #[test]
     fn repositories() {
         let cases = [
-            ("registry.example.com/team/app", Some("registry.example.com/team/app")),
+            (
+                "registry.example.com/team/app",
+                Some("registry.example.com/team/app"),
+            ),
             ("localhost:5000/app", Some("localhost:5000/app")),
             ("localhost/app", Some("localhost/app")),
             ("team/app", Some("registry.example.com/images/team/app")),
             ("app", Some("registry.example.com/images/app")),
         ];
         for (input, expected) in cases {
-            assert_eq!(push_repository(input, &config()).ok().as_deref(), expected, "{input}");
+            assert_eq!(
+                push_repository(input, &config()).ok().as_deref(),
+                expected,
+                "{input}"
+            );
         }
         let error = push_repository("team/app", &Config::default()).unwrap_err();
         assert!(error.to_string().contains("registryPrefix"), "{error}");
@@ -788,20 +847,30 @@ mod tests {
 
     #[test]
     fn defaults_apply_only_without_repositories() {
-        let ib = TestImageBuild::new().repositories(&[]).keyring(&["https://mine/key.pub"]).build();
+        let ib = TestImageBuild::new()
+            .repositories(&[])
+            .keyring(&["https://mine/key.pub"])
+            .build();
         let (config_map, _) = desired_job(&ib, &spec_changed(1), &config()).unwrap();
-        let image =
-            securebuild_crds::ImageConfiguration::from_yaml(&config_map.data.unwrap()[IMAGE_CONFIG_KEY]).unwrap();
+        let image = securebuild_crds::ImageConfiguration::from_yaml(
+            &config_map.data.unwrap()[IMAGE_CONFIG_KEY],
+        )
+        .unwrap();
         assert_eq!(image.contents.repositories, ["https://packages.example/os"]);
         assert_eq!(
             image.contents.keyring,
-            ["https://mine/key.pub", "https://packages.example/key.rsa.pub"]
+            [
+                "https://mine/key.pub",
+                "https://packages.example/key.rsa.pub"
+            ]
         );
 
         let own = TestImageBuild::new().build();
         let (config_map, _) = desired_job(&own, &spec_changed(1), &config()).unwrap();
-        let image =
-            securebuild_crds::ImageConfiguration::from_yaml(&config_map.data.unwrap()[IMAGE_CONFIG_KEY]).unwrap();
+        let image = securebuild_crds::ImageConfiguration::from_yaml(
+            &config_map.data.unwrap()[IMAGE_CONFIG_KEY],
+        )
+        .unwrap();
         assert_eq!(image.contents.keyring, own.spec.image.contents.keyring);
 
         let bare = Config {
@@ -818,15 +887,33 @@ mod tests {
         let ib = TestImageBuild::new().push_secret("regcred").build();
         let (_, job) = desired_job(&ib, &spec_changed(1), &config()).unwrap();
         let spec = pod_spec(&job);
-        let volume = spec.volumes.as_ref().unwrap().iter().find(|v| v.secret.is_some()).unwrap();
+        let volume = spec
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|v| v.secret.is_some())
+            .unwrap();
         let secret = volume.secret.as_ref().unwrap();
         assert_eq!(secret.secret_name.as_deref(), Some("regcred"));
         let item = &secret.items.as_ref().unwrap()[0];
-        assert_eq!((item.key.as_str(), item.path.as_str()), (".dockerconfigjson", "config.json"));
+        assert_eq!(
+            (item.key.as_str(), item.path.as_str()),
+            (".dockerconfigjson", "config.json")
+        );
         let container = &spec.containers[0];
         let env = container.env.as_ref().unwrap();
-        assert!(env.iter().any(|e| e.name == "DOCKER_CONFIG" && e.value.as_deref() == Some("/docker")));
-        let docker = container.volume_mounts.as_ref().unwrap().iter().find(|m| m.mount_path == "/docker").unwrap();
+        assert!(
+            env.iter()
+                .any(|e| e.name == "DOCKER_CONFIG" && e.value.as_deref() == Some("/docker"))
+        );
+        let docker = container
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.mount_path == "/docker")
+            .unwrap();
         assert_eq!(docker.read_only, Some(true));
 
         let without = TestImageBuild::new().build();
@@ -842,9 +929,18 @@ mod tests {
         let spec = pod_spec(&job);
         let volumes = spec.volumes.as_ref().unwrap();
         let work = volumes.iter().find(|v| v.name == "work").unwrap();
-        assert_eq!(work.empty_dir.as_ref().unwrap().size_limit, Some(Quantity("10Gi".into())));
+        assert_eq!(
+            work.empty_dir.as_ref().unwrap().size_limit,
+            Some(Quantity("10Gi".into()))
+        );
         let mounts = spec.containers[0].volume_mounts.as_ref().unwrap();
-        let by_path = |path: &str| mounts.iter().find(|m| m.mount_path == path).unwrap().read_only;
+        let by_path = |path: &str| {
+            mounts
+                .iter()
+                .find(|m| m.mount_path == path)
+                .unwrap()
+                .read_only
+        };
         assert_eq!(by_path("/input"), Some(true));
         assert_eq!(by_path("/work"), Some(false));
         assert_eq!(by_path("/tmp"), Some(false));
@@ -853,7 +949,10 @@ mod tests {
     #[test]
     fn builder_settings_from_spec_or_defaults() {
         let mut ib = TestImageBuild::new().timeout("1h30m").build();
-        ib.spec.builder.node_selector.insert("kubernetes.io/arch".into(), "arm64".into());
+        ib.spec
+            .builder
+            .node_selector
+            .insert("kubernetes.io/arch".into(), "arm64".into());
         ib.spec.builder.tolerations.push(Toleration {
             key: Some("builders".into()),
             operator: Some("Exists".into()),
@@ -868,12 +967,24 @@ mod tests {
             ..config()
         };
         let (_, job) = desired_job(&ib, &spec_changed(1), &cfg).unwrap();
-        assert_eq!(job.spec.as_ref().unwrap().active_deadline_seconds, Some(5400));
+        assert_eq!(
+            job.spec.as_ref().unwrap().active_deadline_seconds,
+            Some(5400)
+        );
         let spec = pod_spec(&job);
-        assert_eq!(spec.node_selector.as_ref().unwrap()["kubernetes.io/arch"], "arm64");
+        assert_eq!(
+            spec.node_selector.as_ref().unwrap()["kubernetes.io/arch"],
+            "arm64"
+        );
         assert_eq!(spec.tolerations.as_ref().unwrap().len(), 1);
         assert_eq!(spec.service_account_name.as_deref(), Some("builder"));
-        let limits = spec.containers[0].resources.as_ref().unwrap().limits.clone().unwrap();
+        let limits = spec.containers[0]
+            .resources
+            .as_ref()
+            .unwrap()
+            .limits
+            .clone()
+            .unwrap();
         assert_eq!(limits["memory"], Quantity("8Gi".into()));
 
         let plain = TestImageBuild::new().build();
@@ -882,11 +993,17 @@ mod tests {
         assert_eq!(spec.node_selector, None);
         assert_eq!(spec.tolerations, None);
         assert_eq!(spec.service_account_name, None);
-        assert_eq!(spec.containers[0].resources, Some(Config::default().default_resources));
+        assert_eq!(
+            spec.containers[0].resources,
+            Some(Config::default().default_resources)
+        );
 
         let bad = TestImageBuild::new().timeout("forever").build();
         let error = desired_job(&bad, &spec_changed(1), &config()).unwrap_err();
-        assert!(error.to_string().contains("spec.builder.timeout"), "{error}");
+        assert!(
+            error.to_string().contains("spec.builder.timeout"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -921,7 +1038,8 @@ mod tests {
     #[test]
     fn unknown_labels_read_as_none() {
         let mut job = Job::default();
-        job.labels_mut().insert(TRIGGER_LABEL.into(), "Other".into());
+        job.labels_mut()
+            .insert(TRIGGER_LABEL.into(), "Other".into());
         job.labels_mut().insert(GENERATION_LABEL.into(), "x".into());
         assert_eq!(job_reason(&job), None);
         assert_eq!(job_generation(&job), None);

@@ -33,11 +33,11 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
+use securebuild_crds::ImageBuild;
 use securebuild_crds::REBUILD_ANNOTATION;
 use securebuild_crds::conditions::{ConditionType, is_true};
 use securebuild_crds::duration::parse_duration;
 use securebuild_crds::imagebuild::{BuildOutcome, BuildReason};
-use securebuild_crds::ImageBuild;
 
 use crate::job::{JobState, is_owned_by, job_state, newest_first};
 
@@ -91,7 +91,9 @@ impl Trigger {
     pub fn describe(&self) -> String {
         match &self.kind {
             TriggerKind::SpecChanged => format!("spec changed (generation {})", self.generation),
-            TriggerKind::Manual { request } => format!("rebuild requested ({REBUILD_ANNOTATION}={request})"),
+            TriggerKind::Manual { request } => {
+                format!("rebuild requested ({REBUILD_ANNOTATION}={request})")
+            }
             TriggerKind::PackageUpdate { lock_digest } => {
                 format!("packages changed (lock {lock_digest})")
             }
@@ -126,7 +128,12 @@ pub enum Decision {
 /// Decides what to do for `ib` given the Jobs listed for it, the time, and — after a
 /// [`Decision::ResolveNow`] — the freshly resolved lock digest. See the module's decision
 /// table.
-pub fn decide(ib: &ImageBuild, observed_jobs: &[Job], now: Timestamp, resolved_lock: Option<&str>) -> Decision {
+pub fn decide(
+    ib: &ImageBuild,
+    observed_jobs: &[Job],
+    now: Timestamp,
+    resolved_lock: Option<&str>,
+) -> Decision {
     let forever = Decision::Idle {
         requeue_after: None,
     };
@@ -143,7 +150,10 @@ pub fn decide(ib: &ImageBuild, observed_jobs: &[Job], now: Timestamp, resolved_l
         };
     }
 
-    let mut owned: Vec<&Job> = observed_jobs.iter().filter(|j| is_owned_by(j, ib)).collect();
+    let mut owned: Vec<&Job> = observed_jobs
+        .iter()
+        .filter(|j| is_owned_by(j, ib))
+        .collect();
     owned.sort_by(|a, b| newest_first(a, b));
     if let Some(active) = owned.iter().find(|j| job_state(j) == JobState::Active) {
         return Decision::Observe {
@@ -165,7 +175,10 @@ pub fn decide(ib: &ImageBuild, observed_jobs: &[Job], now: Timestamp, resolved_l
         });
     }
 
-    let rebuild_request = ib.annotations().get(REBUILD_ANNOTATION).filter(|v| !v.is_empty());
+    let rebuild_request = ib
+        .annotations()
+        .get(REBUILD_ANNOTATION)
+        .filter(|v| !v.is_empty());
     if let Some(request) = rebuild_request
         && status.handled_rebuild_request.as_ref() != Some(request)
     {
@@ -188,7 +201,9 @@ pub fn decide(ib: &ImageBuild, observed_jobs: &[Job], now: Timestamp, resolved_l
         Ok(interval) if !interval.is_zero() => interval,
         Ok(_) => {
             return Decision::InvalidSpec {
-                message: format!("spec.rebuild.interval `{interval_text}` must be longer than zero"),
+                message: format!(
+                    "spec.rebuild.interval `{interval_text}` must be longer than zero"
+                ),
             };
         }
         Err(error) => {
@@ -213,7 +228,10 @@ pub fn decide(ib: &ImageBuild, observed_jobs: &[Job], now: Timestamp, resolved_l
     };
 
     let current_lock = status.packages.as_ref().map(|p| p.lock_digest.as_str());
-    let attempted_lock = status.history.first().and_then(|h| h.lock_digest.as_deref());
+    let attempted_lock = status
+        .history
+        .first()
+        .and_then(|h| h.lock_digest.as_deref());
     if current_lock != Some(lock) && attempted_lock != Some(lock) {
         return Decision::Build(Trigger {
             generation,
@@ -225,6 +243,12 @@ pub fn decide(ib: &ImageBuild, observed_jobs: &[Job], now: Timestamp, resolved_l
     Decision::Idle {
         requeue_after: Some(interval),
     }
+}
+
+/// `spec.rebuild.interval` as a duration, when set and valid.
+pub fn rebuild_interval(ib: &ImageBuild) -> Option<Duration> {
+    let text = ib.spec.rebuild.interval.as_deref()?;
+    parse_duration(text).ok().filter(|d| !d.is_zero())
 }
 
 /// The time from `now` to `then`, at least one second.
@@ -275,35 +299,102 @@ mod tests {
     #[test]
     fn decision_table() {
         let fresh = TestImageBuild::new().build();
-        let built = || TestImageBuild::new().generation(2).succeeded(2, "job-b", "sha256:lock1");
-        let active = TestJob::for_build(&fresh, "job-active").created(NOW - 10).build();
-        let finished = TestJob::for_build(&fresh, "job-done").created(NOW - 100).succeeded().build();
-        let older = TestJob::for_build(&fresh, "job-old").created(NOW - 200).failed("BackoffLimitExceeded").build();
-        let foreign = TestJob::for_build(&TestImageBuild::new().uid("other").build(), "job-foreign")
-            .created(NOW)
+        let built = || {
+            TestImageBuild::new()
+                .generation(2)
+                .succeeded(2, "job-b", "sha256:lock1")
+        };
+        let active = TestJob::for_build(&fresh, "job-active")
+            .created(NOW - 10)
             .build();
+        let finished = TestJob::for_build(&fresh, "job-done")
+            .created(NOW - 100)
+            .succeeded()
+            .build();
+        let older = TestJob::for_build(&fresh, "job-old")
+            .created(NOW - 200)
+            .failed("BackoffLimitExceeded")
+            .build();
+        let foreign =
+            TestJob::for_build(&TestImageBuild::new().uid("other").build(), "job-foreign")
+                .created(NOW)
+                .build();
 
         // 1: deletion
-        check("deleting", &TestImageBuild::new().deleting().build(), &[active.clone()], None, idle(None));
+        check(
+            "deleting",
+            &TestImageBuild::new().deleting().build(),
+            std::slice::from_ref(&active),
+            None,
+            idle(None),
+        );
         // 2: a running build is observed, even when its Job is gone
-        let running = TestImageBuild::new().generation(3).running(2, "job-b").build();
+        let running = TestImageBuild::new()
+            .generation(3)
+            .running(2, "job-b")
+            .build();
         check("running", &running, &[], None, observe("job-b"));
         // 3: an active Job nobody recorded is adopted
-        check("adopt active", &built().build(), &[finished.clone(), active.clone()], None, observe("job-active"));
+        check(
+            "adopt active",
+            &built().build(),
+            &[finished.clone(), active.clone()],
+            None,
+            observe("job-active"),
+        );
         // foreign Jobs (another uid) are ignored
-        check("foreign", &fresh, &[foreign.clone()], None, build(1, TriggerKind::SpecChanged));
+        check(
+            "foreign",
+            &fresh,
+            std::slice::from_ref(&foreign),
+            None,
+            build(1, TriggerKind::SpecChanged),
+        );
         // 4: nothing recorded but a finished Job exists: observe the newest
-        check("adopt finished", &fresh, &[older.clone(), finished.clone()], None, observe("job-done"));
+        check(
+            "adopt finished",
+            &fresh,
+            &[older.clone(), finished.clone()],
+            None,
+            observe("job-done"),
+        );
         // 5: spec changes
-        check("first build", &fresh, &[], None, build(1, TriggerKind::SpecChanged));
-        let newer = TestImageBuild::new().generation(3).succeeded(2, "job-b", "sha256:lock1").build();
-        check("new generation", &newer, &[finished.clone()], None, build(3, TriggerKind::SpecChanged));
-        let stalled_newer = TestImageBuild::new().generation(3).failed(2, "job-b", Reason::ResolutionFailed).build();
-        check("spec change clears stall", &stalled_newer, &[], None, build(3, TriggerKind::SpecChanged));
+        check(
+            "first build",
+            &fresh,
+            &[],
+            None,
+            build(1, TriggerKind::SpecChanged),
+        );
+        let newer = TestImageBuild::new()
+            .generation(3)
+            .succeeded(2, "job-b", "sha256:lock1")
+            .build();
+        check(
+            "new generation",
+            &newer,
+            std::slice::from_ref(&finished),
+            None,
+            build(3, TriggerKind::SpecChanged),
+        );
+        let stalled_newer = TestImageBuild::new()
+            .generation(3)
+            .failed(2, "job-b", Reason::ResolutionFailed)
+            .build();
+        check(
+            "spec change clears stall",
+            &stalled_newer,
+            &[],
+            None,
+            build(3, TriggerKind::SpecChanged),
+        );
         // 6: manual requests
         let requested = built().annotation(REBUILD_ANNOTATION, "now").build();
         check("manual", &requested, &[], None, build(2, manual("now")));
-        let handled = built().annotation(REBUILD_ANNOTATION, "now").handled("now").build();
+        let handled = built()
+            .annotation(REBUILD_ANNOTATION, "now")
+            .handled("now")
+            .build();
         check("manual handled", &handled, &[], None, idle(None));
         let empty_request = built().annotation(REBUILD_ANNOTATION, "").build();
         check("empty request", &empty_request, &[], None, idle(None));
@@ -312,28 +403,71 @@ mod tests {
             .failed(2, "job-b", Reason::ResolutionFailed)
             .annotation(REBUILD_ANNOTATION, "again")
             .build();
-        check("manual clears stall", &stalled_request, &[], None, build(2, manual("again")));
+        check(
+            "manual clears stall",
+            &stalled_request,
+            &[],
+            None,
+            build(2, manual("again")),
+        );
         // 7: stalled waits
-        let stalled = TestImageBuild::new().generation(2).interval("1h").failed(2, "job-b", Reason::ResolutionFailed).build();
+        let stalled = TestImageBuild::new()
+            .generation(2)
+            .interval("1h")
+            .failed(2, "job-b", Reason::ResolutionFailed)
+            .build();
         check("stalled", &stalled, &[], None, idle(None));
         // a finished, non-terminal failure is not repeated
-        let pushed_failed = TestImageBuild::new().generation(2).failed(2, "job-b", Reason::PushFailed).build();
+        let pushed_failed = TestImageBuild::new()
+            .generation(2)
+            .failed(2, "job-b", Reason::PushFailed)
+            .build();
         check("no retry loop", &pushed_failed, &[], None, idle(None));
         // 8: broken interval
         let broken = built().interval("soon").build();
-        assert!(matches!(decide(&broken, &[], at(NOW), None), Decision::InvalidSpec { .. }));
+        assert!(matches!(
+            decide(&broken, &[], at(NOW), None),
+            Decision::InvalidSpec { .. }
+        ));
         let zero = built().interval("0s").build();
-        assert!(matches!(decide(&zero, &[], at(NOW), None), Decision::InvalidSpec { .. }));
+        assert!(matches!(
+            decide(&zero, &[], at(NOW), None),
+            Decision::InvalidSpec { .. }
+        ));
         // 9: interval due
         let never_resolved = built().interval("1h").build();
-        check("never resolved", &never_resolved, &[], None, Decision::ResolveNow);
+        check(
+            "never resolved",
+            &never_resolved,
+            &[],
+            None,
+            Decision::ResolveNow,
+        );
         let due = built().interval("1h").resolved_at(NOW - 3600).build();
         check("due", &due, &[], None, Decision::ResolveNow);
         let garbled = built().interval("1h").resolved_text("yesterday").build();
-        check("unreadable lastResolved", &garbled, &[], None, Decision::ResolveNow);
+        check(
+            "unreadable lastResolved",
+            &garbled,
+            &[],
+            None,
+            Decision::ResolveNow,
+        );
         // 10: lock changes
-        check("lock changed", &due, &[], Some("sha256:lock2"), build(2, package_update("sha256:lock2")));
-        check("lock same", &due, &[], Some("sha256:lock1"), idle(Some(3600)));
+        check(
+            "lock changed",
+            &due,
+            &[],
+            Some("sha256:lock2"),
+            build(2, package_update("sha256:lock2")),
+        );
+        check(
+            "lock same",
+            &due,
+            &[],
+            Some("sha256:lock1"),
+            idle(Some(3600)),
+        );
         let failed_update = TestImageBuild::new()
             .generation(2)
             .interval("1h")
@@ -347,30 +481,72 @@ mod tests {
                 lock_digest: Some("sha256:lock2".into()),
             })
             .build();
-        check("failed lock not retried", &failed_update, &[], Some("sha256:lock2"), idle(Some(3600)));
-        check("newer lock after failure", &failed_update, &[], Some("sha256:lock3"), build(2, package_update("sha256:lock3")));
+        check(
+            "failed lock not retried",
+            &failed_update,
+            &[],
+            Some("sha256:lock2"),
+            idle(Some(3600)),
+        );
+        check(
+            "newer lock after failure",
+            &failed_update,
+            &[],
+            Some("sha256:lock3"),
+            build(2, package_update("sha256:lock3")),
+        );
         let mut no_packages = built().interval("1h").resolved_at(NOW - 7200).build();
         if let Some(status) = no_packages.status.as_mut() {
             status.packages = None::<PackageSummary>;
             status.history.clear();
         }
-        check("no packages yet", &no_packages, &[], Some("sha256:lock1"), build(2, package_update("sha256:lock1")));
+        check(
+            "no packages yet",
+            &no_packages,
+            &[],
+            Some("sha256:lock1"),
+            build(2, package_update("sha256:lock1")),
+        );
         // 11: waiting for the interval
         let recent = built().interval("1h").resolved_at(NOW - 600).build();
         check("not due", &recent, &[], None, idle(Some(3000)));
         // 12: nothing to do
-        check("up to date", &built().build(), &[finished], None, idle(None));
+        check(
+            "up to date",
+            &built().build(),
+            &[finished],
+            None,
+            idle(None),
+        );
     }
 
     #[test]
     fn triggers_describe_themselves() {
         let cases = [
-            (TriggerKind::SpecChanged, BuildReason::SpecChanged, "", "spec changed (generation 4)"),
-            (manual("x"), BuildReason::Manual, "x", "rebuild requested (securebuild.dev/rebuild=x)"),
-            (package_update("sha256:1"), BuildReason::PackageUpdate, "sha256:1", "packages changed (lock sha256:1)"),
+            (
+                TriggerKind::SpecChanged,
+                BuildReason::SpecChanged,
+                "",
+                "spec changed (generation 4)",
+            ),
+            (
+                manual("x"),
+                BuildReason::Manual,
+                "x",
+                "rebuild requested (securebuild.dev/rebuild=x)",
+            ),
+            (
+                package_update("sha256:1"),
+                BuildReason::PackageUpdate,
+                "sha256:1",
+                "packages changed (lock sha256:1)",
+            ),
         ];
         for (kind, reason, token, text) in cases {
-            let trigger = Trigger { generation: 4, kind };
+            let trigger = Trigger {
+                generation: 4,
+                kind,
+            };
             assert_eq!(trigger.reason(), reason);
             assert_eq!(trigger.token(), token);
             assert_eq!(trigger.describe(), text);

@@ -6,6 +6,8 @@
 pub mod archive;
 pub mod constraint;
 pub mod index;
+pub mod package;
+pub mod repository;
 pub mod signature;
 pub mod solver;
 pub mod version;

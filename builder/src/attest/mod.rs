@@ -9,8 +9,10 @@ pub mod intoto;
 pub mod keys;
 pub mod license;
 pub mod provenance;
+pub mod publish;
 pub mod purl;
 pub mod sbom;
+pub mod verify;
 mod spdx_license_list;
 
 use base64::Engine as _;

@@ -6,6 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 pub mod apk_version;
+pub mod build;
+pub mod lock;
+pub mod resolve;
+pub mod sign;
+pub mod verify;
 
 /// Build minimal, reproducible, signed container images from APK packages.
 #[derive(Debug, Parser)]
@@ -25,6 +30,16 @@ pub struct Cli {
 pub enum Command {
     /// apk-compatible utilities.
     Apk(ApkArgs),
+    /// Build an image from an apko configuration into an OCI layout or a registry.
+    Build(Box<BuildArgs>),
+    /// Resolve an apko configuration for all its architectures and write a lockfile.
+    Lock(LockArgs),
+    /// Print what `apk add PACKAGE...` would install, in install order.
+    Resolve(ResolveArgs),
+    /// Sign an image in a registry with a cosign key (appends to `sha256-<hex>.sig`).
+    Sign(SignArgs),
+    /// Verify an image's cosign signatures and attestations in a registry with a public key.
+    Verify(VerifyArgs),
 }
 
 /// `securebuild apk …`
@@ -56,5 +71,217 @@ pub struct ApkVersionArgs {
     pub check: Option<Vec<String>>,
 }
 
-/// A path argument that may also be given through an environment variable.
-pub type PathArg = PathBuf;
+/// `securebuild build CONFIG.yaml [--output DIR] [--push REPO[:TAG]] [--tag TAG]...`
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The apko image configuration (YAML).
+    #[arg(value_name = "CONFIG.yaml")]
+    pub config: PathBuf,
+
+    /// Write an OCI image layout to DIR (the default, as `<config name>.oci`, when nothing is
+    /// pushed).
+    #[arg(short = 'o', long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+
+    /// Push to REPO[:TAG]: blobs the registry lacks, the manifests, the index and every tag.
+    #[arg(long, value_name = "REPO[:TAG]")]
+    pub push: Option<String>,
+
+    /// A tag template, e.g. `latest` or `{{ version "go" }}`. Repeatable.
+    #[arg(short = 't', long, value_name = "TAG")]
+    pub tag: Vec<String>,
+
+    /// Build only this architecture (OCI or apk name). Repeatable.
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Vec<String>,
+
+    /// Build exactly the packages of this lockfile (from `securebuild lock`).
+    #[arg(long, value_name = "LOCK.json")]
+    pub lockfile: Option<PathBuf>,
+
+    /// Write the compact JSON result (digests, tags, lock digest, package count) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub result: Option<PathBuf>,
+
+    /// The docker `config.json` with registry credentials (default: `$DOCKER_CONFIG` or
+    /// `~/.docker`).
+    #[arg(long, value_name = "FILE")]
+    pub registry_config: Option<PathBuf>,
+
+    /// A registry host spoken to over plain HTTP; loopback registries always are. Repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
+
+    /// Cache directory for indexes, keys and packages.
+    #[arg(long, env = "SECUREBUILD_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Directory for temporary files (default: next to the output).
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+
+    /// Layer compression: `gzip` (default) or `zstd`.
+    #[arg(long, default_value = "gzip", value_name = "ALGORITHM")]
+    pub compression: String,
+
+    /// Compression level (gzip 0-9, default 6; zstd 1-22, default 3).
+    #[arg(long, value_name = "LEVEL")]
+    pub compression_level: Option<i32>,
+
+    /// Creation time in seconds since the epoch (default: `SOURCE_DATE_EPOCH`, else the newest
+    /// package build time).
+    #[arg(long, value_name = "SECONDS")]
+    pub source_date_epoch: Option<i64>,
+
+    /// Accept unsigned indexes and indexes signed by unknown keys.
+    #[arg(long)]
+    pub allow_untrusted: bool,
+
+    /// Largest file a package may install, in bytes.
+    #[arg(long, value_name = "BYTES")]
+    pub max_entry_size: Option<u64>,
+
+    /// Largest total installed size, in bytes.
+    #[arg(long, value_name = "BYTES")]
+    pub max_total_size: Option<u64>,
+
+    /// Most paths in the image.
+    #[arg(long, value_name = "COUNT")]
+    pub max_entries: Option<u64>,
+}
+
+/// `securebuild lock CONFIG.yaml -o LOCK.json`
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// The apko image configuration (YAML).
+    #[arg(value_name = "CONFIG.yaml")]
+    pub config: PathBuf,
+
+    /// Where to write the lockfile.
+    #[arg(short = 'o', long, value_name = "LOCK.json")]
+    pub output: PathBuf,
+
+    /// Accept unsigned indexes and indexes signed by unknown keys.
+    #[arg(long)]
+    pub allow_untrusted: bool,
+
+    /// Cache directory for indexes, keys and packages.
+    #[arg(long, env = "SECUREBUILD_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// `securebuild resolve [--repository REPO]... [--keyring KEY]... [--arch ARCH]
+/// [--allow-untrusted] [--json] PACKAGE...`
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    /// A repository: an http(s) URL, a local directory with the `<arch>/APKINDEX.tar.gz`
+    /// layout, or a path to one `APKINDEX` or `APKINDEX.tar.gz`; prefix with `@tag ` for a
+    /// tagged repository. Repeatable, in priority order.
+    #[arg(short = 'X', long = "repository", value_name = "REPO")]
+    pub repository: Vec<String>,
+
+    /// A trusted public key (path or https URL). Repeatable.
+    #[arg(short = 'k', long = "keyring", value_name = "KEY")]
+    pub keyring: Vec<String>,
+
+    /// The apk architecture to resolve for (default: this machine's).
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<String>,
+
+    /// Accept unsigned indexes and indexes signed by unknown keys.
+    #[arg(long)]
+    pub allow_untrusted: bool,
+
+    /// Print JSON (name, version, arch, repository, checksum) instead of `name-version` lines.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Cache directory for indexes and keys.
+    #[arg(long, env = "SECUREBUILD_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Packages, with apk constraints: `name`, `name=1.2-r0`, `name~1.2`, `name>=1`, `!name`,
+    /// `name@tag`, `so:libfoo.so.1`.
+    #[arg(required = true, value_name = "PACKAGE")]
+    pub packages: Vec<String>,
+}
+
+/// `securebuild sign IMAGE --key KEY [--key-password-file FILE] [--registry-config FILE]
+/// [--insecure-registry HOST]... [-a KEY=VALUE]...`
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// The image to sign: `REPO:TAG`, `REPO@sha256:…` (a tag is resolved to its digest first).
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+
+    /// The private key: cosign's encrypted key (password from `--key-password-file`,
+    /// `SECUREBUILD_KEY_PASSWORD` or `COSIGN_PASSWORD`), or a PKCS#8 or SEC1 PEM.
+    #[arg(long, value_name = "KEY")]
+    pub key: PathBuf,
+
+    /// A file whose first line is the key's password.
+    #[arg(long, value_name = "FILE")]
+    pub key_password_file: Option<PathBuf>,
+
+    /// The docker `config.json` with registry credentials (default: `$DOCKER_CONFIG` or
+    /// `~/.docker`).
+    #[arg(long, value_name = "FILE")]
+    pub registry_config: Option<PathBuf>,
+
+    /// A registry (`host:port`) or CIDR range spoken to over plain HTTP; loopback registries
+    /// always are. Repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
+
+    /// An annotation signed into the payload's `optional` claims, as `cosign sign -a`.
+    /// Repeatable.
+    #[arg(
+        short = 'a',
+        long = "annotations",
+        visible_alias = "annotation",
+        value_name = "KEY=VALUE"
+    )]
+    pub annotations: Vec<String>,
+}
+
+/// `securebuild verify IMAGE --key PUB [--attestation TYPE]... [--registry-config FILE]
+/// [--insecure-registry HOST]... [--output text|json]`
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The image to verify: `REPO:TAG` or `REPO@sha256:…`.
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+
+    /// The public key (`cosign.pub`, an SPKI `PUBLIC KEY` PEM).
+    #[arg(long, value_name = "PUB")]
+    pub key: PathBuf,
+
+    /// Also require a valid attestation of this type: `slsaprovenance` (SLSA provenance v1),
+    /// `spdx` or `cyclonedx` (cosign's names; `slsaprovenance1` and `spdxjson` are accepted).
+    /// Repeatable.
+    #[arg(long = "attestation", value_name = "TYPE")]
+    pub attestations: Vec<crate::attest::verify::AttestationType>,
+
+    /// The docker `config.json` with registry credentials (default: `$DOCKER_CONFIG` or
+    /// `~/.docker`).
+    #[arg(long, value_name = "FILE")]
+    pub registry_config: Option<PathBuf>,
+
+    /// A registry (`host:port`) or CIDR range spoken to over plain HTTP; loopback registries
+    /// always are. Repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
+
+    /// How to print what was verified.
+    #[arg(short = 'o', long, value_enum, default_value_t = VerifyOutput::Text)]
+    pub output: VerifyOutput,
+}
+
+/// The output formats of `securebuild verify`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VerifyOutput {
+    /// One fact per line.
+    Text,
+    /// The full report as JSON.
+    Json,
+}

@@ -19,7 +19,7 @@ use super::entry::{EntryKind, LayerEntry};
 use super::guard::{self, Guard, GuardError, Origin};
 use super::tree::{Content, ContentSource, Node, Tree};
 use crate::apk::archive::{self, ArchiveError, Limits as ArchiveLimits};
-use crate::apk::index::PackageRecord;
+use crate::apk::index::{Checksum, ChecksumAlgorithm, PackageRecord};
 
 /// The PAX record in which apk-tools and abuild store a file's SHA-1.
 pub const PAX_APK_CHECKSUM: &str = "APK-TOOLS.checksum.SHA1";
@@ -262,8 +262,20 @@ fn spool_data(package: &PackageFile<'_>, spool: &Path, limits: &ArchiveLimits) -
             package: name.clone(),
             source,
         })?;
-    let actual = archive.control.digests.checksum();
-    if actual != package.record.checksum {
+    let digests = &archive.control.digests;
+    let matches = match package.record.checksum() {
+        Ok(Checksum {
+            algorithm: ChecksumAlgorithm::Sha1,
+            bytes,
+        }) => bytes == digests.sha1,
+        Ok(Checksum {
+            algorithm: ChecksumAlgorithm::Sha256,
+            bytes,
+        }) => bytes == digests.sha256,
+        Err(_) => false,
+    };
+    let actual = digests.checksum();
+    if !matches {
         return Err(InstallError::ControlChecksum {
             package: name,
             expected: package.record.checksum.clone(),
@@ -288,6 +300,9 @@ fn spool_data(package: &PackageFile<'_>, spool: &Path, limits: &ArchiveLimits) -
     })?;
     Ok(())
 }
+
+/// A package's tar entry as a node, with the SHA-1 the package recorded for it.
+type PackageEntry = (Node, Option<[u8; 20]>);
 
 struct State<'a> {
     tree: Tree,
@@ -348,7 +363,7 @@ impl State<'_> {
         index: usize,
         package: &str,
         entry: &mut tar::Entry<'_, R>,
-    ) -> Result<Option<(Node, Option<[u8; 20]>)>, InstallError> {
+    ) -> Result<Option<PackageEntry>, InstallError> {
         let malformed = |entry_name: &str, source: io::Error| InstallError::Entry {
             package: package.to_string(),
             entry: entry_name.to_string(),

@@ -87,6 +87,9 @@ Call with (dict "image" .Values.image "context" $).
 {{- if gt (int .Values.replicas) 1 }}true{{ end }}
 {{- end }}
 
+{{/* The leader election Lease (operator/src/leader.rs, LEASE_NAME). */}}
+{{- define "securebuild.leaseName" -}}securebuild-operator{{- end }}
+
 {{/* Where the configuration file is mounted, and its name in the ConfigMap. */}}
 {{- define "securebuild.configDir" -}}/etc/securebuild{{- end }}
 {{- define "securebuild.configFile" -}}config.yaml{{- end }}

@@ -1,0 +1,547 @@
+//! The one orchestrator of a build: configuration → resolution (or a lockfile) → verified
+//! packages → per-architecture filesystem → deterministic layer → OCI config, manifests and
+//! index → an OCI layout (and, when asked, a push) → a [`BuildResult`].
+//!
+//! Each step lives in its own module; this file only sequences them and carries data between
+//! them. A failure at any step leaves nothing at the output and pushes nothing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use securebuild_crds::image_config::{Architecture, ImageConfiguration};
+
+use crate::apk::package::{PackageFetcher, PackageRef, VerifiedPackage};
+use crate::apk::repository;
+use crate::error::{Error, Result};
+use crate::image::install::{self, InstallLimits, PackageFile};
+use crate::image::layer::Compression;
+use crate::image::oci::{self, Descriptor, LayoutWriter, Platform};
+use crate::image::install::Installed;
+use crate::image::{accounts, paths, write};
+use crate::lock::{Lock, LockConfig, LockContents, LockKeyring, LockPackage, LockRange, LockRepository};
+use crate::resolve::{self, ArchResolution, Resolution, ResolveRequest};
+use crate::result::{BuildResult, ImageResult, PlatformResult};
+use crate::tags;
+
+/// Everything a build needs besides the configuration.
+#[derive(Clone, Debug)]
+pub struct BuildOptions {
+    /// The configuration file, when there is one: relative repository and key paths are
+    /// relative to its directory, and the lockfile records its name and checksum.
+    pub config_path: Option<PathBuf>,
+    /// Build only these architectures (they must be among the configuration's).
+    pub archs: Vec<Architecture>,
+    /// Build exactly the packages of this lock.
+    pub lockfile: Option<Lock>,
+    /// Cache root for indexes, keys and packages.
+    pub cache_dir: PathBuf,
+    /// Where spools, layers and the staging layout are written (the system temp directory
+    /// when `None`); put it on the output's filesystem so the layout moves into place by rename.
+    pub work_dir: Option<PathBuf>,
+    /// Accept unsigned indexes and unknown keys.
+    pub allow_untrusted: bool,
+    /// Layer compression.
+    pub compression: Compression,
+    /// Fixed creation time (seconds since the epoch); default: the newest package build time.
+    pub source_date_epoch: Option<i64>,
+    /// Size and count limits.
+    pub limits: InstallLimits,
+    /// Tag templates, expanded over the resolved versions.
+    pub tags: Vec<String>,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        Self {
+            config_path: None,
+            archs: Vec::new(),
+            lockfile: None,
+            cache_dir: default_cache_dir(),
+            work_dir: None,
+            allow_untrusted: false,
+            compression: Compression::default(),
+            source_date_epoch: None,
+            limits: InstallLimits::default(),
+            tags: Vec::new(),
+        }
+    }
+}
+
+/// The cache directory: `$SECUREBUILD_CACHE_DIR`, else `$XDG_CACHE_HOME/securebuild`, else
+/// `~/.cache/securebuild`, else a directory under the system temp dir.
+pub fn default_cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SECUREBUILD_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(dir).join("securebuild");
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        return PathBuf::from(home).join(".cache/securebuild");
+    }
+    std::env::temp_dir().join("securebuild-cache")
+}
+
+/// One architecture's image.
+#[derive(Clone, Debug)]
+pub struct BuiltPlatform {
+    /// The architecture.
+    pub arch: Architecture,
+    /// The image manifest's descriptor (with platform).
+    pub manifest: Descriptor,
+    /// The installed packages, in install order.
+    pub packages: Vec<VerifiedPackage>,
+}
+
+/// A finished build: an OCI layout in a staging directory plus what it contains.
+#[derive(Debug)]
+pub struct BuiltImage {
+    /// The layout (moved into place by [`BuiltImage::persist`]).
+    pub layout: LayoutWriter,
+    /// The image index descriptor.
+    pub index: Descriptor,
+    /// Per architecture, in build order.
+    pub platforms: Vec<BuiltPlatform>,
+    /// Expanded tags.
+    pub tags: Vec<String>,
+    /// The resolution the image was built from.
+    pub resolution: Resolution,
+    /// The lock of this build.
+    pub lock: Lock,
+    /// The creation time used (seconds since the epoch).
+    pub created: i64,
+}
+
+impl BuiltImage {
+    /// The [`BuildResult`] of this build, with `reference` when it was pushed.
+    pub fn result(&self, reference: Option<String>) -> BuildResult {
+        BuildResult::success(ImageResult {
+            digest: self.index.digest.clone(),
+            reference,
+            platforms: self
+                .platforms
+                .iter()
+                .map(|p| {
+                    let platform = p.arch.platform();
+                    PlatformResult {
+                        arch: platform.architecture.to_string(),
+                        variant: platform.variant.map(str::to_string),
+                        digest: p.manifest.digest.clone(),
+                    }
+                })
+                .collect(),
+            tags: self.tags.clone(),
+            lock: self.resolution.digest(),
+            packages: self
+                .platforms
+                .first()
+                .map_or(0, |p| u32::try_from(p.packages.len()).unwrap_or(u32::MAX)),
+        })
+    }
+
+    /// Moves the layout to `destination`.
+    pub fn persist(self, destination: &Path) -> Result<PathBuf> {
+        Ok(self.layout.persist(destination)?)
+    }
+
+    /// The layout directory as it is now (staging until persisted).
+    pub fn layout_dir(&self) -> &Path {
+        self.layout.path()
+    }
+}
+
+/// Resolves a configuration for its architectures (or `options.archs`).
+pub async fn resolve_config(config: &ImageConfiguration, options: &BuildOptions) -> Result<Resolution> {
+    let archs = select_archs(config, &options.archs)?;
+    let mut world = config.contents.packages.clone();
+    if let Some(lock) = &options.lockfile {
+        world = locked_world(lock, &archs)?;
+    }
+    let mut repositories = config.contents.build_repositories.clone();
+    repositories.extend(config.contents.repositories.iter().cloned());
+    let request = ResolveRequest {
+        repositories,
+        keyring: config.contents.keyring.clone(),
+        packages: world,
+        archs: archs.iter().map(|a| a.apk().to_string()).collect(),
+        base_dir: options.config_path.as_deref().map(resolve::base_dir_of),
+        allow_untrusted: options.allow_untrusted,
+        cache_dir: Some(options.cache_dir.clone()),
+    };
+    let resolution = resolve::resolve(&request).await?;
+    if let Some(lock) = &options.lockfile {
+        check_against_lock(&resolution, lock)?;
+    }
+    Ok(resolution)
+}
+
+/// Fetches and verifies every resolved package, per architecture in install order.
+pub async fn fetch_packages(resolution: &Resolution, options: &BuildOptions) -> Result<Vec<Vec<VerifiedPackage>>> {
+    let fetcher = PackageFetcher::new(repository::http_client()?, options.cache_dir.clone());
+    let mut all = Vec::with_capacity(resolution.archs.len());
+    for arch in &resolution.archs {
+        let refs: Vec<PackageRef> = arch
+            .packages
+            .iter()
+            .map(|p| PackageRef::new(arch.index_of(p), &p.record))
+            .collect();
+        all.push(fetcher.fetch_all(&refs).await?);
+    }
+    Ok(all)
+}
+
+/// Builds the image: resolve, fetch, install, assemble; the layout stays in staging.
+pub async fn build(config: &ImageConfiguration, options: &BuildOptions) -> Result<BuiltImage> {
+    if let Some(kind) = config.entrypoint.as_ref().and_then(|e| e.kind.as_deref()) {
+        return Err(Error::Unsupported {
+            what: format!("entrypoint type `{kind}`"),
+        });
+    }
+    let archs = select_archs(config, &options.archs)?;
+    let resolution = resolve_config(config, options).await?;
+    let packages = fetch_packages(&resolution, options).await?;
+    let created = options
+        .source_date_epoch
+        .or_else(source_date_epoch_from_env)
+        .unwrap_or_else(|| newest_build_time(&packages));
+    let versions: BTreeMap<String, String> = resolution
+        .archs
+        .first()
+        .map(|a| {
+            a.packages
+                .iter()
+                .map(|p| (p.record.name.clone(), p.record.version.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let tags = tags::expand_all(&options.tags, &versions)?;
+
+    // Spools, layers and the staging layout share one directory (and so one filesystem), so
+    // finished layers and the layout move into place by rename.
+    let staging = options.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&staging).map_err(|source| Error::File {
+        path: staging.clone(),
+        source,
+    })?;
+    let work = tempfile::Builder::new()
+        .prefix(".securebuild-work-")
+        .tempdir_in(&staging)
+        .map_err(|source| Error::File {
+            path: staging.clone(),
+            source,
+        })?;
+    let layout = LayoutWriter::new(&staging)?;
+    let annotations = oci::annotations(config);
+
+    let mut platforms = Vec::with_capacity(archs.len());
+    for ((arch, resolved), verified) in archs.iter().zip(&resolution.archs).zip(packages) {
+        let manifest = build_platform(
+            config,
+            arch,
+            resolved,
+            &resolution,
+            &verified,
+            &layout,
+            work.path(),
+            created,
+            options,
+        )?;
+        platforms.push(BuiltPlatform {
+            arch: arch.clone(),
+            manifest,
+            packages: verified,
+        });
+    }
+    let manifests: Vec<Descriptor> = platforms.iter().map(|p| p.manifest.clone()).collect();
+    let index = layout.add_bytes(oci::MEDIA_TYPE_INDEX, &oci::index(&manifests, &annotations))?;
+    layout.finish_index(&index, &tags)?;
+    let lock = make_lock(config, options, &resolution, &platforms);
+    drop(work);
+    Ok(BuiltImage {
+        layout,
+        index,
+        platforms,
+        tags,
+        resolution,
+        lock,
+        created,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_platform(
+    config: &ImageConfiguration,
+    arch: &Architecture,
+    resolved: &ArchResolution,
+    resolution: &Resolution,
+    verified: &[VerifiedPackage],
+    layout: &LayoutWriter,
+    work: &Path,
+    created: i64,
+    options: &BuildOptions,
+) -> Result<Descriptor> {
+    let spool_dir = work.join(format!("spool-{}", arch.apk()));
+    std::fs::create_dir_all(&spool_dir).map_err(|source| Error::File {
+        path: spool_dir.clone(),
+        source,
+    })?;
+    let files: Vec<PackageFile<'_>> = verified
+        .iter()
+        .map(|p| PackageFile {
+            record: &p.record,
+            path: p.path.clone(),
+        })
+        .collect();
+    let mut installed = install::install(&files, &spool_dir, &options.limits)?;
+
+    generate_files(config, arch, resolution, verified, &mut installed, created)?;
+    let _ = resolved;
+    let layer_file = work.join(format!("layer-{}", arch.apk()));
+    let digests = write::write_layer(&installed.tree, &installed.spools, &layer_file, options.compression)?;
+    let layer = Descriptor {
+        media_type: digests.media_type.to_string(),
+        digest: digests.digest.clone(),
+        size: digests.size,
+        platform: None,
+        annotations: BTreeMap::new(),
+    };
+    layout.add_file(&layer_file, &layer)?;
+    let config_bytes = oci::image_config(config, arch, &[digests.diff_id.clone()], created)?;
+    let config_descriptor = layout.add_bytes(oci::MEDIA_TYPE_CONFIG, &config_bytes)?;
+    let manifest_bytes = oci::manifest(&config_descriptor, &[layer], &oci::annotations(config));
+    let mut manifest = layout.add_bytes(oci::MEDIA_TYPE_MANIFEST, &manifest_bytes)?;
+    manifest.platform = Some(Platform::of(arch));
+    Ok(manifest)
+}
+
+/// The files the builder generates after the packages are installed: the apk database,
+/// busybox links, accounts, `paths` mutations and `ld.so.cache`, in that order.
+fn generate_files(
+    config: &ImageConfiguration,
+    arch: &Architecture,
+    resolution: &Resolution,
+    verified: &[VerifiedPackage],
+    installed: &mut Installed,
+    created: i64,
+) -> Result<()> {
+    let _ = (arch, resolution, verified);
+    accounts::apply_accounts(&mut installed.tree, &installed.spools, config.accounts.as_ref(), created)?;
+    paths::apply_path_mutations(&mut installed.tree, &config.paths, created)?;
+    Ok(())
+}
+
+/// The configuration's architectures, narrowed to `only` when given.
+fn select_archs(config: &ImageConfiguration, only: &[Architecture]) -> Result<Vec<Architecture>> {
+    let host = Architecture::parse(resolve::host_arch()).unwrap_or_else(|_| Architecture::all()[1].clone());
+    let all = config.architectures(&host);
+    if only.is_empty() {
+        return Ok(all);
+    }
+    let mut selected = Vec::new();
+    for arch in only {
+        if !config.archs.is_empty() && !all.contains(arch) {
+            return Err(Error::ArchNotConfigured {
+                arch: arch.to_string(),
+                configured: all.iter().map(ToString::to_string).collect(),
+            });
+        }
+        if !selected.contains(arch) {
+            selected.push(arch.clone());
+        }
+    }
+    selected.sort();
+    Ok(selected)
+}
+
+/// `/etc/apk/repositories` of the image: `repositories` then `runtime_repositories`.
+fn runtime_repositories(config: &ImageConfiguration) -> Vec<String> {
+    let mut repositories = config.contents.repositories.clone();
+    repositories.extend(config.contents.runtime_repositories.iter().cloned());
+    repositories
+}
+
+fn source_date_epoch_from_env() -> Option<i64> {
+    std::env::var("SOURCE_DATE_EPOCH").ok()?.trim().parse().ok()
+}
+
+fn newest_build_time(packages: &[Vec<VerifiedPackage>]) -> i64 {
+    packages
+        .iter()
+        .flatten()
+        .filter_map(|p| p.record.build_time)
+        .max()
+        .unwrap_or(0)
+}
+
+/// The world of a lockfile: every locked package pinned to its version (the first
+/// architecture's entries; the resolver pins the others to the same versions).
+fn locked_world(lock: &Lock, archs: &[Architecture]) -> Result<Vec<String>> {
+    let first = archs.first().map(|a| a.apk()).unwrap_or("x86_64");
+    let world: Vec<String> = lock
+        .contents
+        .packages
+        .iter()
+        .filter(|p| p.architecture == first)
+        .map(|p| format!("{}={}", p.name, p.version))
+        .collect();
+    if world.is_empty() {
+        return Err(Error::LockMismatch {
+            detail: format!("the lockfile has no packages for {first}"),
+        });
+    }
+    Ok(world)
+}
+
+/// Checks that a resolution installs exactly the lock's packages (names, versions, checksums).
+fn check_against_lock(resolution: &Resolution, lock: &Lock) -> Result<()> {
+    for arch in &resolution.archs {
+        let locked: Vec<(&str, &str, &str)> = lock
+            .contents
+            .packages
+            .iter()
+            .filter(|p| p.architecture == arch.arch)
+            .map(|p| (p.name.as_str(), p.version.as_str(), p.checksum.as_str()))
+            .collect();
+        let mut resolved: Vec<(&str, &str, &str)> = arch
+            .packages
+            .iter()
+            .map(|p| (p.record.name.as_str(), p.record.version.as_str(), p.record.checksum.as_str()))
+            .collect();
+        let mut expected = locked.clone();
+        expected.sort_unstable();
+        resolved.sort_unstable();
+        if expected != resolved {
+            let missing: Vec<String> = expected
+                .iter()
+                .filter(|p| !resolved.contains(p))
+                .map(|(n, v, _)| format!("{n}-{v}"))
+                .collect();
+            let extra: Vec<String> = resolved
+                .iter()
+                .filter(|p| !expected.contains(p))
+                .map(|(n, v, _)| format!("{n}-{v}"))
+                .collect();
+            return Err(Error::LockMismatch {
+                detail: format!(
+                    "{}: the repositories no longer give the locked packages (locked but not resolved: {}; resolved but not locked: {})",
+                    arch.arch,
+                    if missing.is_empty() { "none".to_string() } else { missing.join(", ") },
+                    if extra.is_empty() { "none".to_string() } else { extra.join(", ") },
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The lock of a finished (or fetched) resolution.
+pub fn make_lock(
+    config: &ImageConfiguration,
+    options: &BuildOptions,
+    resolution: &Resolution,
+    platforms: &[BuiltPlatform],
+) -> Lock {
+    let packages: Vec<&[VerifiedPackage]> = platforms.iter().map(|p| p.packages.as_slice()).collect();
+    lock_from(config, options, resolution, &packages)
+}
+
+/// The lock of a resolution whose packages were fetched (`packages` per architecture).
+pub fn lock_from(
+    config: &ImageConfiguration,
+    options: &BuildOptions,
+    resolution: &Resolution,
+    packages: &[&[VerifiedPackage]],
+) -> Lock {
+    use sha2::Digest;
+    let config_name = options
+        .config_path
+        .as_deref()
+        .and_then(Path::file_name)
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let checksum = config.to_yaml().map(|yaml| {
+        use base64::Engine;
+        format!(
+            "sha256-{}",
+            base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(yaml.as_bytes()))
+        )
+    });
+    let keyring = resolution
+        .keys
+        .iter()
+        .map(|k| LockKeyring {
+            name: k.name.clone(),
+            url: k.source.clone(),
+        })
+        .collect();
+    let mut repositories = Vec::new();
+    let mut build_repositories = Vec::new();
+    let mut locked = Vec::new();
+    for (arch, verified) in resolution.archs.iter().zip(packages) {
+        for index in &arch.indexes {
+            let entry = LockRepository {
+                name: index.spec.original.clone(),
+                url: index.spec.location.index_location(&arch.arch).map(|l| l.to_string()).unwrap_or_default(),
+                architecture: arch.arch.clone(),
+            };
+            if config.contents.build_repositories.contains(&index.spec.original) {
+                build_repositories.push(entry);
+            } else {
+                repositories.push(entry);
+            }
+        }
+        for (resolved, package) in arch.packages.iter().zip(verified.iter()) {
+            let url = PackageRef::new(arch.index_of(resolved), &resolved.record)
+                .location()
+                .map(|l| l.to_string())
+                .unwrap_or_default();
+            locked.push(LockPackage {
+                name: package.record.name.clone(),
+                url,
+                version: package.record.version.clone(),
+                architecture: arch.arch.clone(),
+                signature: LockRange::new(
+                    package.signature_range.start,
+                    package.signature_range.end,
+                    "sha1",
+                    &sha1_of_range(&package.path, &package.signature_range),
+                ),
+                control: LockRange::new(package.control_range.start, package.control_range.end, "sha1", &package.control_sha1),
+                data: LockRange::new(package.data_range.start, package.data_range.end, "sha256", &package.data_sha256),
+                checksum: package.record.checksum.clone(),
+            });
+        }
+    }
+    Lock {
+        version: crate::lock::LOCK_VERSION.to_string(),
+        config: Some(LockConfig {
+            name: config_name,
+            checksum: checksum.unwrap_or_default(),
+        }),
+        contents: LockContents {
+            keyring,
+            build_repositories,
+            repositories,
+            packages: locked,
+        },
+    }
+}
+
+fn sha1_of_range(path: &Path, range: &std::ops::Range<u64>) -> Vec<u8> {
+    use sha1::Digest;
+    use std::io::{Read, Seek, SeekFrom};
+    let mut hasher = sha1::Sha1::new();
+    if let Ok(mut file) = std::fs::File::open(path)
+        && file.seek(SeekFrom::Start(range.start)).is_ok()
+    {
+        let mut take = file.take(range.end.saturating_sub(range.start));
+        let mut buffer = [0u8; 64 * 1024];
+        while let Ok(read) = take.read(&mut buffer) {
+            if read == 0 {
+                break;
+            }
+            hasher.update(&buffer[..read]);
+        }
+    }
+    hasher.finalize().to_vec()
+}

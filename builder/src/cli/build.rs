@@ -1,0 +1,175 @@
+//! `securebuild build CONFIG.yaml`: builds the image and writes an OCI layout (`--output`, the
+//! default when nothing is pushed) and/or pushes it (`--push`), then prints the index digest
+//! and each platform's digest and, with `--result`, writes the compact JSON result.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use securebuild_crds::ImageConfiguration;
+use securebuild_crds::image_config::Architecture;
+
+use crate::build::{self, BuildOptions};
+use crate::cli::BuildArgs;
+use crate::cli::sign::{open_registry, parse_image};
+use crate::error::{Error, Result};
+use crate::image::layer::Compression;
+use crate::lock::Lock;
+use crate::registry;
+use crate::result::BuildResult;
+
+/// Runs `securebuild build`.
+pub async fn run(args: &BuildArgs, out: &mut dyn Write) -> Result<()> {
+    let outcome = build_and_publish(args, out).await;
+    if let Some(path) = &args.result {
+        let result = match &outcome {
+            Ok(result) => result.clone(),
+            Err(error) => BuildResult::failure(error.reason(), error.to_string()),
+        };
+        write_result(path, &result)?;
+    }
+    outcome.map(|_| ())
+}
+
+async fn build_and_publish(args: &BuildArgs, out: &mut dyn Write) -> Result<BuildResult> {
+    let config = read_config(&args.config)?;
+    let options = options(args)?;
+    // Parse the push target before building, so a typo fails fast.
+    let target = args
+        .push
+        .as_deref()
+        .map(parse_image)
+        .transpose()?;
+    let output = match (&args.output, &target) {
+        (Some(dir), _) => Some(dir.clone()),
+        (None, None) => Some(default_output(&args.config)),
+        (None, Some(_)) => None,
+    };
+    let image = build::build(&config, &options).await?;
+    let mut reference = None;
+    if let Some(target) = &target {
+        let registry = open_registry(args.registry_config.as_deref(), &args.insecure_registries)?;
+        let report = registry
+            .push_layout(image.layout_dir(), target, &image.tags)
+            .await?;
+        writeln!(
+            out,
+            "pushed {} ({} blobs uploaded, {} already present)",
+            report.reference, report.blobs_uploaded, report.blobs_skipped
+        )
+        .map_err(Error::Output)?;
+        reference = Some(report.reference);
+    }
+    let result = image.result(reference);
+    writeln!(out, "index: {}", image.index.digest).map_err(Error::Output)?;
+    for platform in &image.platforms {
+        let p = platform.arch.platform();
+        let name = match p.variant {
+            Some(variant) => format!("linux/{}/{variant}", p.architecture),
+            None => format!("linux/{}", p.architecture),
+        };
+        writeln!(out, "{name}: {}", platform.manifest.digest).map_err(Error::Output)?;
+    }
+    if let Some(dir) = output {
+        let path = image.persist(&dir)?;
+        writeln!(out, "wrote {}", path.display()).map_err(Error::Output)?;
+    }
+    Ok(result)
+}
+
+fn read_config(path: &Path) -> Result<ImageConfiguration> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::File {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(ImageConfiguration::from_yaml(&text)?)
+}
+
+/// The build options the flags describe.
+pub(crate) fn options(args: &BuildArgs) -> Result<BuildOptions> {
+    let mut options = BuildOptions {
+        config_path: Some(args.config.clone()),
+        archs: args
+            .arch
+            .iter()
+            .map(|a| Architecture::parse(a))
+            .collect::<Result<Vec<_>, _>>()?,
+        allow_untrusted: args.allow_untrusted,
+        source_date_epoch: args.source_date_epoch,
+        tags: args.tag.clone(),
+        ..BuildOptions::default()
+    };
+    if let Some(dir) = &args.cache_dir {
+        options.cache_dir = dir.clone();
+    }
+    options.compression = match args.compression.as_str() {
+        "gzip" => Compression::Gzip {
+            level: args.compression_level.unwrap_or(crate::image::layer::DEFAULT_GZIP_LEVEL as i32) as u32,
+        },
+        "zstd" => Compression::Zstd {
+            level: args.compression_level.unwrap_or(crate::image::layer::DEFAULT_ZSTD_LEVEL),
+        },
+        other => {
+            return Err(Error::Unsupported {
+                what: format!("compression `{other}` (use gzip or zstd)"),
+            });
+        }
+    };
+    if let Some(limit) = args.max_entry_size {
+        options.limits.guard.max_entry_size = limit;
+    }
+    if let Some(limit) = args.max_total_size {
+        options.limits.guard.max_total_size = limit;
+    }
+    if let Some(limit) = args.max_entries {
+        options.limits.guard.max_entries = limit;
+    }
+    if let Some(path) = &args.lockfile {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::File {
+            path: path.clone(),
+            source,
+        })?;
+        options.lockfile = Some(Lock::parse(&text)?);
+    }
+    // Stage next to the output so the finished layout moves into place by rename.
+    options.work_dir = match &args.work_dir {
+        Some(dir) => Some(dir.clone()),
+        None => args
+            .output
+            .as_deref()
+            .and_then(Path::parent)
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .or_else(|| Some(PathBuf::from("."))),
+    };
+    Ok(options)
+}
+
+/// `hello.apko.yaml` → `hello.oci`.
+fn default_output(config: &Path) -> PathBuf {
+    let name = config
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "image".to_string());
+    let stem = name
+        .trim_end_matches(".yaml")
+        .trim_end_matches(".yml")
+        .trim_end_matches(".apko");
+    PathBuf::from(format!("{stem}.oci"))
+}
+
+fn write_result(path: &Path, result: &BuildResult) -> Result<()> {
+    let text = if path == Path::new("/dev/termination-log") {
+        result.to_termination_message()
+    } else {
+        result.to_json()
+    };
+    std::fs::write(path, text).map_err(|source| Error::File {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Checks that `registry` names a loopback or explicitly insecure registry; used in messages.
+pub fn is_plain_http(host: &str, insecure: &[String]) -> bool {
+    registry::uses_plain_http(host, insecure)
+}

@@ -1,0 +1,832 @@
+//! The reconciler: lists an ImageBuild's Jobs, asks [`triggers::decide`] what to do, creates
+//! the ConfigMap and Job of a new build, reads the Pod of a finished one, writes the status
+//! with server-side apply, deletes Jobs beyond the history limits and publishes events
+//! (`BuildStarted`, `BuildSucceeded`, `BuildFailed`).
+//!
+//! This is the only module that talks to the API server; every decision it acts on comes from
+//! the pure modules. It does not sign or resolve packages itself: those are [`Hooks`].
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use prometheus_client::registry::Registry;
+use securebuild_crds::ImageBuild;
+use securebuild_crds::imagebuild::ImageBuildStatus;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::hooks::{LockResolver, NoResolver, NoSigning, PostBuild};
+use crate::http::HttpState;
+use crate::job::{self, JOB_NAME_LABEL, JobState, job_state};
+use crate::metrics::Metrics;
+use crate::slots::BuildSlots;
+use crate::status::{self, Finish, JobOutcome};
+use crate::triggers::{self, Decision, Trigger};
+use crate::{Error, Result};
+
+/// The field manager of every write.
+pub const FIELD_MANAGER: &str = "securebuild-operator";
+
+/// How often a running build is looked at without a Job event.
+pub const REQUEUE_RUNNING: Duration = Duration::from_secs(300);
+/// How often an ImageBuild waiting for a build slot tries again.
+pub const REQUEUE_QUEUED: Duration = Duration::from_secs(15);
+/// How soon after recording a finished build the ImageBuild is looked at again.
+pub const REQUEUE_FINISHED: Duration = Duration::from_secs(1);
+/// The first delay after a failed reconcile; it doubles up to [`MAX_RETRY_DELAY`].
+pub const FIRST_RETRY_DELAY: Duration = Duration::from_secs(5);
+/// The longest delay after failed reconciles.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
+
+/// Signing and re-resolution, as plugged into the controller.
+#[derive(Clone)]
+pub struct Hooks {
+    /// Runs after each successful build.
+    pub post_build: Arc<dyn PostBuild>,
+    /// Re-resolves packages for `spec.rebuild.interval`.
+    pub resolver: Arc<dyn LockResolver>,
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Self {
+            post_build: Arc::new(NoSigning),
+            resolver: Arc::new(NoResolver),
+        }
+    }
+}
+
+/// State shared by the controller and the HTTP endpoints.
+#[derive(Clone, Debug)]
+pub struct State {
+    registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        let (registry, metrics) = Metrics::new_registry();
+        Self {
+            registry: Arc::new(registry),
+            metrics: Arc::new(metrics),
+            ready: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+impl State {
+    /// What the HTTP endpoints read.
+    pub fn http(&self) -> HttpState {
+        HttpState {
+            registry: self.registry.clone(),
+            ready: self.ready.clone(),
+        }
+    }
+
+    /// Marks the operator ready (or not) for `/readyz`.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// The reconciler's context.
+    pub fn to_context(&self, client: Client, config: Arc<Config>, hooks: Hooks) -> Arc<Context> {
+        Arc::new(Context::new(client, config, self.metrics.clone(), hooks))
+    }
+}
+
+/// What every reconcile gets.
+pub struct Context {
+    /// The Kubernetes client.
+    pub client: Client,
+    /// The operator configuration.
+    pub config: Arc<Config>,
+    /// The metrics.
+    pub metrics: Arc<Metrics>,
+    /// Publishes `events.k8s.io` events about ImageBuilds.
+    pub recorder: Recorder,
+    /// Signing and re-resolution.
+    pub hooks: Hooks,
+    slots: Mutex<BuildSlots>,
+    failures: Mutex<BTreeMap<String, u32>>,
+}
+
+impl Context {
+    /// A context with empty build slots.
+    pub fn new(client: Client, config: Arc<Config>, metrics: Arc<Metrics>, hooks: Hooks) -> Self {
+        let recorder = Recorder::new(client.clone(), Reporter::from(FIELD_MANAGER));
+        let slots = BuildSlots::new(usize::from(config.max_concurrent_builds));
+        Self {
+            client,
+            config,
+            metrics,
+            recorder,
+            hooks,
+            slots: Mutex::new(slots),
+            failures: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn with_slots<T>(&self, change: impl FnOnce(&mut BuildSlots) -> T) -> T {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let result = change(&mut slots);
+        self.metrics.set_queued(slots.waiting());
+        result
+    }
+
+    fn record_failure(&self, key: &str) -> u32 {
+        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = failures.entry(key.to_string()).or_insert(0);
+        *count = count.saturating_add(1);
+        *count
+    }
+
+    fn forget_failures(&self, key: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
+    }
+}
+
+/// The delay before retrying after `attempts` failed reconciles in a row: 5 s, doubling, at
+/// most 5 minutes.
+pub fn retry_delay(attempts: u32) -> Duration {
+    let doublings = attempts.saturating_sub(1).min(16);
+    FIRST_RETRY_DELAY
+        .saturating_mul(1u32 << doublings)
+        .min(MAX_RETRY_DELAY)
+}
+
+/// Reconciles one ImageBuild.
+pub async fn reconcile(ib: Arc<ImageBuild>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile_timer();
+    let name = ib.name_any();
+    let namespace = ib
+        .namespace()
+        .ok_or_else(|| Error::MissingNamespace { name: name.clone() })?;
+    let key = format!("{namespace}/{name}");
+    let action = Reconciler {
+        ctx: &ctx,
+        ib: &ib,
+        namespace: &namespace,
+        name: &name,
+        key: &key,
+        now: Timestamp::now(),
+    }
+    .run()
+    .await?;
+    ctx.forget_failures(&key);
+    Ok(action)
+}
+
+/// Logs the error, counts it and retries with a growing delay.
+pub fn error_policy(ib: Arc<ImageBuild>, error: &Error, ctx: Arc<Context>) -> Action {
+    let key = format!("{}/{}", ib.namespace().unwrap_or_default(), ib.name_any());
+    let attempts = ctx.record_failure(&key);
+    let delay = retry_delay(attempts);
+    tracing::warn!(imagebuild = %key, %error, attempts, retry_in = ?delay, "reconcile failed");
+    ctx.metrics.reconcile_failed(error);
+    Action::requeue(delay)
+}
+
+/// One reconcile of one ImageBuild.
+struct Reconciler<'a> {
+    ctx: &'a Context,
+    ib: &'a ImageBuild,
+    namespace: &'a str,
+    name: &'a str,
+    key: &'a str,
+    now: Timestamp,
+}
+
+impl Reconciler<'_> {
+    async fn run(&self) -> Result<Action> {
+        if self.ib.metadata.deletion_timestamp.is_some() {
+            self.ctx.with_slots(|s| s.finish(self.key));
+            return Ok(Action::await_change());
+        }
+        let jobs: Api<Job> = Api::namespaced(self.ctx.client.clone(), self.namespace);
+        let listed = jobs
+            .list(&ListParams::default().labels(&job::selector(self.name)))
+            .await
+            .map_err(Error::kube("list", "Job", self.namespace))?;
+        let owned: Vec<Job> = listed
+            .items
+            .into_iter()
+            .filter(|j| job::is_owned_by(j, self.ib))
+            .collect();
+
+        let mut decision = triggers::decide(self.ib, &owned, self.now, None);
+        let mut resolved = false;
+        if decision == Decision::ResolveNow {
+            match self.ctx.hooks.resolver.resolve(self.ib).await {
+                Ok(lock) => {
+                    resolved = true;
+                    decision = triggers::decide(self.ib, &owned, self.now, Some(&lock));
+                }
+                Err(error) => {
+                    tracing::warn!(imagebuild = %self.key, %error, "cannot re-resolve packages");
+                    self.patch_status(status::resolved(self.ib, self.now))
+                        .await?;
+                    self.publish(
+                        EventType::Warning,
+                        "ResolveFailed",
+                        "Resolve",
+                        error.to_string(),
+                    )
+                    .await;
+                    let retry = triggers::rebuild_interval(self.ib).unwrap_or(MAX_RETRY_DELAY);
+                    return Ok(Action::requeue(retry));
+                }
+            }
+        }
+
+        match decision {
+            Decision::Idle { requeue_after } => {
+                self.ctx.with_slots(|s| s.finish(self.key));
+                if resolved {
+                    self.patch_status(status::resolved(self.ib, self.now))
+                        .await?;
+                }
+                self.apply_retention(&owned).await?;
+                Ok(requeue_after.map_or_else(Action::await_change, Action::requeue))
+            }
+            Decision::InvalidSpec { message } => self.reject(&message).await,
+            Decision::Build(trigger) => self.start_build(&trigger).await,
+            Decision::Observe { job } => self.observe(&job, &owned).await,
+            // `decide` with a resolved lock never asks to resolve again.
+            Decision::ResolveNow => Ok(Action::requeue(MAX_RETRY_DELAY)),
+        }
+    }
+
+    /// Creates the ConfigMap and Job for `trigger`, or records that the build waits for a slot.
+    async fn start_build(&self, trigger: &Trigger) -> Result<Action> {
+        let (config_map, job) = match job::desired_job(self.ib, trigger, &self.ctx.config) {
+            Ok(objects) => objects,
+            Err(error) => return self.reject(&error.to_string()).await,
+        };
+        let started = self.ctx.with_slots(|s| s.try_start(self.key));
+        if !started {
+            let (running, limit) = self.ctx.with_slots(|s| (s.running(), s.limit()));
+            self.patch_status(status::build_queued(
+                self.ib, trigger, running, limit, self.now,
+            ))
+            .await?;
+            return Ok(Action::requeue(REQUEUE_QUEUED));
+        }
+        let job_name = job.name_any();
+        let created = match self.create_objects(&config_map, &job).await {
+            Ok(created) => created,
+            Err(error) => {
+                self.ctx.with_slots(|s| s.finish(self.key));
+                return Err(error);
+            }
+        };
+        self.patch_status(status::build_started(self.ib, trigger, &job_name, self.now))
+            .await?;
+        if created {
+            tracing::info!(imagebuild = %self.key, job = %job_name, trigger = %trigger.describe(), "build started");
+            self.ctx
+                .metrics
+                .build_started(job::reason_name(trigger.reason()));
+            let note = format!("{}: started Job {job_name}", trigger.describe());
+            self.publish(EventType::Normal, "BuildStarted", "Build", note)
+                .await;
+        } else {
+            tracing::info!(imagebuild = %self.key, job = %job_name, "build Job already exists; recording it");
+        }
+        Ok(Action::requeue(REQUEUE_RUNNING))
+    }
+
+    /// Creates the ConfigMap and the Job; `AlreadyExists` for either is success (a restarted
+    /// operator computed the same names). Returns whether the Job was created now.
+    async fn create_objects(&self, config_map: &ConfigMap, job: &Job) -> Result<bool> {
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..PostParams::default()
+        };
+        let config_maps: Api<ConfigMap> = Api::namespaced(self.ctx.client.clone(), self.namespace);
+        match config_maps.create(&params, config_map).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.is_already_exists() => {}
+            Err(error) => {
+                return Err(Error::kube("create", "ConfigMap", &config_map.name_any())(
+                    error,
+                ));
+            }
+        }
+        let jobs: Api<Job> = Api::namespaced(self.ctx.client.clone(), self.namespace);
+        match jobs.create(&params, job).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(false),
+            Err(error) => Err(Error::kube("create", "Job", &job.name_any())(error)),
+        }
+    }
+
+    /// Records the state of the build run by `job_name`.
+    async fn observe(&self, job_name: &str, owned: &[Job]) -> Result<Action> {
+        let Some(job) = owned.iter().find(|j| j.name_any() == job_name) else {
+            self.ctx.with_slots(|s| s.finish(self.key));
+            let new_status = status::build_lost(self.ib, job_name, self.now);
+            let failure = new_status
+                .last_build
+                .as_ref()
+                .and_then(|b| b.failure.clone())
+                .unwrap_or_default();
+            self.patch_status(new_status).await?;
+            self.ctx.metrics.build_finished(Some(&failure.reason), None);
+            self.publish(
+                EventType::Warning,
+                "BuildFailed",
+                "Build",
+                format!("{}: {}", failure.reason, failure.message),
+            )
+            .await;
+            return Ok(Action::requeue(REQUEUE_FINISHED));
+        };
+        if job_state(job) == JobState::Active {
+            self.ctx.with_slots(|s| s.mark_running(self.key));
+            self.patch_status(status::build_progress(self.ib, job, self.now))
+                .await?;
+            return Ok(Action::requeue(REQUEUE_RUNNING));
+        }
+
+        let pods: Api<Pod> = Api::namespaced(self.ctx.client.clone(), self.namespace);
+        let mut job_pods = pods
+            .list(&ListParams::default().labels(&format!("{JOB_NAME_LABEL}={job_name}")))
+            .await
+            .map_err(Error::kube("list", "Pod", self.namespace))?
+            .items;
+        job_pods.sort_by(|a, b| {
+            let created = |pod: &Pod| pod.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            created(b)
+                .cmp(&created(a))
+                .then_with(|| b.name_any().cmp(&a.name_any()))
+        });
+        let finish = match status::job_outcome(job, job_pods.first()) {
+            JobOutcome::Succeeded(image) => match self
+                .ctx
+                .hooks
+                .post_build
+                .after_success(self.ib, &image)
+                .await
+            {
+                Ok(signing) => Finish::Succeeded { image, signing },
+                Err(error) => Finish::SigningFailed {
+                    image,
+                    message: error.to_string(),
+                },
+            },
+            JobOutcome::Failed(failure) => Finish::Failed(failure),
+        };
+        let new_status = status::build_finished(self.ib, job_name, Some(job), &finish, self.now);
+        let latest_image = new_status.latest_image.clone();
+        self.patch_status(new_status).await?;
+        self.ctx.with_slots(|s| s.finish(self.key));
+
+        let duration = status::build_duration(job);
+        match &finish {
+            Finish::Succeeded { image, .. } => {
+                tracing::info!(imagebuild = %self.key, job = %job_name, digest = %image.digest, "build succeeded");
+                self.ctx.metrics.build_finished(None, duration);
+                let built = latest_image.unwrap_or_else(|| image.digest.clone());
+                self.publish(
+                    EventType::Normal,
+                    "BuildSucceeded",
+                    "Build",
+                    format!("built {built}"),
+                )
+                .await;
+            }
+            Finish::SigningFailed { message, .. } => {
+                tracing::warn!(imagebuild = %self.key, job = %job_name, %message, "signing failed");
+                self.ctx
+                    .metrics
+                    .build_finished(Some("SigningFailed"), duration);
+                self.publish(
+                    EventType::Warning,
+                    "BuildFailed",
+                    "Build",
+                    format!("SigningFailed: {message}"),
+                )
+                .await;
+            }
+            Finish::Failed(failure) => {
+                tracing::warn!(imagebuild = %self.key, job = %job_name, reason = failure.reason.as_str(), message = %failure.message, "build failed");
+                self.ctx
+                    .metrics
+                    .build_finished(Some(failure.reason.as_str()), duration);
+                let note = format!("{}: {}", failure.reason.as_str(), failure.message);
+                self.publish(EventType::Warning, "BuildFailed", "Build", note)
+                    .await;
+            }
+        }
+        self.delete_config_map(job_name).await?;
+        self.apply_retention(owned).await?;
+        Ok(Action::requeue(REQUEUE_FINISHED))
+    }
+
+    /// Records an ImageBuild that cannot be built as written.
+    async fn reject(&self, message: &str) -> Result<Action> {
+        self.ctx.with_slots(|s| s.finish(self.key));
+        let changed = self
+            .patch_status(status::invalid_spec(self.ib, message, self.now))
+            .await?;
+        if changed {
+            tracing::warn!(imagebuild = %self.key, %message, "invalid spec");
+            self.publish(
+                EventType::Warning,
+                "BuildFailed",
+                "Build",
+                format!("InvalidSpec: {message}"),
+            )
+            .await;
+        }
+        Ok(Action::await_change())
+    }
+
+    /// Deletes finished Jobs beyond the history limits, with their Pods (background
+    /// propagation).
+    async fn apply_retention(&self, owned: &[Job]) -> Result<()> {
+        let policy = &self.ib.spec.rebuild;
+        let doomed = crate::retention::jobs_to_delete(
+            owned,
+            policy.successful_jobs_history_limit,
+            policy.failed_jobs_history_limit,
+            None,
+        );
+        let jobs: Api<Job> = Api::namespaced(self.ctx.client.clone(), self.namespace);
+        for name in doomed {
+            match jobs.delete(&name, &DeleteParams::background()).await {
+                Ok(_) => {
+                    tracing::info!(imagebuild = %self.key, job = %name, "deleted old build Job")
+                }
+                Err(kube::Error::Api(status)) if status.is_not_found() => {}
+                Err(error) => return Err(Error::kube("delete", "Job", &name)(error)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the input ConfigMap of a finished build: its Pods are done with it.
+    async fn delete_config_map(&self, name: &str) -> Result<()> {
+        let config_maps: Api<ConfigMap> = Api::namespaced(self.ctx.client.clone(), self.namespace);
+        match config_maps.delete(name, &DeleteParams::default()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
+            Err(error) => Err(Error::kube("delete", "ConfigMap", name)(error)),
+        }
+    }
+
+    /// Writes the status with server-side apply unless it is unchanged; returns whether it
+    /// wrote.
+    async fn patch_status(&self, new_status: ImageBuildStatus) -> Result<bool> {
+        if self.ib.status.as_ref() == Some(&new_status) {
+            return Ok(false);
+        }
+        let api: Api<ImageBuild> = Api::namespaced(self.ctx.client.clone(), self.namespace);
+        let patch = Patch::Apply(json!({
+            "apiVersion": ImageBuild::api_version(&()),
+            "kind": ImageBuild::kind(&()),
+            "status": new_status,
+        }));
+        api.patch_status(
+            self.name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &patch,
+        )
+        .await
+        .map_err(Error::kube("patch", "ImageBuild status", self.name))?;
+        Ok(true)
+    }
+
+    /// Publishes an event about the ImageBuild; a failure is logged, not returned, since events
+    /// are informational.
+    async fn publish(&self, type_: EventType, reason: &str, action: &str, note: String) {
+        let event = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(note),
+            action: action.to_string(),
+            secondary: None,
+        };
+        if let Err(error) = self
+            .ctx
+            .recorder
+            .publish(&event, &self.ib.object_ref(&()))
+            .await
+        {
+            tracing::warn!(imagebuild = %self.key, %error, reason, "cannot publish event");
+        }
+    }
+}
+
+/// Runs the controller until `shutdown` is cancelled: one watch of ImageBuilds (all namespaces,
+/// or one per configured namespace) with the builder Jobs it owns.
+pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<()> {
+    let namespaces: Vec<Option<String>> = if ctx.config.watch_namespaces.is_empty() {
+        vec![None]
+    } else {
+        ctx.config
+            .watch_namespaces
+            .iter()
+            .cloned()
+            .map(Some)
+            .collect()
+    };
+    let mut controllers = Vec::new();
+    for namespace in namespaces {
+        let (imagebuilds, jobs): (Api<ImageBuild>, Api<Job>) = match &namespace {
+            Some(ns) => (
+                Api::namespaced(ctx.client.clone(), ns),
+                Api::namespaced(ctx.client.clone(), ns),
+            ),
+            None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
+        };
+        let scope = namespace
+            .clone()
+            .unwrap_or_else(|| "all namespaces".to_string());
+        imagebuilds
+            .list(&ListParams::default().limit(1))
+            .await
+            .map_err(Error::kube(
+                "list",
+                "ImageBuild (is the CRD installed?)",
+                &scope,
+            ))?;
+        tracing::info!(scope = %scope, "watching ImageBuilds");
+        let stop = shutdown.clone();
+        let controller = Controller::new(imagebuilds, watcher::Config::default())
+            .owns(
+                jobs,
+                watcher::Config::default().labels(&job::managed_selector()),
+            )
+            .with_config(
+                controller::Config::default().concurrency(ctx.config.reconcile_concurrency),
+            )
+            .graceful_shutdown_on(async move { stop.cancelled().await })
+            .run(reconcile, error_policy, ctx.clone())
+            .for_each(|result| async move {
+                match result {
+                    Ok((object, _)) => tracing::debug!(imagebuild = %object, "reconciled"),
+                    Err(error) => tracing::debug!(%error, "reconcile did not complete"),
+                }
+            });
+        controllers.push(controller);
+    }
+    futures::future::join_all(controllers).await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{
+        Scenario, TestImageBuild, TestJob, TestPod, image_result, test_context, test_context_with,
+        timeout_after_1s,
+    };
+    use securebuild_builder::result::BuildResult;
+
+    #[tokio::test]
+    async fn new_imagebuild_creates_configmap_and_job() {
+        let (ctx, server) = test_context();
+        let ib = TestImageBuild::new().build();
+        let mock = server.run(Scenario::BuildStarted(ib.clone()));
+        reconcile(Arc::new(ib), ctx).await.unwrap();
+        timeout_after_1s(mock).await;
+    }
+
+    #[tokio::test]
+    async fn succeeded_job_reports_digest_and_ready() {
+        let (ctx, server) = test_context();
+        let ib = TestImageBuild::new().running(1, "app-job").build();
+        let job = TestJob::for_build(&ib, "app-job")
+            .started(10)
+            .completed_at(70)
+            .succeeded()
+            .build();
+        let result = BuildResult::success(image_result("sha256:lock")).to_termination_message();
+        let pod = TestPod::new("app-job")
+            .terminated("Completed", 0, &result)
+            .build();
+        let mock = server.run(Scenario::BuildSucceeded(ib.clone(), job, pod));
+        reconcile(Arc::new(ib), ctx.clone()).await.unwrap();
+        timeout_after_1s(mock).await;
+        assert_eq!(ctx.metrics.builds_succeeded.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn resolution_failure_stalls() {
+        let (ctx, server) = test_context();
+        let ib = TestImageBuild::new().running(1, "app-job").build();
+        let job = TestJob::for_build(&ib, "app-job")
+            .failed("PodFailurePolicy")
+            .build();
+        let result = BuildResult::failure("ResolutionFailed", "nothing provides go-9").to_json();
+        let pod = TestPod::new("app-job")
+            .terminated("Error", 2, &result)
+            .build();
+        let mock = server.run(Scenario::BuildFailedStalled(ib.clone(), job, pod));
+        reconcile(Arc::new(ib), ctx).await.unwrap();
+        timeout_after_1s(mock).await;
+    }
+
+    #[tokio::test]
+    async fn restart_mid_build_finds_the_job_already_created() {
+        let (ctx, server) = test_context();
+        let ib = TestImageBuild::new().build();
+        let mock = server.run(Scenario::JobAlreadyExists(ib.clone()));
+        reconcile(Arc::new(ib), ctx).await.unwrap();
+        timeout_after_1s(mock).await;
+    }
+
+    #[tokio::test]
+    async fn restart_mid_build_adopts_the_listed_job() {
+        let (ctx, server) = test_context();
+        let ib = TestImageBuild::new().build();
+        let job = TestJob::for_build(&ib, "app-job")
+            .started(10)
+            .ready()
+            .build();
+        let mock = server.run(Scenario::ActiveJobAdopted(ib.clone(), job));
+        reconcile(Arc::new(ib), ctx).await.unwrap();
+        timeout_after_1s(mock).await;
+    }
+
+    #[tokio::test]
+    async fn deleted_imagebuild_needs_nothing() {
+        let (ctx, server) = test_context();
+        let ib = TestImageBuild::new().deleting().build();
+        let mock = server.run(Scenario::RadioSilence);
+        let action = reconcile(Arc::new(ib), ctx).await.unwrap();
+        timeout_after_1s(mock).await;
+        assert_eq!(action, Action::await_change());
+    }
+
+    #[tokio::test]
+    async fn old_jobs_beyond_the_history_limit_are_deleted() {
+        let (ctx, server) = test_context();
+        let ib = TestImageBuild::new()
+            .succeeded(1, "app-new", "sha256:lock")
+            .successful_limit(1)
+            .build();
+        let old = TestJob::for_build(&ib, "app-old")
+            .created(1)
+            .succeeded()
+            .build();
+        let new = TestJob::for_build(&ib, "app-new")
+            .created(2)
+            .succeeded()
+            .build();
+        let mock = server.run(Scenario::RetentionDeletes(
+            ib.clone(),
+            vec![old, new],
+            "app-old".into(),
+        ));
+        reconcile(Arc::new(ib), ctx).await.unwrap();
+        timeout_after_1s(mock).await;
+    }
+
+    #[tokio::test]
+    async fn full_slots_queue_the_build() {
+        let (ctx, server) = test_context();
+        ctx.with_slots(|s| {
+            for i in 0..s.limit() {
+                s.mark_running(&format!("other/ib-{i}"));
+            }
+        });
+        let ib = TestImageBuild::new().build();
+        let mock = server.run(Scenario::BuildQueued(ib.clone()));
+        let action = reconcile(Arc::new(ib), ctx.clone()).await.unwrap();
+        timeout_after_1s(mock).await;
+        assert_eq!(action, Action::requeue(REQUEUE_QUEUED));
+        assert_eq!(ctx.metrics.queued_builds.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn invalid_spec_is_reported_once() {
+        let (ctx, server) = test_context();
+        let ib = TestImageBuild::new().timeout("forever").build();
+        let mock = server.run(Scenario::InvalidSpec(ib.clone()));
+        reconcile(Arc::new(ib), ctx).await.unwrap();
+        timeout_after_1s(mock).await;
+    }
+
+    #[tokio::test]
+    async fn api_errors_are_counted_and_retried_with_backoff() {
+        let (ctx, server) = test_context();
+        let ib = Arc::new(TestImageBuild::new().build());
+        let mock = server.run(Scenario::ListFails);
+        let error = reconcile(ib.clone(), ctx.clone()).await.unwrap_err();
+        timeout_after_1s(mock).await;
+        assert_eq!(error.metric_label(), "kube_api");
+        assert_eq!(
+            error_policy(ib.clone(), &error, ctx.clone()),
+            Action::requeue(Duration::from_secs(5))
+        );
+        assert_eq!(
+            error_policy(ib, &error, ctx.clone()),
+            Action::requeue(Duration::from_secs(10))
+        );
+        let text = crate::metrics::encode(&{
+            let mut registry = Registry::default();
+            registry.register("errors", "", ctx.metrics.reconcile_errors.clone());
+            registry
+        });
+        assert!(
+            text.contains("errors_total{error=\"kube_api\"} 2"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn missing_namespace_is_an_error() {
+        let (ctx, _server) = test_context();
+        let mut ib = TestImageBuild::new().build();
+        ib.metadata.namespace = None;
+        let error = reconcile(Arc::new(ib), ctx).await.unwrap_err();
+        assert!(matches!(error, Error::MissingNamespace { .. }));
+    }
+
+    struct FixedLock(&'static str);
+
+    impl LockResolver for FixedLock {
+        fn resolve<'a>(
+            &'a self,
+            _ib: &'a ImageBuild,
+        ) -> futures::future::BoxFuture<'a, Result<String, crate::hooks::HookError>> {
+            Box::pin(async move { Ok(self.0.to_string()) })
+        }
+    }
+
+    #[tokio::test]
+    async fn new_packages_start_a_package_update_build() {
+        let hooks = Hooks {
+            resolver: Arc::new(FixedLock("sha256:newer")),
+            ..Hooks::default()
+        };
+        let (ctx, server) = test_context_with(hooks);
+        let ib = TestImageBuild::new()
+            .interval("1h")
+            .succeeded(1, "app-old", "sha256:lock")
+            .build();
+        let mock = server.run(Scenario::PackageUpdateStarted(
+            ib.clone(),
+            "sha256:newer".into(),
+        ));
+        reconcile(Arc::new(ib), ctx.clone()).await.unwrap();
+        timeout_after_1s(mock).await;
+    }
+
+    #[tokio::test]
+    async fn unchanged_packages_only_record_the_resolution() {
+        let hooks = Hooks {
+            resolver: Arc::new(FixedLock("sha256:lock")),
+            ..Hooks::default()
+        };
+        let (ctx, server) = test_context_with(hooks);
+        let ib = TestImageBuild::new()
+            .interval("1h")
+            .succeeded(1, "app-old", "sha256:lock")
+            .build();
+        let mock = server.run(Scenario::ResolvedUnchanged(ib.clone()));
+        let action = reconcile(Arc::new(ib), ctx).await.unwrap();
+        timeout_after_1s(mock).await;
+        assert_eq!(action, Action::requeue(Duration::from_secs(3600)));
+    }
+
+    #[tokio::test]
+    async fn unavailable_resolution_warns_and_waits_an_interval() {
+        let (ctx, server) = test_context();
+        let ib = TestImageBuild::new()
+            .interval("2h")
+            .succeeded(1, "app-old", "sha256:lock")
+            .build();
+        let mock = server.run(Scenario::ResolveFailed(ib.clone()));
+        let action = reconcile(Arc::new(ib), ctx).await.unwrap();
+        timeout_after_1s(mock).await;
+        assert_eq!(action, Action::requeue(Duration::from_secs(7200)));
+    }
+
+    #[test]
+    fn retry_delays_grow_and_cap() {
+        let delays: Vec<u64> = [0, 1, 2, 3, 7, 100]
+            .iter()
+            .map(|a| retry_delay(*a).as_secs())
+            .collect();
+        assert_eq!(delays, [5, 5, 10, 20, 300, 300]);
+    }
+}

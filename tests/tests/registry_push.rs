@@ -1,0 +1,556 @@
+//! Pushing OCI layouts to a real `docker-registry` and reading them back, checked with skopeo
+//! as an independent client: anonymous and htpasswd registries, idempotent re-pushes, tags,
+//! wrong credentials and layouts that must not be pushed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use securebuild_builder::registry::{
+    OCI_INDEX_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE, Reference, Registry, RegistryError,
+    RegistryOptions, parse_reference, sha256_digest,
+};
+use securebuild_builder::registry_auth::{CredentialSource, DockerConfig};
+use securebuild_tests::registry::TestRegistry;
+use serde_json::{Value, json};
+
+const SKOPEO_ENV: &str = "SECUREBUILD_SKOPEO";
+const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+const CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
+/// Big enough that the layer is streamed in many reads.
+const LAYER_SIZE: usize = 3 * 1024 * 1024 + 17;
+
+/// A hand-made two-platform layout: `index.json` → image index → two manifests, each with its
+/// own config and one shared layer.
+struct Layout {
+    dir: tempfile::TempDir,
+    index_digest: String,
+    manifest_digests: Vec<String>,
+    config_digests: Vec<String>,
+    layer_digest: String,
+    blob_bytes: u64,
+}
+
+fn write_blob(dir: &Path, bytes: &[u8]) -> String {
+    let digest = sha256_digest(bytes);
+    let path = blob_path(dir, &digest);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, bytes).unwrap();
+    digest
+}
+
+fn blob_path(dir: &Path, digest: &str) -> PathBuf {
+    dir.join("blobs")
+        .join("sha256")
+        .join(digest.strip_prefix("sha256:").unwrap())
+}
+
+fn descriptor(media_type: &str, digest: &str, size: usize) -> Value {
+    json!({ "mediaType": media_type, "digest": digest, "size": size })
+}
+
+fn make_layout(seed: u8) -> Layout {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    let layer: Vec<u8> = (0..LAYER_SIZE)
+        .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+        .collect();
+    let layer_digest = write_blob(dir.path(), &layer);
+    let mut blob_bytes = layer.len() as u64;
+    let mut manifests = Vec::new();
+    let mut manifest_digests = Vec::new();
+    let mut config_digests = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        let config = serde_json::to_vec(&json!({
+            "architecture": arch,
+            "os": "linux",
+            "rootfs": { "type": "layers", "diff_ids": [format!("sha256:{:064x}", seed)] },
+        }))
+        .unwrap();
+        let config_digest = write_blob(dir.path(), &config);
+        blob_bytes += config.len() as u64;
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST_MEDIA_TYPE,
+            "config": descriptor(CONFIG_MEDIA_TYPE, &config_digest, config.len()),
+            "layers": [descriptor(LAYER_MEDIA_TYPE, &layer_digest, layer.len())],
+        }))
+        .unwrap();
+        let manifest_digest = write_blob(dir.path(), &manifest);
+        let mut entry = descriptor(OCI_MANIFEST_MEDIA_TYPE, &manifest_digest, manifest.len());
+        entry["platform"] = json!({ "architecture": arch, "os": "linux" });
+        manifests.push(entry);
+        manifest_digests.push(manifest_digest);
+        config_digests.push(config_digest);
+    }
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX_MEDIA_TYPE,
+        "manifests": manifests,
+    }))
+    .unwrap();
+    let index_digest = write_blob(dir.path(), &index);
+    let top = json!({
+        "schemaVersion": 2,
+        "manifests": [descriptor(OCI_INDEX_MEDIA_TYPE, &index_digest, index.len())],
+    });
+    std::fs::write(
+        dir.path().join("index.json"),
+        serde_json::to_vec(&top).unwrap(),
+    )
+    .unwrap();
+    Layout {
+        dir,
+        index_digest,
+        manifest_digests,
+        config_digests,
+        layer_digest,
+        blob_bytes,
+    }
+}
+
+fn registry_with(config: DockerConfig) -> Registry {
+    Registry::new(RegistryOptions {
+        docker_config: config,
+        retries: 1,
+        ..RegistryOptions::default()
+    })
+    .unwrap()
+}
+
+fn skopeo() -> Command {
+    let program = std::env::var_os(SKOPEO_ENV).unwrap_or_else(|| "skopeo".into());
+    let mut command = Command::new(program);
+    command.env_remove("REGISTRY_AUTH_FILE");
+    command
+}
+
+/// Runs skopeo and returns its stdout, failing the test with its stderr.
+fn run_skopeo(args: &[&str]) -> Vec<u8> {
+    let output = skopeo()
+        .args(args)
+        .output()
+        .unwrap_or_else(|error| panic!("running skopeo (install it or set {SKOPEO_ENV}): {error}"));
+    assert!(
+        output.status.success(),
+        "skopeo {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+/// The raw manifest skopeo reads for `reference`, with optional `user:password`.
+fn skopeo_raw(reference: &str, creds: Option<&str>) -> Vec<u8> {
+    let image = format!("docker://{reference}");
+    let mut args = vec!["inspect", "--raw", "--tls-verify=false"];
+    if let Some(creds) = creds {
+        args.extend(["--creds", creds]);
+    }
+    args.push(&image);
+    run_skopeo(&args)
+}
+
+#[tokio::test]
+async fn pushes_to_an_anonymous_registry_and_pushing_again_uploads_nothing() {
+    let server = TestRegistry::start().unwrap();
+    let layout = make_layout(1);
+    let target = parse_reference(&format!("{}/demo/app:v1", server.host())).unwrap();
+    let registry = registry_with(DockerConfig::empty());
+    let tags = ["stable".to_owned(), "v1".to_owned()];
+
+    let report = registry
+        .push_layout(layout.dir.path(), &target, &tags)
+        .await
+        .unwrap();
+    assert_eq!(report.digest, layout.index_digest);
+    assert_eq!(report.media_type, OCI_INDEX_MEDIA_TYPE);
+    assert_eq!(
+        report.reference,
+        format!("{}/demo/app@{}", server.host(), layout.index_digest)
+    );
+    assert_eq!((report.blobs_uploaded, report.blobs_skipped), (3, 0));
+    assert_eq!(report.bytes_uploaded, layout.blob_bytes);
+    assert_eq!((report.manifests_pushed, report.manifests_skipped), (3, 0));
+    assert_eq!(report.tags, ["v1", "stable"]);
+    assert_eq!(report.tags_updated, 2);
+
+    // An independent client sees the index under both tags and by digest.
+    for reference in ["v1", "stable"]
+        .map(|tag| format!("{}/demo/app:{tag}", server.host()))
+        .into_iter()
+        .chain([format!(
+            "{}/demo/app@{}",
+            server.host(),
+            layout.index_digest
+        )])
+    {
+        let raw = skopeo_raw(&reference, None);
+        assert_eq!(sha256_digest(&raw), layout.index_digest, "{reference}");
+    }
+    let copy = tempfile::tempdir().unwrap();
+    let destination = format!("oci:{}:copy", copy.path().display());
+    run_skopeo(&[
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        &format!("docker://{}/demo/app:v1", server.host()),
+        &destination,
+    ]);
+    let copied: Value =
+        serde_json::from_slice(&std::fs::read(copy.path().join("index.json")).unwrap()).unwrap();
+    assert_eq!(copied["manifests"][0]["digest"], layout.index_digest);
+    let copied_layer = std::fs::read(blob_path(copy.path(), &layout.layer_digest)).unwrap();
+    assert_eq!(sha256_digest(&copied_layer), layout.layer_digest);
+
+    let again = registry
+        .push_layout(layout.dir.path(), &target, &tags)
+        .await
+        .unwrap();
+    assert_eq!((again.blobs_uploaded, again.bytes_uploaded), (0, 0));
+    assert_eq!(
+        (again.blobs_skipped, again.bytes_skipped),
+        (3, layout.blob_bytes)
+    );
+    assert_eq!((again.manifests_pushed, again.manifests_skipped), (0, 3));
+    assert_eq!(again.tags_updated, 0);
+    assert_eq!(again.digest, report.digest);
+
+    // A fresh client (no cached sessions) also uploads nothing.
+    let fresh = registry_with(DockerConfig::empty())
+        .push_layout(layout.dir.path(), &target, &[])
+        .await
+        .unwrap();
+    assert_eq!((fresh.blobs_uploaded, fresh.manifests_pushed), (0, 0));
+    assert_eq!(fresh.tags, ["v1"]);
+}
+
+#[tokio::test]
+async fn reads_back_what_was_pushed() {
+    let server = TestRegistry::start().unwrap();
+    let layout = make_layout(2);
+    let target = parse_reference(&format!("{}/read/back:latest", server.host())).unwrap();
+    let registry = registry_with(DockerConfig::empty());
+    registry
+        .push_layout(layout.dir.path(), &target, &[])
+        .await
+        .unwrap();
+
+    assert_eq!(
+        registry.tag_digest(&target, "latest").await.unwrap(),
+        Some(layout.index_digest.clone())
+    );
+    assert_eq!(registry.tag_digest(&target, "absent").await.unwrap(), None);
+    let elsewhere = parse_reference(&format!("{}/no/such-repo", server.host())).unwrap();
+    assert_eq!(
+        registry.tag_digest(&elsewhere, "latest").await.unwrap(),
+        None
+    );
+
+    let index = registry.fetch_manifest(&target).await.unwrap();
+    assert_eq!(index.digest, layout.index_digest);
+    assert_eq!(index.media_type, OCI_INDEX_MEDIA_TYPE);
+    assert_eq!(
+        index.bytes,
+        std::fs::read(blob_path(layout.dir.path(), &layout.index_digest)).unwrap()
+    );
+    let by_digest = Reference::with_digest(
+        target.registry().to_owned(),
+        target.repository().to_owned(),
+        layout.manifest_digests[1].clone(),
+    );
+    let manifest = registry.fetch_manifest(&by_digest).await.unwrap();
+    assert_eq!(manifest.digest, layout.manifest_digests[1]);
+    assert_eq!(manifest.media_type, OCI_MANIFEST_MEDIA_TYPE);
+    assert!(registry.manifest_exists(&by_digest).await.unwrap());
+
+    let config = registry
+        .fetch_blob(&target, &layout.config_digests[0])
+        .await
+        .unwrap();
+    assert_eq!(sha256_digest(&config), layout.config_digests[0]);
+    assert!(
+        registry
+            .blob_exists(&target, &layout.layer_digest)
+            .await
+            .unwrap()
+    );
+
+    let unknown = sha256_digest(b"never pushed");
+    assert!(!registry.blob_exists(&target, &unknown).await.unwrap());
+    let missing = Reference::with_digest(
+        target.registry().to_owned(),
+        target.repository().to_owned(),
+        unknown.clone(),
+    );
+    assert!(!registry.manifest_exists(&missing).await.unwrap());
+    match registry.fetch_manifest(&missing).await.unwrap_err() {
+        RegistryError::NotFound { context } => assert_eq!(context.target, unknown),
+        other => panic!("expected not found, got {other}"),
+    }
+    match registry.fetch_blob(&target, &unknown).await.unwrap_err() {
+        RegistryError::Status { status, detail, .. } => {
+            assert_eq!(status, 404);
+            assert!(detail.has_code("BLOB_UNKNOWN"), "{detail}");
+        }
+        other => panic!("expected status 404, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn pushes_single_blobs_and_manifests_for_signatures() {
+    let server = TestRegistry::start().unwrap();
+    let repository = parse_reference(&format!("{}/signed/app", server.host())).unwrap();
+    let registry = registry_with(DockerConfig::empty());
+
+    let payload: &'static [u8] = br#"{"critical":{}}"#;
+    let config: &'static [u8] = b"{}";
+    let (payload_digest, uploaded) = registry
+        .push_blob_bytes(&repository, payload)
+        .await
+        .unwrap();
+    assert!(uploaded);
+    assert_eq!(payload_digest, sha256_digest(payload));
+    let (_, uploaded_again) = registry
+        .push_blob_bytes(&repository, payload)
+        .await
+        .unwrap();
+    assert!(!uploaded_again);
+    let (config_digest, _) = registry.push_blob_bytes(&repository, config).await.unwrap();
+
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST_MEDIA_TYPE,
+        "config": descriptor(CONFIG_MEDIA_TYPE, &config_digest, config.len()),
+        "layers": [descriptor("application/vnd.dev.cosign.simplesigning.v1+json", &payload_digest, payload.len())],
+    }))
+    .unwrap();
+    let tag = format!("{}.sig", sha256_digest(b"subject").replace(':', "-"));
+    let digest = registry
+        .push_manifest_bytes(&repository, &tag, manifest.clone(), OCI_MANIFEST_MEDIA_TYPE)
+        .await
+        .unwrap();
+    assert_eq!(digest, sha256_digest(&manifest));
+    assert_eq!(
+        registry.tag_digest(&repository, &tag).await.unwrap(),
+        Some(digest.clone())
+    );
+    let by_tag = Reference::with_tag(
+        repository.registry().to_owned(),
+        repository.repository().to_owned(),
+        tag.clone(),
+    );
+    let fetched = registry.fetch_manifest(&by_tag).await.unwrap();
+    assert_eq!(fetched.bytes, manifest);
+    assert_eq!(fetched.digest, digest);
+    assert_eq!(fetched.media_type, OCI_MANIFEST_MEDIA_TYPE);
+    assert_eq!(
+        sha256_digest(&skopeo_raw(
+            &format!("{}/signed/app:{tag}", server.host()),
+            None
+        )),
+        digest
+    );
+
+    // By digest works; a digest that is not the bytes' is refused before anything is sent.
+    registry
+        .push_manifest_bytes(
+            &repository,
+            &digest,
+            manifest.clone(),
+            OCI_MANIFEST_MEDIA_TYPE,
+        )
+        .await
+        .unwrap();
+    let wrong = sha256_digest(b"something else");
+    let error = registry
+        .push_manifest_bytes(
+            &repository,
+            &wrong,
+            manifest.clone(),
+            OCI_MANIFEST_MEDIA_TYPE,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, RegistryError::DigestMismatch { .. }),
+        "{error}"
+    );
+    assert!(
+        !registry
+            .manifest_exists(&Reference::with_digest(
+                repository.registry().to_owned(),
+                repository.repository().to_owned(),
+                wrong,
+            ))
+            .await
+            .unwrap()
+    );
+
+    // The registry refuses a manifest whose blobs it lacks, and the envelope says why.
+    let dangling = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST_MEDIA_TYPE,
+        "config": descriptor(CONFIG_MEDIA_TYPE, &sha256_digest(b"absent"), 6),
+        "layers": [],
+    }))
+    .unwrap();
+    match registry
+        .push_manifest_bytes(&repository, "dangling", dangling, OCI_MANIFEST_MEDIA_TYPE)
+        .await
+        .unwrap_err()
+    {
+        RegistryError::Status {
+            status,
+            detail,
+            context,
+        } => {
+            assert_eq!(status, 400);
+            assert!(detail.has_code("MANIFEST_BLOB_UNKNOWN"), "{detail}");
+            assert_eq!(context.target, "dangling");
+        }
+        other => panic!("expected status 400, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn pushes_with_credentials_from_a_docker_config() {
+    let server = TestRegistry::start_with_auth("alice", "correct horse").unwrap();
+    let layout = make_layout(3);
+    let target = parse_reference(&format!("{}/private/app:v1", server.host())).unwrap();
+    let config_dir = tempfile::tempdir().unwrap();
+    let config_path = server.docker_config_json(config_dir.path()).unwrap();
+    let registry = registry_with(DockerConfig::from_file(&config_path).unwrap());
+
+    let report = registry
+        .push_layout(layout.dir.path(), &target, &[])
+        .await
+        .unwrap();
+    assert_eq!(report.blobs_uploaded, 3);
+    assert_eq!(
+        registry.tag_digest(&target, "v1").await.unwrap(),
+        Some(layout.index_digest.clone())
+    );
+    let raw = skopeo_raw(
+        &format!("{}/private/app:v1", server.host()),
+        Some("alice:correct horse"),
+    );
+    assert_eq!(sha256_digest(&raw), layout.index_digest);
+    let again = registry
+        .push_layout(layout.dir.path(), &target, &[])
+        .await
+        .unwrap();
+    assert_eq!((again.blobs_uploaded, again.manifests_pushed), (0, 0));
+}
+
+#[tokio::test]
+async fn wrong_or_missing_credentials_fail_clearly_and_push_nothing() {
+    let server = TestRegistry::start_with_auth("alice", "correct horse").unwrap();
+    let layout = make_layout(4);
+    let target = parse_reference(&format!("{}/private/app:v1", server.host())).unwrap();
+
+    let config_dir = tempfile::tempdir().unwrap();
+    let config_path = config_dir.path().join("config.json");
+    let wrong = base64_user_pass("alice:battery staple");
+    std::fs::write(
+        &config_path,
+        serde_json::to_vec(&json!({ "auths": { server.host(): { "auth": wrong } } })).unwrap(),
+    )
+    .unwrap();
+    let error = registry_with(DockerConfig::from_file(&config_path).unwrap())
+        .push_layout(layout.dir.path(), &target, &[])
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    match &error {
+        RegistryError::Unauthorized {
+            status,
+            credentials,
+            context,
+            ..
+        } => {
+            assert_eq!(*status, 401);
+            assert!(matches!(**credentials, CredentialSource::ConfigFile { .. }));
+            assert_eq!(context.registry, server.host());
+        }
+        other => panic!("expected unauthorized, got {other}"),
+    }
+    assert!(message.contains(&server.host()), "{message}");
+    assert!(
+        message.contains(&config_path.display().to_string()),
+        "{message}"
+    );
+    assert!(message.contains("docker login"), "{message}");
+
+    let anonymous = registry_with(DockerConfig::empty())
+        .push_layout(layout.dir.path(), &target, &[])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(anonymous, RegistryError::Unauthorized { status: 401, .. }),
+        "{anonymous}"
+    );
+    assert!(anonymous.to_string().contains("anonymous"), "{anonymous}");
+
+    // Nothing reached the registry.
+    let good_dir = tempfile::tempdir().unwrap();
+    let good = server.docker_config_json(good_dir.path()).unwrap();
+    let registry = registry_with(DockerConfig::from_file(&good).unwrap());
+    assert_eq!(registry.tag_digest(&target, "v1").await.unwrap(), None);
+    assert!(
+        !registry
+            .blob_exists(&target, &layout.layer_digest)
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn layouts_that_do_not_match_are_never_pushed() {
+    let server = TestRegistry::start().unwrap();
+    let registry = registry_with(DockerConfig::empty());
+
+    // A target digest that is not the layout's root.
+    let layout = make_layout(5);
+    let other = sha256_digest(b"another image");
+    let pinned = parse_reference(&format!("{}/pinned/app@{other}", server.host())).unwrap();
+    let error = registry
+        .push_layout(layout.dir.path(), &pinned, &["v1".to_owned()])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, RegistryError::TargetDigestMismatch { .. }),
+        "{error}"
+    );
+    let pinned_tag = parse_reference(&format!("{}/pinned/app:v1", server.host())).unwrap();
+    assert_eq!(registry.tag_digest(&pinned_tag, "v1").await.unwrap(), None);
+
+    // A layer whose content changed after the manifest was written: same size, other bytes.
+    let tampered = make_layout(6);
+    let layer_path = blob_path(tampered.dir.path(), &tampered.layer_digest);
+    let mut bytes = std::fs::read(&layer_path).unwrap();
+    bytes[LAYER_SIZE / 2] ^= 0xff;
+    std::fs::write(&layer_path, bytes).unwrap();
+    let target = parse_reference(&format!("{}/tampered/app:v1", server.host())).unwrap();
+    let error = registry
+        .push_layout(tampered.dir.path(), &target, &[])
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("hashes to"), "{error}");
+    assert_eq!(registry.tag_digest(&target, "v1").await.unwrap(), None);
+    assert!(
+        !registry
+            .blob_exists(&target, &tampered.layer_digest)
+            .await
+            .unwrap()
+    );
+}
+
+fn base64_user_pass(user_pass: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(user_pass)
+}
