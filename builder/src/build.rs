@@ -13,12 +13,14 @@ use securebuild_crds::image_config::{Architecture, ImageConfiguration};
 use crate::apk::package::{PackageFetcher, PackageRef, VerifiedPackage};
 use crate::apk::repository;
 use crate::error::{Error, Result};
+use crate::image::install::Installed;
 use crate::image::install::{self, InstallLimits, PackageFile};
 use crate::image::layer::Compression;
 use crate::image::oci::{self, Descriptor, LayoutWriter, Platform};
-use crate::image::install::Installed;
 use crate::image::{accounts, paths, write};
-use crate::lock::{Lock, LockConfig, LockContents, LockKeyring, LockPackage, LockRange, LockRepository};
+use crate::lock::{
+    Lock, LockConfig, LockContents, LockKeyring, LockPackage, LockRange, LockRepository,
+};
 use crate::resolve::{self, ArchResolution, Resolution, ResolveRequest};
 use crate::result::{BuildResult, ImageResult, PlatformResult};
 use crate::tags;
@@ -151,7 +153,10 @@ impl BuiltImage {
 }
 
 /// Resolves a configuration for its architectures (or `options.archs`).
-pub async fn resolve_config(config: &ImageConfiguration, options: &BuildOptions) -> Result<Resolution> {
+pub async fn resolve_config(
+    config: &ImageConfiguration,
+    options: &BuildOptions,
+) -> Result<Resolution> {
     let archs = select_archs(config, &options.archs)?;
     let mut world = config.contents.packages.clone();
     if let Some(lock) = &options.lockfile {
@@ -176,7 +181,10 @@ pub async fn resolve_config(config: &ImageConfiguration, options: &BuildOptions)
 }
 
 /// Fetches and verifies every resolved package, per architecture in install order.
-pub async fn fetch_packages(resolution: &Resolution, options: &BuildOptions) -> Result<Vec<Vec<VerifiedPackage>>> {
+pub async fn fetch_packages(
+    resolution: &Resolution,
+    options: &BuildOptions,
+) -> Result<Vec<Vec<VerifiedPackage>>> {
     let fetcher = PackageFetcher::new(repository::http_client()?, options.cache_dir.clone());
     let mut all = Vec::with_capacity(resolution.archs.len());
     for arch in &resolution.archs {
@@ -297,7 +305,12 @@ fn build_platform(
     generate_files(config, arch, resolution, verified, &mut installed, created)?;
     let _ = resolved;
     let layer_file = work.join(format!("layer-{}", arch.apk()));
-    let digests = write::write_layer(&installed.tree, &installed.spools, &layer_file, options.compression)?;
+    let digests = write::write_layer(
+        &installed.tree,
+        &installed.spools,
+        &layer_file,
+        options.compression,
+    )?;
     let layer = Descriptor {
         media_type: digests.media_type.to_string(),
         digest: digests.digest.clone(),
@@ -306,7 +319,12 @@ fn build_platform(
         annotations: BTreeMap::new(),
     };
     layout.add_file(&layer_file, &layer)?;
-    let config_bytes = oci::image_config(config, arch, &[digests.diff_id.clone()], created)?;
+    let config_bytes = oci::image_config(
+        config,
+        arch,
+        std::slice::from_ref(&digests.diff_id),
+        created,
+    )?;
     let config_descriptor = layout.add_bytes(oci::MEDIA_TYPE_CONFIG, &config_bytes)?;
     let manifest_bytes = oci::manifest(&config_descriptor, &[layer], &oci::annotations(config));
     let mut manifest = layout.add_bytes(oci::MEDIA_TYPE_MANIFEST, &manifest_bytes)?;
@@ -325,14 +343,20 @@ fn generate_files(
     created: i64,
 ) -> Result<()> {
     let _ = (arch, resolution, verified);
-    accounts::apply_accounts(&mut installed.tree, &installed.spools, config.accounts.as_ref(), created)?;
+    accounts::apply_accounts(
+        &mut installed.tree,
+        &installed.spools,
+        config.accounts.as_ref(),
+        created,
+    )?;
     paths::apply_path_mutations(&mut installed.tree, &config.paths, created)?;
     Ok(())
 }
 
 /// The configuration's architectures, narrowed to `only` when given.
 fn select_archs(config: &ImageConfiguration, only: &[Architecture]) -> Result<Vec<Architecture>> {
-    let host = Architecture::parse(resolve::host_arch()).unwrap_or_else(|_| Architecture::all()[1].clone());
+    let host = Architecture::parse(resolve::host_arch())
+        .unwrap_or_else(|_| Architecture::all()[1].clone());
     let all = config.architectures(&host);
     if only.is_empty() {
         return Ok(all);
@@ -405,7 +429,13 @@ fn check_against_lock(resolution: &Resolution, lock: &Lock) -> Result<()> {
         let mut resolved: Vec<(&str, &str, &str)> = arch
             .packages
             .iter()
-            .map(|p| (p.record.name.as_str(), p.record.version.as_str(), p.record.checksum.as_str()))
+            .map(|p| {
+                (
+                    p.record.name.as_str(),
+                    p.record.version.as_str(),
+                    p.record.checksum.as_str(),
+                )
+            })
             .collect();
         let mut expected = locked.clone();
         expected.sort_unstable();
@@ -425,8 +455,16 @@ fn check_against_lock(resolution: &Resolution, lock: &Lock) -> Result<()> {
                 detail: format!(
                     "{}: the repositories no longer give the locked packages (locked but not resolved: {}; resolved but not locked: {})",
                     arch.arch,
-                    if missing.is_empty() { "none".to_string() } else { missing.join(", ") },
-                    if extra.is_empty() { "none".to_string() } else { extra.join(", ") },
+                    if missing.is_empty() {
+                        "none".to_string()
+                    } else {
+                        missing.join(", ")
+                    },
+                    if extra.is_empty() {
+                        "none".to_string()
+                    } else {
+                        extra.join(", ")
+                    },
                 ),
             });
         }
@@ -441,7 +479,8 @@ pub fn make_lock(
     resolution: &Resolution,
     platforms: &[BuiltPlatform],
 ) -> Lock {
-    let packages: Vec<&[VerifiedPackage]> = platforms.iter().map(|p| p.packages.as_slice()).collect();
+    let packages: Vec<&[VerifiedPackage]> =
+        platforms.iter().map(|p| p.packages.as_slice()).collect();
     lock_from(config, options, resolution, &packages)
 }
 
@@ -481,10 +520,19 @@ pub fn lock_from(
         for index in &arch.indexes {
             let entry = LockRepository {
                 name: index.spec.original.clone(),
-                url: index.spec.location.index_location(&arch.arch).map(|l| l.to_string()).unwrap_or_default(),
+                url: index
+                    .spec
+                    .location
+                    .index_location(&arch.arch)
+                    .map(|l| l.to_string())
+                    .unwrap_or_default(),
                 architecture: arch.arch.clone(),
             };
-            if config.contents.build_repositories.contains(&index.spec.original) {
+            if config
+                .contents
+                .build_repositories
+                .contains(&index.spec.original)
+            {
                 build_repositories.push(entry);
             } else {
                 repositories.push(entry);
@@ -506,8 +554,18 @@ pub fn lock_from(
                     "sha1",
                     &sha1_of_range(&package.path, &package.signature_range),
                 ),
-                control: LockRange::new(package.control_range.start, package.control_range.end, "sha1", &package.control_sha1),
-                data: LockRange::new(package.data_range.start, package.data_range.end, "sha256", &package.data_sha256),
+                control: LockRange::new(
+                    package.control_range.start,
+                    package.control_range.end,
+                    "sha1",
+                    &package.control_sha1,
+                ),
+                data: LockRange::new(
+                    package.data_range.start,
+                    package.data_range.end,
+                    "sha256",
+                    &package.data_sha256,
+                ),
                 checksum: package.record.checksum.clone(),
             });
         }

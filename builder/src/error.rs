@@ -132,7 +132,11 @@ impl Error {
             Self::Index(_) | Self::Package(_) => "PackageVerificationFailed",
             Self::Repository(err) => repository_reason(err),
             Self::Install(_) => "PackageVerificationFailed",
-            Self::Lock(_) | Self::LockMismatch { .. } | Self::Tag(_) | Self::Unsupported { .. } | Self::ArchNotConfigured { .. } => "InvalidSpec",
+            Self::Lock(_)
+            | Self::LockMismatch { .. }
+            | Self::Tag(_)
+            | Self::Unsupported { .. }
+            | Self::ArchNotConfigured { .. } => "InvalidSpec",
             Self::Accounts(_) | Self::Paths(_) => "InvalidSpec",
             Self::Layer(_) | Self::Oci(_) => "BuildFailed",
             Self::Registry(_) => "PushFailed",

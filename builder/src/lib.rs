@@ -2,10 +2,10 @@
 //! attestations, and the `securebuild` CLI that drives them.
 
 pub mod apk;
+pub mod attest;
 pub mod build;
 pub mod cli;
 pub mod error;
-pub mod attest;
 pub mod image;
 pub mod lock;
 pub mod registry;

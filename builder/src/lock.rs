@@ -165,12 +165,14 @@ impl Lock {
 
     /// The resolution digest of the locked packages (see [`resolution_digest`]).
     pub fn resolution_digest(&self) -> String {
-        resolution_digest(
-            self.contents
-                .packages
-                .iter()
-                .map(|p| (p.architecture.as_str(), p.name.as_str(), p.version.as_str(), p.checksum.as_str())),
-        )
+        resolution_digest(self.contents.packages.iter().map(|p| {
+            (
+                p.architecture.as_str(),
+                p.name.as_str(),
+                p.version.as_str(),
+                p.checksum.as_str(),
+            )
+        }))
     }
 }
 
@@ -178,7 +180,9 @@ impl Lock {
 /// order given (install order per architecture). Two resolutions have the same digest exactly
 /// when they install the same packages in the same order; the operator compares it to decide
 /// whether newer packages warrant a rebuild.
-pub fn resolution_digest<'a>(packages: impl IntoIterator<Item = (&'a str, &'a str, &'a str, &'a str)>) -> String {
+pub fn resolution_digest<'a>(
+    packages: impl IntoIterator<Item = (&'a str, &'a str, &'a str, &'a str)>,
+) -> String {
     let mut hasher = Sha256::new();
     for (arch, name, version, checksum) in packages {
         hasher.update(format!("{arch} {name} {version} {checksum}\n").as_bytes());
@@ -228,11 +232,16 @@ mod tests {
         let json = lock.to_json();
         assert!(json.ends_with("}\n"));
         let value: serde_json::Value = serde_json::from_str(&json).unwrap();
-        assert_eq!(value["contents"]["packages"][0]["control"]["range"], "bytes=700-1199");
-        assert!(value["contents"]["packages"][0]["data"]["checksum"]
-            .as_str()
-            .unwrap()
-            .starts_with("sha256-"));
+        assert_eq!(
+            value["contents"]["packages"][0]["control"]["range"],
+            "bytes=700-1199"
+        );
+        assert!(
+            value["contents"]["packages"][0]["data"]["checksum"]
+                .as_str()
+                .unwrap()
+                .starts_with("sha256-")
+        );
         assert_eq!(Lock::parse(&json).unwrap(), lock);
         assert_eq!(lock.architectures(), ["x86_64"]);
     }
@@ -241,13 +250,21 @@ mod tests {
     fn rejects_other_versions_and_bad_json() {
         let mut lock = sample();
         lock.version = "v2".into();
-        assert!(Lock::parse(&lock.to_json()).unwrap_err().to_string().contains("`v2`"));
+        assert!(
+            Lock::parse(&lock.to_json())
+                .unwrap_err()
+                .to_string()
+                .contains("`v2`")
+        );
         assert!(Lock::parse("{").is_err());
     }
 
     #[test]
     fn resolution_digest_tracks_every_field_and_order() {
-        let base = [("x86_64", "a", "1.0-r0", "Q1a"), ("x86_64", "b", "2.0-r0", "Q1b")];
+        let base = [
+            ("x86_64", "a", "1.0-r0", "Q1a"),
+            ("x86_64", "b", "2.0-r0", "Q1b"),
+        ];
         let digest = resolution_digest(base);
         assert_eq!(digest, resolution_digest(base));
         assert!(digest.starts_with("sha256:"));
@@ -256,6 +273,9 @@ mod tests {
         assert_ne!(digest, resolution_digest(changed));
         let swapped = [base[1], base[0]];
         assert_ne!(digest, resolution_digest(swapped));
-        assert_eq!(sample().resolution_digest(), resolution_digest([("x86_64", "hello", "1.0-r0", "Q1AgICAgICAgICAgICAgICAgICA=")]));
+        assert_eq!(
+            sample().resolution_digest(),
+            resolution_digest([("x86_64", "hello", "1.0-r0", "Q1AgICAgICAgICAgICAgICAgICA=")])
+        );
     }
 }

@@ -88,7 +88,18 @@ const READ_TIMEOUT: Duration = Duration::from_secs(300);
 const RETRY_MIN_DELAY: Duration = Duration::from_millis(250);
 const RETRY_MAX_DELAY: Duration = Duration::from_secs(8);
 const PLACEHOLDER_TAG: &str = "latest";
+/// The `client_id` docker's OAuth2 token request sends; ours names this tool.
 const TOKEN_CLIENT_ID: &str = "securebuild";
+const OAUTH_GRANT_TYPE: &str = "grant_type";
+const OAUTH_REFRESH_TOKEN: &str = "refresh_token";
+const OAUTH_CLIENT_ID: &str = "client_id";
+const OAUTH_SCOPE: &str = "scope";
+const OAUTH_SERVICE: &str = "service";
+const PUSH_PULL_ACTIONS: &str = "pull,push";
+const BEARER_PREFIX: &str = "Bearer";
+const BASIC_PREFIX: &str = "Basic";
+const API_ROOT: &str = "/v2/";
+const TOKEN_TARGET: &str = "token";
 const LOCALHOST: &str = "localhost";
 
 /// Installs `ring` as the process-wide rustls provider; later calls (and a provider installed
@@ -191,7 +202,7 @@ pub enum RegistryError {
         registry: String,
         /// Underlying failure.
         #[source]
-        source: AuthError,
+        source: Box<AuthError>,
     },
     /// The connection failed or timed out.
     #[error("{context}: connection failed")]
@@ -968,7 +979,7 @@ impl Registry {
             })?
             .map_err(|source| RegistryError::Credentials {
                 registry: registry.clone(),
-                source,
+                source: Box::new(source),
             })?;
 
         let mut session = Session {
@@ -1022,13 +1033,13 @@ impl Registry {
             #[serde(alias = "token")]
             access_token: String,
         }
-        let ping = format!("{}/v2/", session.base_url);
+        let ping = format!("{}{API_ROOT}", session.base_url);
         let response = self
             .http
             .get(&ping)
             .send()
             .await
-            .map_err(|source| session.connection(Action::Authenticating, "/v2/", source))?;
+            .map_err(|source| session.connection(Action::Authenticating, API_ROOT, source))?;
         let challenge = response
             .headers()
             .get(header::WWW_AUTHENTICATE)
@@ -1040,15 +1051,15 @@ impl Registry {
                 credentials: Box::new(session.credentials.clone()),
             });
         };
-        let scope = format!("repository:{}:pull,push", session.repository);
+        let scope = format!("repository:{}:{PUSH_PULL_ACTIONS}", session.repository);
         let mut form = vec![
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh_token),
-            ("client_id", TOKEN_CLIENT_ID),
-            ("scope", scope.as_str()),
+            (OAUTH_GRANT_TYPE, OAUTH_REFRESH_TOKEN),
+            (OAUTH_REFRESH_TOKEN, refresh_token),
+            (OAUTH_CLIENT_ID, TOKEN_CLIENT_ID),
+            (OAUTH_SCOPE, scope.as_str()),
         ];
         if let Some(service) = challenge.service.as_deref() {
-            form.push(("service", service));
+            form.push((OAUTH_SERVICE, service));
         }
         let response = self
             .http
@@ -1056,10 +1067,15 @@ impl Registry {
             .form(&form)
             .send()
             .await
-            .map_err(|source| session.connection(Action::Authenticating, "token", source))?;
+            .map_err(|source| session.connection(Action::Authenticating, TOKEN_TARGET, source))?;
         let status = response.status();
         let body = session
-            .read_body(response, MAX_TOKEN_BYTES, Action::Authenticating, "token")
+            .read_body(
+                response,
+                MAX_TOKEN_BYTES,
+                Action::Authenticating,
+                TOKEN_TARGET,
+            )
             .await?;
         if !status.is_success() {
             return Err(RegistryError::AuthenticationFailed {
@@ -1421,15 +1437,15 @@ impl Session {
                         message: shorten(message.trim()),
                     }
                 }
-                other => self.oci_error(Action::Authenticating, "/v2/", other),
+                other => self.oci_error(Action::Authenticating, API_ROOT, other),
             })?;
         let value = match (token, &self.auth) {
-            (Some(token), _) => Some(format!("Bearer {token}")),
+            (Some(token), _) => Some(format!("{BEARER_PREFIX} {token}")),
             (None, RegistryAuth::Basic(username, password)) => Some(format!(
-                "Basic {}",
+                "{BASIC_PREFIX} {}",
                 BASE64.encode(format!("{username}:{password}"))
             )),
-            (None, RegistryAuth::Bearer(token)) => Some(format!("Bearer {token}")),
+            (None, RegistryAuth::Bearer(token)) => Some(format!("{BEARER_PREFIX} {token}")),
             (None, RegistryAuth::Anonymous) => None,
         };
         Ok(value.and_then(|value| {
@@ -1973,7 +1989,7 @@ struct BearerChallenge {
 fn parse_bearer_challenge(value: &str) -> Option<BearerChallenge> {
     let rest = value.trim_start();
     let (scheme, mut rest) = rest.split_at(rest.find(char::is_whitespace).unwrap_or(rest.len()));
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    if !scheme.eq_ignore_ascii_case(BEARER_PREFIX) {
         return None;
     }
     let mut params = BTreeMap::new();

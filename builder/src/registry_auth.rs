@@ -35,8 +35,6 @@ pub const IDENTITY_TOKEN_USERNAME: &str = "<token>";
 pub const HELPER_NOT_FOUND_MESSAGE: &str = "credentials not found in native keychain";
 /// Largest config file read.
 pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
-/// Largest helper output read.
-pub const MAX_HELPER_OUTPUT_BYTES: u64 = 1 << 20;
 
 /// Host names that all mean Docker Hub.
 const DOCKER_HUB_ALIASES: [&str; 4] = [
@@ -124,8 +122,10 @@ pub enum AuthError {
         registry: String,
     },
     /// The helper could not be run.
-    #[error("running credential helper {program} for registry {registry}")]
+    #[error("running credential helper {program} (configured in {path}) for registry {registry}")]
     HelperSpawn {
+        /// The config file that named the helper.
+        path: PathBuf,
         /// The executable.
         program: PathBuf,
         /// The registry being looked up.
@@ -135,8 +135,12 @@ pub enum AuthError {
         source: std::io::Error,
     },
     /// The helper exited unsuccessfully for another reason than "not found".
-    #[error("credential helper {program} failed for registry {registry} ({status}): {message}")]
+    #[error(
+        "credential helper {program} (configured in {path}) failed for registry {registry} ({status}): {message}"
+    )]
     HelperFailed {
+        /// The config file that named the helper.
+        path: PathBuf,
         /// The executable.
         program: PathBuf,
         /// The registry being looked up.
@@ -147,8 +151,12 @@ pub enum AuthError {
         message: String,
     },
     /// The helper printed something that is not its JSON answer.
-    #[error("credential helper {program} returned invalid output for registry {registry}")]
+    #[error(
+        "credential helper {program} (configured in {path}) returned invalid output for registry {registry}"
+    )]
     HelperOutput {
+        /// The config file that named the helper.
+        path: PathBuf,
         /// The executable.
         program: PathBuf,
         /// The registry being looked up.
@@ -480,7 +488,7 @@ impl DockerConfig {
                 program: program.clone(),
                 registry: registry.to_owned(),
             })?;
-        let answer = query_helper(&executable, registry, server)?;
+        let answer = query_helper(path, &executable, registry, server)?;
         let source = |found| CredentialSource::Helper {
             path: path.to_owned(),
             program: program.clone(),
@@ -599,11 +607,13 @@ struct HelperAnswer {
 
 /// Runs `<helper> get` with the server URL on stdin; `None` when it has no credentials.
 fn query_helper(
+    config: &Path,
     executable: &Path,
     registry: &str,
     server: &str,
 ) -> Result<Option<HelperAnswer>, AuthError> {
     let spawn_error = |source| AuthError::HelperSpawn {
+        path: config.to_owned(),
         program: executable.to_owned(),
         registry: registry.to_owned(),
         source,
@@ -613,41 +623,31 @@ fn query_helper(
         // A helper that exits without reading its input is judged by its output below.
         let _ = stdin.write_all(server.as_bytes());
     }
-    let mut stdout = Vec::new();
-    if let Some(out) = child.stdout.take() {
-        out.take(MAX_HELPER_OUTPUT_BYTES)
-            .read_to_end(&mut stdout)
-            .map_err(spawn_error)?;
-    }
-    let mut stderr = Vec::new();
-    if let Some(err) = child.stderr.take() {
-        err.take(MAX_HELPER_OUTPUT_BYTES)
-            .read_to_end(&mut stderr)
-            .map_err(spawn_error)?;
-    }
-    let status = child.wait().map_err(spawn_error)?;
-    if !status.success() {
-        let stdout_text = String::from_utf8_lossy(&stdout);
-        let stdout_text = stdout_text.trim();
-        if stdout_text == HELPER_NOT_FOUND_MESSAGE {
+    let output = child.wait_with_output().map_err(spawn_error)?;
+    if !output.status.success() {
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stdout = stdout.trim();
+        if stdout == HELPER_NOT_FOUND_MESSAGE {
             return Ok(None);
         }
-        let stderr_text = String::from_utf8_lossy(&stderr);
-        let message = if stdout_text.is_empty() {
-            stderr_text.trim().to_owned()
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let message = if stdout.is_empty() {
+            stderr.trim()
         } else {
-            stdout_text.to_owned()
+            stdout
         };
         return Err(AuthError::HelperFailed {
+            path: config.to_owned(),
             program: executable.to_owned(),
             registry: registry.to_owned(),
-            status,
-            message: shorten(&message),
+            status: output.status,
+            message: shorten(message),
         });
     }
-    serde_json::from_slice(&stdout)
+    serde_json::from_slice(&output.stdout)
         .map(Some)
         .map_err(|source| AuthError::HelperOutput {
+            path: config.to_owned(),
             program: executable.to_owned(),
             registry: registry.to_owned(),
             source,
@@ -1106,7 +1106,9 @@ esac
         assert!(matches!(failing, AuthError::HelperFailed { .. }));
         let message = failing.to_string();
         assert!(
-            message.contains("failing.example.io") && message.contains("keychain is locked"),
+            message.contains("failing.example.io")
+                && message.contains("keychain is locked")
+                && message.contains("/cfg/config.json"),
             "{message}"
         );
 

@@ -11,9 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::apk::constraint::{Dependency, VersionOp};
 use crate::apk::index::PackageRecord;
-use crate::apk::repository::{
-    self, IndexFetchOptions, KeyFile, RepositoryIndex, RepositorySpec,
-};
+use crate::apk::repository::{self, IndexFetchOptions, KeyFile, RepositoryIndex, RepositorySpec};
 use crate::apk::solver::{self, SolverRepository};
 use crate::error::{Error, Result};
 
@@ -156,8 +154,10 @@ pub async fn resolve(request: &ResolveRequest) -> Result<Resolution> {
 
 /// Solves `world` against `indexes`.
 pub fn solve(indexes: &[RepositoryIndex], world: &[Dependency]) -> Result<Vec<ResolvedPackage>> {
-    let repositories: Vec<SolverRepository<'_>> =
-        indexes.iter().map(RepositoryIndex::solver_repository).collect();
+    let repositories: Vec<SolverRepository<'_>> = indexes
+        .iter()
+        .map(RepositoryIndex::solver_repository)
+        .collect();
     let solution = solver::solve(&repositories, world)?;
     Ok(solution
         .packages
@@ -171,7 +171,11 @@ pub fn solve(indexes: &[RepositoryIndex], world: &[Dependency]) -> Result<Vec<Re
 
 /// The world plus `name=version` for every package `first` selected whose name this
 /// architecture's indexes also carry.
-fn pin_to(first: &ArchResolution, indexes: &[RepositoryIndex], world: &[Dependency]) -> Vec<Dependency> {
+fn pin_to(
+    first: &ArchResolution,
+    indexes: &[RepositoryIndex],
+    world: &[Dependency],
+) -> Vec<Dependency> {
     let mut pinned = world.to_vec();
     for package in &first.packages {
         let name = &package.record.name;

@@ -97,7 +97,9 @@ impl BuildResult {
     pub fn to_json(&self) -> String {
         // Serializing these plain structs cannot fail; fall back to a minimal failure record.
         serde_json::to_string(self).unwrap_or_else(|_| {
-            String::from(r#"{"v":1,"error":{"reason":"BuildFailed","message":"unserializable result"}}"#)
+            String::from(
+                r#"{"v":1,"error":{"reason":"BuildFailed","message":"unserializable result"}}"#,
+            )
         })
     }
 
@@ -110,7 +112,10 @@ impl BuildResult {
             if let Some(image) = result.image.as_mut().filter(|i| !i.tags.is_empty()) {
                 image.tags.pop();
             } else if let Some(error) = result.error.as_mut().filter(|e| e.message.len() > 64) {
-                let keep = error.message.len().saturating_sub(json.len() - TERMINATION_MESSAGE_LIMIT + 3);
+                let keep = error
+                    .message
+                    .len()
+                    .saturating_sub(json.len() - TERMINATION_MESSAGE_LIMIT + 3);
                 let mut cut = keep.min(error.message.len());
                 while !error.message.is_char_boundary(cut) {
                     cut -= 1;
@@ -133,7 +138,10 @@ mod tests {
     fn image(tags: usize) -> ImageResult {
         ImageResult {
             digest: format!("sha256:{}", "a".repeat(64)),
-            reference: Some(format!("registry.example.com/team/app@sha256:{}", "a".repeat(64))),
+            reference: Some(format!(
+                "registry.example.com/team/app@sha256:{}",
+                "a".repeat(64)
+            )),
             platforms: vec![
                 PlatformResult {
                     arch: "amd64".into(),
@@ -166,12 +174,19 @@ mod tests {
         let message = big.to_termination_message();
         assert!(message.len() <= TERMINATION_MESSAGE_LIMIT);
         let parsed = BuildResult::parse(&message).unwrap();
-        assert_eq!(parsed.image.as_ref().unwrap().digest, big.image.as_ref().unwrap().digest);
+        assert_eq!(
+            parsed.image.as_ref().unwrap().digest,
+            big.image.as_ref().unwrap().digest
+        );
         assert!(!parsed.image.unwrap().tags.is_empty());
 
         let long = BuildResult::failure("BuildFailed", "é".repeat(5000));
         let message = long.to_termination_message();
-        assert!(message.len() <= TERMINATION_MESSAGE_LIMIT, "{}", message.len());
+        assert!(
+            message.len() <= TERMINATION_MESSAGE_LIMIT,
+            "{}",
+            message.len()
+        );
         let parsed = BuildResult::parse(&message).unwrap();
         assert!(parsed.error.unwrap().message.ends_with("..."));
     }

@@ -144,10 +144,14 @@ mod tests {
     use super::*;
 
     fn versions() -> BTreeMap<String, String> {
-        [("go", "1.25.8-r3"), ("busybox", "1.37.0"), ("odd", "2.0~abc")]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        [
+            ("go", "1.25.8-r3"),
+            ("busybox", "1.37.0"),
+            ("odd", "2.0~abc"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
     }
 
     fn check(template: &str, expected: Result<&str, &str>) {
@@ -167,10 +171,19 @@ mod tests {
         check("{{ version \"go\" }}", Ok("1.25.8"));
         check("{{version \"go\"}}", Ok("1.25.8"));
         check("{{ fullversion \"go\" }}", Ok("1.25.8-r3"));
-        check("go-{{ version \"go\" }}-bb{{ version \"busybox\" }}", Ok("go-1.25.8-bb1.37.0"));
+        check(
+            "go-{{ version \"go\" }}-bb{{ version \"busybox\" }}",
+            Ok("go-1.25.8-bb1.37.0"),
+        );
         check("{{ version \"busybox\" }}", Ok("1.37.0"));
-        check("{{ version \"rust\" }}", Err("package `rust` is not installed"));
-        check("{{ release \"go\" }}", Err("unknown expression `release \"go\"`"));
+        check(
+            "{{ version \"rust\" }}",
+            Err("package `rust` is not installed"),
+        );
+        check(
+            "{{ release \"go\" }}",
+            Err("unknown expression `release \"go\"`"),
+        );
         check("{{ version go }}", Err("unknown expression"));
         check("{{ version \"go\" ", Err("is not closed"));
         check("{{ fullversion \"odd\" }}", Err("is not a valid tag"));
@@ -185,6 +198,9 @@ mod tests {
             "latest".to_string(),
             "1.37.0".to_string(),
         ];
-        assert_eq!(expand_all(&templates, &versions()).unwrap(), ["1.37.0", "latest"]);
+        assert_eq!(
+            expand_all(&templates, &versions()).unwrap(),
+            ["1.37.0", "latest"]
+        );
     }
 }

@@ -247,13 +247,37 @@ mod tests {
     #[test]
     fn transition_time_changes_only_with_status() {
         let mut conditions = Vec::new();
-        set_condition(&mut conditions, ConditionType::Ready, false, Reason::Building, "building", Some(1), at(10));
-        set_condition(&mut conditions, ConditionType::Ready, false, Reason::BuildPending, "waiting", Some(2), at(20));
+        set_condition(
+            &mut conditions,
+            ConditionType::Ready,
+            false,
+            Reason::Building,
+            "building",
+            Some(1),
+            at(10),
+        );
+        set_condition(
+            &mut conditions,
+            ConditionType::Ready,
+            false,
+            Reason::BuildPending,
+            "waiting",
+            Some(2),
+            at(20),
+        );
         let ready = find_condition(&conditions, ConditionType::Ready).unwrap();
         assert_eq!(ready.last_transition_time, Time(at(10)));
         assert_eq!(ready.reason, "BuildPending");
         assert_eq!(ready.observed_generation, Some(2));
-        set_condition(&mut conditions, ConditionType::Ready, true, Reason::Succeeded, "built", Some(2), at(30));
+        set_condition(
+            &mut conditions,
+            ConditionType::Ready,
+            true,
+            Reason::Succeeded,
+            "built",
+            Some(2),
+            at(30),
+        );
         let ready = find_condition(&conditions, ConditionType::Ready).unwrap();
         assert_eq!(ready.last_transition_time, Time(at(30)));
         assert!(is_true(&conditions, ConditionType::Ready));
@@ -262,9 +286,33 @@ mod tests {
     #[test]
     fn conditions_keep_a_stable_order_and_can_be_removed() {
         let mut conditions = Vec::new();
-        set_condition(&mut conditions, ConditionType::Stalled, true, Reason::InvalidSpec, "bad", Some(1), at(1));
-        set_condition(&mut conditions, ConditionType::Reconciling, true, Reason::Building, "", Some(1), at(1));
-        set_condition(&mut conditions, ConditionType::Ready, false, Reason::InvalidSpec, "bad", Some(1), at(1));
+        set_condition(
+            &mut conditions,
+            ConditionType::Stalled,
+            true,
+            Reason::InvalidSpec,
+            "bad",
+            Some(1),
+            at(1),
+        );
+        set_condition(
+            &mut conditions,
+            ConditionType::Reconciling,
+            true,
+            Reason::Building,
+            "",
+            Some(1),
+            at(1),
+        );
+        set_condition(
+            &mut conditions,
+            ConditionType::Ready,
+            false,
+            Reason::InvalidSpec,
+            "bad",
+            Some(1),
+            at(1),
+        );
         let types: Vec<_> = conditions.iter().map(|c| c.type_.as_str()).collect();
         assert_eq!(types, ["Ready", "Reconciling", "Stalled"]);
         remove_condition(&mut conditions, ConditionType::Reconciling);

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 /// A duration string that is not a Go duration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid duration `{text}`: write a number followed by a unit (ns, us, ms, s, m, h), e.g. `30m` or `1h30m`")]
+#[error(
+    "invalid duration `{text}`: write a number followed by a unit (ns, us, ms, s, m, h), e.g. `30m` or `1h30m`"
+)]
 pub struct DurationError {
     /// The text as written.
     pub text: String,
@@ -97,7 +99,9 @@ mod tests {
 
     #[test]
     fn rejects_what_go_rejects() {
-        for text in ["", "30", "m", "1d", "-5m", "1h30", "1..5s", ".s", "5 m", "1e3s"] {
+        for text in [
+            "", "30", "m", "1d", "-5m", "1h30", "1..5s", ".s", "5 m", "1e3s",
+        ] {
             check(text, None);
         }
         let message = parse_duration("1d").unwrap_err().to_string();

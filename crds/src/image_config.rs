@@ -435,7 +435,14 @@ impl Architecture {
         }
     }
 
-    fn entry(&self) -> (&'static str, &'static str, &'static str, Option<&'static str>) {
+    fn entry(
+        &self,
+    ) -> (
+        &'static str,
+        &'static str,
+        &'static str,
+        Option<&'static str>,
+    ) {
         ARCHITECTURES
             .iter()
             .copied()
@@ -662,7 +669,10 @@ os-release:
         assert_eq!(config.paths[0].permissions, Some(FileMode(0o755)));
         assert_eq!(config.paths[1].kind, PathType::Symlink);
         assert_eq!(config.paths[2].permissions, Some(FileMode(0o640)));
-        assert_eq!(config.os_release.as_ref().unwrap().id.as_deref(), Some("wolfi"));
+        assert_eq!(
+            config.os_release.as_ref().unwrap().id.as_deref(),
+            Some("wolfi")
+        );
     }
 
     #[test]
@@ -693,7 +703,9 @@ os-release:
     #[test]
     fn permissions_forms() {
         let check = |yaml: &str, expected: Option<u32>| {
-            let text = format!("contents: {{packages: [a]}}\npaths:\n  - path: /x\n    type: permissions\n    permissions: {yaml}\n");
+            let text = format!(
+                "contents: {{packages: [a]}}\npaths:\n  - path: /x\n    type: permissions\n    permissions: {yaml}\n"
+            );
             let parsed = ImageConfiguration::from_yaml(&text);
             match expected {
                 Some(mode) => assert_eq!(
@@ -717,16 +729,18 @@ os-release:
     #[test]
     fn architectures_normalize_and_expand() {
         let host = Architecture::parse("amd64").unwrap();
-        let config =
-            ImageConfiguration::from_yaml("contents: {packages: [a]}\narchs: [aarch64, arm64, x86_64]\n")
-                .unwrap();
+        let config = ImageConfiguration::from_yaml(
+            "contents: {packages: [a]}\narchs: [aarch64, arm64, x86_64]\n",
+        )
+        .unwrap();
         let names: Vec<_> = config
             .architectures(&host)
             .iter()
             .map(|a| a.as_str().to_string())
             .collect();
         assert_eq!(names, ["amd64", "arm64"]);
-        let all = ImageConfiguration::from_yaml("contents: {packages: [a]}\narchs: [all]\n").unwrap();
+        let all =
+            ImageConfiguration::from_yaml("contents: {packages: [a]}\narchs: [all]\n").unwrap();
         assert_eq!(all.architectures(&host).len(), 9);
         let none = ImageConfiguration::from_yaml("contents: {packages: [a]}\n").unwrap();
         assert_eq!(none.architectures(&host), [host]);

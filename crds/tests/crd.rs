@@ -2,10 +2,12 @@
 //! schema rules the API server enforces, list-map conditions, printer columns that resolve, and
 //! the examples round-tripping through the types.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::PathBuf;
 
 use kube::CustomResourceExt;
-use securebuild_crds::{ImageBuild, ImageConfiguration, CRD_PATH, crd_yaml};
+use securebuild_crds::{CRD_PATH, ImageBuild, ImageConfiguration, crd_yaml};
 use serde_json::Value;
 
 fn workspace_root() -> PathBuf {
@@ -48,7 +50,10 @@ fn names_scope_and_subresources() {
     assert_eq!(spec["scope"], "Namespaced");
     assert_eq!(spec["names"]["kind"], "ImageBuild");
     assert_eq!(spec["names"]["shortNames"], serde_json::json!(["ib"]));
-    assert_eq!(spec["names"]["categories"], serde_json::json!(["securebuild"]));
+    assert_eq!(
+        spec["names"]["categories"],
+        serde_json::json!(["securebuild"])
+    );
     let version = &spec["versions"][0];
     assert_eq!(version["name"], "v1alpha1");
     assert_eq!(version["served"], true);
@@ -77,7 +82,14 @@ fn structural_violations(node: &Value, path: &str, in_junctor: bool, out: &mut V
         out.push(format!("{path}: schema node is not an object"));
         return;
     };
-    for banned in ["$ref", "$schema", "definitions", "$defs", "id", "patternProperties"] {
+    for banned in [
+        "$ref",
+        "$schema",
+        "definitions",
+        "$defs",
+        "id",
+        "patternProperties",
+    ] {
         if map.contains_key(banned) {
             out.push(format!("{path}: `{banned}` is not allowed"));
         }
@@ -100,25 +112,39 @@ fn structural_violations(node: &Value, path: &str, in_junctor: bool, out: &mut V
         if let Some(any_of) = map.get("anyOf") {
             let expected = serde_json::json!([{"type": "integer"}, {"type": "string"}]);
             if any_of != &expected {
-                out.push(format!("{path}: int-or-string anyOf must be exactly integer|string"));
+                out.push(format!(
+                    "{path}: int-or-string anyOf must be exactly integer|string"
+                ));
             }
         }
     }
     if map.contains_key("properties") && map.contains_key("additionalProperties") {
-        out.push(format!("{path}: properties and additionalProperties together"));
+        out.push(format!(
+            "{path}: properties and additionalProperties together"
+        ));
     }
     if map.get("additionalProperties") == Some(&Value::Bool(false)) {
-        out.push(format!("{path}: additionalProperties: false is not allowed"));
+        out.push(format!(
+            "{path}: additionalProperties: false is not allowed"
+        ));
     }
     if map.get("type") == Some(&Value::String("array".into())) && !map.contains_key("items") {
         out.push(format!("{path}: array without items"));
     }
     if map.get("x-kubernetes-list-type") == Some(&Value::String("map".into())) {
-        let keys = map["x-kubernetes-list-map-keys"].as_array().cloned().unwrap_or_default();
-        let required = map["items"]["required"].as_array().cloned().unwrap_or_default();
+        let keys = map["x-kubernetes-list-map-keys"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let required = map["items"]["required"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         for key in keys {
             if !required.contains(&key) {
-                out.push(format!("{path}: list-map key {key} is not required in items"));
+                out.push(format!(
+                    "{path}: list-map key {key} is not required in items"
+                ));
             }
         }
     }
@@ -134,11 +160,11 @@ fn structural_violations(node: &Value, path: &str, in_junctor: bool, out: &mut V
         structural_violations(additional, &format!("{path}{{}}"), in_junctor, out);
     }
     for junctor in ["anyOf", "allOf", "oneOf"] {
-        if let Some(branches) = map.get(junctor).and_then(Value::as_array) {
-            if !int_or_string {
-                for (i, branch) in branches.iter().enumerate() {
-                    structural_violations(branch, &format!("{path}<{junctor}{i}>"), true, out);
-                }
+        if let Some(branches) = map.get(junctor).and_then(Value::as_array)
+            && !int_or_string
+        {
+            for (i, branch) in branches.iter().enumerate() {
+                structural_violations(branch, &format!("{path}<{junctor}{i}>"), true, out);
             }
         }
     }
@@ -151,14 +177,21 @@ fn structural_violations(node: &Value, path: &str, in_junctor: bool, out: &mut V
 fn schema_is_structural_and_every_node_is_typed() {
     let mut violations = Vec::new();
     structural_violations(&schema(), "", false, &mut violations);
-    assert!(violations.is_empty(), "structural schema violations:\n{}", violations.join("\n"));
+    assert!(
+        violations.is_empty(),
+        "structural schema violations:\n{}",
+        violations.join("\n")
+    );
 }
 
 #[test]
 fn conditions_are_a_list_map_keyed_by_type() {
     let conditions = &schema()["properties"]["status"]["properties"]["conditions"];
     assert_eq!(conditions["x-kubernetes-list-type"], "map");
-    assert_eq!(conditions["x-kubernetes-list-map-keys"], serde_json::json!(["type"]));
+    assert_eq!(
+        conditions["x-kubernetes-list-map-keys"],
+        serde_json::json!(["type"])
+    );
     let required = conditions["items"]["required"].as_array().unwrap();
     for field in ["type", "status", "reason", "message", "lastTransitionTime"] {
         assert!(required.contains(&Value::String(field.into())), "{field}");
@@ -194,8 +227,14 @@ fn printer_columns_point_at_fields_that_exist() {
         .as_array()
         .unwrap()
         .clone();
-    let names: Vec<_> = columns.iter().map(|c| c["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["Ready", "Reason", "Digest", "Age", "Packages", "Last build"]);
+    let names: Vec<_> = columns
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["Ready", "Reason", "Digest", "Age", "Packages", "Last build"]
+    );
     let schema = schema();
     for column in &columns {
         let path = column["jsonPath"].as_str().unwrap();
@@ -208,7 +247,10 @@ fn printer_columns_point_at_fields_that_exist() {
             "integer" => field_type == "integer",
             other => panic!("unexpected column type {other}"),
         };
-        assert!(compatible, "{path}: column {column_type} over field {field_type}");
+        assert!(
+            compatible,
+            "{path}: column {column_type} over field {field_type}"
+        );
     }
     let wide: Vec<_> = columns
         .iter()
@@ -226,14 +268,22 @@ fn validation_rules_are_in_the_schema() {
     assert!(required.contains(&Value::String("image".into())));
     assert!(required.contains(&Value::String("target".into())));
     let image = &spec["properties"]["image"];
-    assert!(image["x-kubernetes-validations"][0]["rule"]
-        .as_str()
-        .unwrap()
-        .contains("packages"));
+    assert!(
+        image["x-kubernetes-validations"][0]["rule"]
+            .as_str()
+            .unwrap()
+            .contains("packages")
+    );
     let path_type = &image["properties"]["paths"]["items"]["properties"]["type"];
     assert_eq!(
         path_type["enum"],
-        serde_json::json!(["directory", "empty-file", "hardlink", "symlink", "permissions"])
+        serde_json::json!([
+            "directory",
+            "empty-file",
+            "hardlink",
+            "symlink",
+            "permissions"
+        ])
     );
     let repository = &spec["properties"]["target"]["properties"]["repository"];
     assert!(repository["pattern"].is_string());
@@ -248,8 +298,7 @@ fn example_imagebuild_round_trips() {
     let again: ImageBuild =
         serde_norway::from_str(&serde_norway::to_string(&build).unwrap()).unwrap();
     assert_eq!(again, build);
-    let json: ImageBuild =
-        serde_json::from_value(serde_json::to_value(&build).unwrap()).unwrap();
+    let json: ImageBuild = serde_json::from_value(serde_json::to_value(&build).unwrap()).unwrap();
     assert_eq!(json, build);
 }
 
@@ -264,13 +313,15 @@ fn every_example_apko_file_parses_and_round_trips() {
             continue;
         }
         let text = std::fs::read_to_string(&path).unwrap();
-        let config = ImageConfiguration::from_yaml(&text)
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let config = ImageConfiguration::from_yaml(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
         let again = ImageConfiguration::from_yaml(&config.to_yaml().unwrap()).unwrap();
         assert_eq!(again, config, "{name}");
         seen += 1;
     }
-    assert!(seen >= 2, "expected at least two apko examples, found {seen}");
+    assert!(
+        seen >= 2,
+        "expected at least two apko examples, found {seen}"
+    );
 }
 
 #[test]

@@ -61,7 +61,13 @@ pub fn example_repository(key: &TestKey) -> Repository {
         .provide("so:libhello.so.1=1")
         .dir("usr", 0o755, 0, 0)
         .dir("usr/lib", 0o755, 0, 0)
-        .file("usr/lib/libhello.so.1.2.0", "libhello 1.2.0: greetings\n", 0o755, 0, 0)
+        .file(
+            "usr/lib/libhello.so.1.2.0",
+            "libhello 1.2.0: greetings\n",
+            0o755,
+            0,
+            0,
+        )
         .symlink("usr/lib/libhello.so.1", "libhello.so.1.2.0");
     let hello = common(PackageSpec::new("hello", "1.2.0-r0"))
         .description("Prints a greeting")
@@ -80,7 +86,13 @@ pub fn example_repository(key: &TestKey) -> Repository {
             0,
             0,
         )
-        .file("usr/share/hello/greeting.txt", "hello, world\n", 0o644, 0, 0);
+        .file(
+            "usr/share/hello/greeting.txt",
+            "hello, world\n",
+            0o644,
+            0,
+            0,
+        );
     let mut repository = Repository::new(key).description("securebuild example repository");
     for spec in [base, lib, hello] {
         repository = repository.package_for_archs(spec, &EXAMPLE_ARCHS);

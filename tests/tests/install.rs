@@ -35,7 +35,10 @@ fn build(specs: Vec<PackageSpec>) -> Built {
     }
 }
 
-fn run(built: &Built, limits: &InstallLimits) -> Result<securebuild_builder::image::install::Installed, InstallError> {
+fn run(
+    built: &Built,
+    limits: &InstallLimits,
+) -> Result<securebuild_builder::image::install::Installed, InstallError> {
     let files: Vec<PackageFile<'_>> = built
         .records
         .iter()
@@ -57,7 +60,9 @@ fn install_ok(specs: Vec<PackageSpec>) -> (securebuild_builder::image::install::
 
 fn install_err(specs: Vec<PackageSpec>) -> String {
     let built = build(specs);
-    run(&built, &InstallLimits::default()).unwrap_err().to_string()
+    run(&built, &InstallLimits::default())
+        .unwrap_err()
+        .to_string()
 }
 
 #[test]
@@ -104,7 +109,11 @@ fn keeps_what_packages_declare() {
         tree.read("etc/motd", &installed.spools).unwrap().unwrap(),
         b"welcome\n"
     );
-    let owned: Vec<_> = installed.packages[0].paths.iter().map(|p| p.path.as_str()).collect();
+    let owned: Vec<_> = installed.packages[0]
+        .paths
+        .iter()
+        .map(|p| p.path.as_str())
+        .collect();
     assert!(owned.contains(&"usr/bin/su"));
     let motd = installed.packages[0]
         .paths
@@ -135,10 +144,19 @@ fn conflicts_follow_apk() {
             .file("etc/conf", "from b\n", 0o644, 0, 0),
     ]);
     assert_eq!(
-        installed.tree.read("etc/conf", &installed.spools).unwrap().unwrap(),
+        installed
+            .tree
+            .read("etc/conf", &installed.spools)
+            .unwrap()
+            .unwrap(),
         b"from b\n"
     );
-    assert!(installed.packages[0].paths.iter().all(|p| p.path != "etc/conf"));
+    assert!(
+        installed.packages[0]
+            .paths
+            .iter()
+            .all(|p| p.path != "etc/conf")
+    );
 
     // The owner replacing the newcomer keeps its file.
     let (installed, _files) = install_ok(vec![
@@ -148,14 +166,22 @@ fn conflicts_follow_apk() {
         PackageSpec::new("b", "1.0-r0").file("etc/conf", "from b\n", 0o644, 0, 0),
     ]);
     assert_eq!(
-        installed.tree.read("etc/conf", &installed.spools).unwrap().unwrap(),
+        installed
+            .tree
+            .read("etc/conf", &installed.spools)
+            .unwrap()
+            .unwrap(),
         b"from a\n"
     );
 
     // Same origin: the later package overwrites.
     let (installed, _files) = install_ok(vec![
-        PackageSpec::new("a", "1.0-r0").origin("src").file("etc/conf", "a\n", 0o644, 0, 0),
-        PackageSpec::new("a-extra", "1.0-r0").origin("src").file("etc/conf", "extra\n", 0o644, 0, 0),
+        PackageSpec::new("a", "1.0-r0")
+            .origin("src")
+            .file("etc/conf", "a\n", 0o644, 0, 0),
+        PackageSpec::new("a-extra", "1.0-r0")
+            .origin("src")
+            .file("etc/conf", "extra\n", 0o644, 0, 0),
     ]);
     assert_eq!(installed.tree.get("etc/conf").unwrap().owner, Some(1));
 
@@ -173,7 +199,10 @@ fn conflicts_follow_apk() {
 fn hostile_packages_are_refused() {
     let check = |spec: PackageSpec, fragment: &str| {
         let message = install_err(vec![spec]);
-        assert!(message.contains(fragment), "expected `{fragment}` in: {message}");
+        assert!(
+            message.contains(fragment),
+            "expected `{fragment}` in: {message}"
+        );
     };
     check(
         PackageSpec::new("evil", "1.0-r0").raw_entry(TarEntry::file("../etc/passwd", "x", 0o644)),
@@ -184,11 +213,17 @@ fn hostile_packages_are_refused() {
         "evil-1.0-r0",
     );
     check(
-        PackageSpec::new("evil", "1.0-r0").write_through_symlink("etc", "/", "etc/passwd", "root::0:0::/:/bin/sh\n"),
+        PackageSpec::new("evil", "1.0-r0").write_through_symlink(
+            "etc",
+            "/",
+            "etc/passwd",
+            "root::0:0::/:/bin/sh\n",
+        ),
         "evil-1.0-r0",
     );
     check(
-        PackageSpec::new("evil", "1.0-r0").raw_entry(TarEntry::hardlink("usr/shadow", "../../etc/shadow")),
+        PackageSpec::new("evil", "1.0-r0")
+            .raw_entry(TarEntry::hardlink("usr/shadow", "../../etc/shadow")),
         "evil-1.0-r0",
     );
     check(
@@ -199,7 +234,9 @@ fn hostile_packages_are_refused() {
 
 #[test]
 fn limits_and_bombs_are_enforced() {
-    let built = build(vec![PackageSpec::new("bomb", "1.0-r0").gzip_bomb("var/bomb", 64 * 1024 * 1024)]);
+    let built = build(vec![
+        PackageSpec::new("bomb", "1.0-r0").gzip_bomb("var/bomb", 64 * 1024 * 1024),
+    ]);
     let mut limits = InstallLimits::default();
     limits.archive.max_data_size = 8 * 1024 * 1024;
     let message = run(&built, &limits).unwrap_err().to_string();
@@ -221,12 +258,16 @@ fn limits_and_bombs_are_enforced() {
 
 #[test]
 fn tampered_packages_are_refused() {
-    let message = install_err(vec![PackageSpec::new("bad", "1.0-r0")
-        .wrong_datahash()
-        .file("etc/x", "x", 0o644, 0, 0)]);
+    let message = install_err(vec![
+        PackageSpec::new("bad", "1.0-r0")
+            .wrong_datahash()
+            .file("etc/x", "x", 0o644, 0, 0),
+    ]);
     assert!(message.contains("bad"), "{message}");
-    let message = install_err(vec![PackageSpec::new("bad", "1.0-r0")
-        .index_checksum_mismatch()
-        .file("etc/x", "x", 0o644, 0, 0)]);
+    let message = install_err(vec![
+        PackageSpec::new("bad", "1.0-r0")
+            .index_checksum_mismatch()
+            .file("etc/x", "x", 0o644, 0, 0),
+    ]);
     assert!(message.contains("control checksum"), "{message}");
 }

@@ -189,7 +189,9 @@ async fn push_image(registry: &Registry, server: &TestRegistry) -> PushedImage {
 
 /// The manifest under `tag`, parsed as a signature manifest.
 async fn manifest_under(registry: &Registry, repository: &str, tag: &str) -> (Manifest, String) {
-    let fetched = SignatureStore::fetch_manifest(registry, repository, tag).await.unwrap();
+    let fetched = SignatureStore::fetch_manifest(registry, repository, tag)
+        .await
+        .unwrap();
     (Manifest::from_json(&fetched.bytes).unwrap(), fetched.digest)
 }
 
@@ -371,7 +373,10 @@ async fn signing_is_idempotent_and_a_second_signer_is_appended() {
             .unwrap();
         assert_eq!(report.digest, image.index);
         assert_eq!(report.signatures.len(), 1);
-        assert_eq!(report.signatures[0].layer, both.layers[valid_position].digest);
+        assert_eq!(
+            report.signatures[0].layer,
+            both.layers[valid_position].digest
+        );
         assert_eq!(report.signatures[0].docker_reference, image.repository);
         assert_eq!(report.rejected_signatures.len(), 1);
     }
@@ -477,7 +482,10 @@ async fn build_attestations_verify_and_tampering_is_caught() {
     )
     .await
     .unwrap();
-    assert_eq!(again.provenance.unwrap().digest, summary.sboms[0].artifact.digest);
+    assert_eq!(
+        again.provenance.unwrap().digest,
+        summary.sboms[0].artifact.digest
+    );
     let (attestations, _) = manifest_under(&registry, &image.repository, &att_tag).await;
     assert_eq!(attestations.layers.len(), 2);
 
@@ -525,21 +533,25 @@ async fn build_attestations_verify_and_tampering_is_caught() {
 
     // The wrong key verifies neither signatures nor attestations.
     let stranger = SigningKey::generate().unwrap().verifying_key();
-    let error = verify(&registry, &image, "latest", &stranger, &[AttestationType::Spdx])
-        .await
-        .unwrap_err();
+    let error = verify(
+        &registry,
+        &image,
+        "latest",
+        &stranger,
+        &[AttestationType::Spdx],
+    )
+    .await
+    .unwrap_err();
     assert!(error.contains("no valid signature"), "{error}");
 
     // A tampered envelope: the provenance statement rewritten, its signature kept.
     let (manifest, _) = manifest_under(&registry, &image.repository, &att_tag).await;
-    let genuine = SignatureStore::fetch_blob(&registry, &image.repository, &manifest.layers[0].digest)
-        .await
-        .unwrap();
+    let genuine =
+        SignatureStore::fetch_blob(&registry, &image.repository, &manifest.layers[0].digest)
+            .await
+            .unwrap();
     let mut envelope = Envelope::from_json(&genuine).unwrap();
-    let mut statement: Value = serde_json::from_slice(
-        &base64_decode(&envelope.payload),
-    )
-    .unwrap();
+    let mut statement: Value = serde_json::from_slice(&base64_decode(&envelope.payload)).unwrap();
     statement["predicate"]["runDetails"]["builder"]["id"] = json!("https://evil.example/");
     envelope.payload = base64_encode(&serde_json::to_vec(&statement).unwrap());
     tamper_layer(
@@ -562,20 +574,29 @@ async fn build_attestations_verify_and_tampering_is_caught() {
     assert!(
         error.contains("no valid https://slsa.dev/provenance/v1 attestation")
             && error.contains("layer 1 (sha256:")
-            && error.contains("dsse envelope: none of the 1 signature(s) on the dsse envelope verifies"),
+            && error.contains(
+                "dsse envelope: none of the 1 signature(s) on the dsse envelope verifies"
+            ),
         "{error}"
     );
     // The untouched SBOM attestation still verifies.
-    verify(&registry, &image, "latest", &public, &[AttestationType::Spdx])
-        .await
-        .unwrap();
+    verify(
+        &registry,
+        &image,
+        "latest",
+        &public,
+        &[AttestationType::Spdx],
+    )
+    .await
+    .unwrap();
 
     // A tampered payload: the signed digest claim kept, the repository claim rewritten.
     let sig_tag = signature_tag(&image.index).unwrap();
     let (manifest, _) = manifest_under(&registry, &image.repository, &sig_tag).await;
-    let payload = SignatureStore::fetch_blob(&registry, &image.repository, &manifest.layers[0].digest)
-        .await
-        .unwrap();
+    let payload =
+        SignatureStore::fetch_blob(&registry, &image.repository, &manifest.layers[0].digest)
+            .await
+            .unwrap();
     let tampered = String::from_utf8(payload)
         .unwrap()
         .replace(REPOSITORY_PATH, "team/other")
@@ -586,9 +607,8 @@ async fn build_attestations_verify_and_tampering_is_caught() {
         .unwrap_err();
     assert!(
         error.contains("no valid signature")
-            && error.contains(
-                "simple-signing payload: signature does not verify with the public key"
-            ),
+            && error
+                .contains("simple-signing payload: signature does not verify with the public key"),
         "{error}"
     );
     let checked = python_check(&server, &image.index, &public, false);
@@ -609,7 +629,12 @@ async fn build_attestations_verify_and_tampering_is_caught() {
         base64_encode(&SigningKey::generate().unwrap().sign(&genuine_payload)),
     )]));
     registry
-        .push_manifest(&image.repository, &sig_tag, &manifest.to_json(), OCI_MANIFEST)
+        .push_manifest(
+            &image.repository,
+            &sig_tag,
+            &manifest.to_json(),
+            OCI_MANIFEST,
+        )
         .await
         .unwrap();
     let error = verify(&registry, &image, "latest", &public, &[])
@@ -625,7 +650,9 @@ fn base64_encode(bytes: &[u8]) -> String {
 
 fn base64_decode(text: &str) -> Vec<u8> {
     use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.decode(text).unwrap()
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap()
 }
 
 /// Parses `args` with the real argument tree.
@@ -698,11 +725,21 @@ async fn sign_and_verify_subcommands_against_an_authenticated_registry() {
     ])
     .await
     .unwrap_err();
-    assert!(error.contains("401") || error.contains("nauthorized"), "{error}");
+    assert!(
+        error.contains("401") || error.contains("nauthorized"),
+        "{error}"
+    );
 
     // No password for an encrypted key.
-    let error = run_cli(&["sign", &tagged, "--key", &key_file, "--registry-config", config])
-        .await;
+    let error = run_cli(&[
+        "sign",
+        &tagged,
+        "--key",
+        &key_file,
+        "--registry-config",
+        config,
+    ])
+    .await;
     // The variables may be set in the environment running the tests; only check the message
     // when they are not.
     if std::env::var_os("SECUREBUILD_KEY_PASSWORD").is_none()
@@ -733,8 +770,12 @@ async fn sign_and_verify_subcommands_against_an_authenticated_registry() {
         "build=42",
     ];
     let out = run_cli(&sign_args).await.unwrap();
-    let (manifest, sig_digest) =
-        manifest_under(&registry, &image.repository, &signature_tag(&image.index).unwrap()).await;
+    let (manifest, sig_digest) = manifest_under(
+        &registry,
+        &image.repository,
+        &signature_tag(&image.index).unwrap(),
+    )
+    .await;
     assert_eq!(manifest.layers.len(), 1);
     assert_eq!(
         out,
@@ -744,19 +785,39 @@ async fn sign_and_verify_subcommands_against_an_authenticated_registry() {
         )
     );
     let out = run_cli(&sign_args).await.unwrap();
-    assert!(out.ends_with(&format!("@{sig_digest} (already present)\n")), "{out}");
+    assert!(
+        out.ends_with(&format!("@{sig_digest} (already present)\n")),
+        "{out}"
+    );
 
     let error = run_cli(&[
-        "sign", &tagged, "--key", &key_file, "--key-password-file", &password_file, "-a", "novalue",
+        "sign",
+        &tagged,
+        "--key",
+        &key_file,
+        "--key-password-file",
+        &password_file,
+        "-a",
+        "novalue",
     ])
     .await
     .unwrap_err();
-    assert!(error.contains("annotation \"novalue\" is not KEY=VALUE"), "{error}");
+    assert!(
+        error.contains("annotation \"novalue\" is not KEY=VALUE"),
+        "{error}"
+    );
 
     // Verify: signatures only, then with attestations once they exist.
-    let out = run_cli(&["verify", &tagged, "--key", &public_file, "--registry-config", config])
-        .await
-        .unwrap();
+    let out = run_cli(&[
+        "verify",
+        &tagged,
+        "--key",
+        &public_file,
+        "--registry-config",
+        config,
+    ])
+    .await
+    .unwrap();
     assert!(
         out.starts_with(&format!(
             "verified {}@{}\nsignatures: 1 valid of 1 in {sig_reference}\n",
@@ -806,9 +867,18 @@ async fn sign_and_verify_subcommands_against_an_authenticated_registry() {
     .unwrap();
     let report: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["digest"], image.index.as_str());
-    assert_eq!(report["signatures"][0]["annotations"], json!({"build": "42", "team": "blue"}));
-    assert_eq!(report["attestations"][0]["predicate_type"], SLSA_PROVENANCE_V1);
-    assert_eq!(report["attestations"][1]["predicate_type"], SPDX_PREDICATE_TYPE);
+    assert_eq!(
+        report["signatures"][0]["annotations"],
+        json!({"build": "42", "team": "blue"})
+    );
+    assert_eq!(
+        report["attestations"][0]["predicate_type"],
+        SLSA_PROVENANCE_V1
+    );
+    assert_eq!(
+        report["attestations"][1]["predicate_type"],
+        SPDX_PREDICATE_TYPE
+    );
 
     let error = run_cli(&[
         "verify",
@@ -829,9 +899,19 @@ async fn sign_and_verify_subcommands_against_an_authenticated_registry() {
             ),
         "{error}"
     );
-    let error = parse(&["verify", &tagged, "--key", &public_file, "--attestation", "vuln"])
-        .unwrap_err();
-    assert!(error.contains("unknown attestation type \"vuln\""), "{error}");
+    let error = parse(&[
+        "verify",
+        &tagged,
+        "--key",
+        &public_file,
+        "--attestation",
+        "vuln",
+    ])
+    .unwrap_err();
+    assert!(
+        error.contains("unknown attestation type \"vuln\""),
+        "{error}"
+    );
 
     let wrong = write(
         dir.path(),
@@ -843,13 +923,27 @@ async fn sign_and_verify_subcommands_against_an_authenticated_registry() {
             .unwrap()
             .as_bytes(),
     );
-    let error = run_cli(&["verify", &tagged, "--key", &wrong, "--registry-config", config])
-        .await
-        .unwrap_err();
+    let error = run_cli(&[
+        "verify",
+        &tagged,
+        "--key",
+        &wrong,
+        "--registry-config",
+        config,
+    ])
+    .await
+    .unwrap_err();
     assert!(error.contains("no valid signature"), "{error}");
-    let error = run_cli(&["verify", &tagged, "--key", &key_file, "--registry-config", config])
-        .await
-        .unwrap_err();
+    let error = run_cli(&[
+        "verify",
+        &tagged,
+        "--key",
+        &key_file,
+        "--registry-config",
+        config,
+    ])
+    .await
+    .unwrap_err();
     assert!(error.contains("unsupported pem block type"), "{error}");
     let error = run_cli(&["verify", "not a reference", "--key", &public_file])
         .await

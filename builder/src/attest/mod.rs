@@ -12,8 +12,8 @@ pub mod provenance;
 pub mod publish;
 pub mod purl;
 pub mod sbom;
-pub mod verify;
 mod spdx_license_list;
+pub mod verify;
 
 use base64::Engine as _;
 use sha2::Digest as _;

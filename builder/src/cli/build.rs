@@ -34,11 +34,7 @@ async fn build_and_publish(args: &BuildArgs, out: &mut dyn Write) -> Result<Buil
     let config = read_config(&args.config)?;
     let options = options(args)?;
     // Parse the push target before building, so a typo fails fast.
-    let target = args
-        .push
-        .as_deref()
-        .map(parse_image)
-        .transpose()?;
+    let target = args.push.as_deref().map(parse_image).transpose()?;
     let output = match (&args.output, &target) {
         (Some(dir), _) => Some(dir.clone()),
         (None, None) => Some(default_output(&args.config)),
@@ -103,10 +99,15 @@ pub(crate) fn options(args: &BuildArgs) -> Result<BuildOptions> {
     }
     options.compression = match args.compression.as_str() {
         "gzip" => Compression::Gzip {
-            level: args.compression_level.unwrap_or(crate::image::layer::DEFAULT_GZIP_LEVEL as i32) as u32,
+            level: args
+                .compression_level
+                .unwrap_or(crate::image::layer::DEFAULT_GZIP_LEVEL as i32)
+                as u32,
         },
         "zstd" => Compression::Zstd {
-            level: args.compression_level.unwrap_or(crate::image::layer::DEFAULT_ZSTD_LEVEL),
+            level: args
+                .compression_level
+                .unwrap_or(crate::image::layer::DEFAULT_ZSTD_LEVEL),
         },
         other => {
             return Err(Error::Unsupported {

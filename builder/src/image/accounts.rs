@@ -316,12 +316,17 @@ impl GroupEntry {
 /// with numeric UID and GID. `path` names the file in errors.
 pub fn parse_passwd(path: &str, text: &str) -> Result<Vec<PasswdEntry>, AccountsError> {
     let mut entries = Vec::new();
-    for (index, fields, line) in split_lines(path, text, PASSWD_FIELDS)? {
+    for Line {
+        number,
+        fields,
+        text,
+    } in split_lines(path, text, PASSWD_FIELDS)?
+    {
         entries.push(PasswdEntry {
             name: fields[0].to_string(),
             password: fields[1].to_string(),
-            uid: parse_id(path, index, "uid", fields[2], line)?,
-            gid: parse_id(path, index, "gid", fields[3], line)?,
+            uid: parse_id(path, number, "uid", fields[2], text)?,
+            gid: parse_id(path, number, "gid", fields[3], text)?,
             gecos: fields[4].to_string(),
             home: fields[5].to_string(),
             shell: fields[6].to_string(),
@@ -334,11 +339,16 @@ pub fn parse_passwd(path: &str, text: &str) -> Result<Vec<PasswdEntry>, Accounts
 /// with a numeric GID. `path` names the file in errors.
 pub fn parse_group(path: &str, text: &str) -> Result<Vec<GroupEntry>, AccountsError> {
     let mut entries = Vec::new();
-    for (index, fields, line) in split_lines(path, text, GROUP_FIELDS)? {
+    for Line {
+        number,
+        fields,
+        text,
+    } in split_lines(path, text, GROUP_FIELDS)?
+    {
         entries.push(GroupEntry {
             name: fields[0].to_string(),
             password: fields[1].to_string(),
-            gid: parse_id(path, index, "gid", fields[2], line)?,
+            gid: parse_id(path, number, "gid", fields[2], text)?,
             members: fields[3]
                 .split(',')
                 .filter(|m| !m.is_empty())
@@ -378,12 +388,22 @@ pub fn format_group(entries: &[GroupEntry]) -> String {
         .collect()
 }
 
-/// Non-blank lines as (1-based number, fields, trimmed line), checking the field count.
+/// A non-blank line of an account file.
+struct Line<'a> {
+    /// 1-based line number.
+    number: usize,
+    /// The `:`-separated fields.
+    fields: Vec<&'a str>,
+    /// The trimmed line.
+    text: &'a str,
+}
+
+/// The non-blank lines, checking the field count.
 fn split_lines<'a>(
     path: &str,
     text: &'a str,
     expected: usize,
-) -> Result<Vec<(usize, Vec<&'a str>, &'a str)>, AccountsError> {
+) -> Result<Vec<Line<'a>>, AccountsError> {
     let mut lines = Vec::new();
     for (index, raw) in text.lines().enumerate() {
         let line = raw.trim();
@@ -400,7 +420,11 @@ fn split_lines<'a>(
                 text: quote(line),
             });
         }
-        lines.push((index + 1, fields, line));
+        lines.push(Line {
+            number: index + 1,
+            fields,
+            text: line,
+        });
     }
     Ok(lines)
 }

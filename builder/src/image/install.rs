@@ -176,7 +176,13 @@ impl Spools {
     }
 
     /// Streams `len` bytes at `offset` of spool `spool` into `out`.
-    pub fn copy_range(&self, spool: usize, offset: u64, len: u64, out: &mut dyn Write) -> io::Result<u64> {
+    pub fn copy_range(
+        &self,
+        spool: usize,
+        offset: u64,
+        len: u64,
+        out: &mut dyn Write,
+    ) -> io::Result<u64> {
         let path = self
             .files
             .get(spool)
@@ -189,7 +195,11 @@ impl Spools {
         } else {
             Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
-                format!("spool {} ended {} bytes early", path.display(), len - copied),
+                format!(
+                    "spool {} ended {} bytes early",
+                    path.display(),
+                    len - copied
+                ),
             ))
         }
     }
@@ -245,7 +255,11 @@ fn label(record: &PackageRecord) -> String {
 
 /// Decompresses the data stream into `spool`, checking the control checksum against the index
 /// and the data stream against `datahash`.
-fn spool_data(package: &PackageFile<'_>, spool: &Path, limits: &ArchiveLimits) -> Result<(), InstallError> {
+fn spool_data(
+    package: &PackageFile<'_>,
+    spool: &Path,
+    limits: &ArchiveLimits,
+) -> Result<(), InstallError> {
     let name = label(package.record);
     let io_error = |path: &Path| {
         let package = name.clone();
@@ -283,7 +297,8 @@ fn spool_data(package: &PackageFile<'_>, spool: &Path, limits: &ArchiveLimits) -
         });
     }
     let mut data = archive.data;
-    let mut out = BufWriter::with_capacity(256 * 1024, File::create(spool).map_err(io_error(spool))?);
+    let mut out =
+        BufWriter::with_capacity(256 * 1024, File::create(spool).map_err(io_error(spool))?);
     if let Err(error) = io::copy(&mut data, &mut out) {
         return Err(match ArchiveError::find_in(&error) {
             Some(source) => InstallError::Archive {
@@ -328,11 +343,13 @@ impl State<'_> {
         let file = File::open(spool).map_err(io_error)?;
         let mut archive = tar::Archive::new(BufReader::new(file));
         let mut paths = Vec::new();
-        let entries = archive.entries_with_seek().map_err(|source| InstallError::Entry {
-            package: name.clone(),
-            entry: "archive".into(),
-            source,
-        })?;
+        let entries = archive
+            .entries_with_seek()
+            .map_err(|source| InstallError::Entry {
+                package: name.clone(),
+                entry: "archive".into(),
+                source,
+            })?;
         for (position, entry) in entries.enumerate() {
             let mut entry = entry.map_err(|source| InstallError::Entry {
                 package: name.clone(),
@@ -386,9 +403,20 @@ impl State<'_> {
             .map_err(|_| malformed(&path, io::Error::other("uid out of range")))?;
         let gid = u32::try_from(header.gid().map_err(|e| malformed(&path, e))?)
             .map_err(|_| malformed(&path, io::Error::other("gid out of range")))?;
-        let mtime = i64::try_from(header.mtime().map_err(|e| malformed(&path, e))?).unwrap_or(i64::MAX);
-        let uname = header.username().ok().flatten().filter(|s| !s.is_empty()).map(str::to_string);
-        let gname = header.groupname().ok().flatten().filter(|s| !s.is_empty()).map(str::to_string);
+        let mtime =
+            i64::try_from(header.mtime().map_err(|e| malformed(&path, e))?).unwrap_or(i64::MAX);
+        let uname = header
+            .username()
+            .ok()
+            .flatten()
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
+        let gname = header
+            .groupname()
+            .ok()
+            .flatten()
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
         let entry_type = header.entry_type();
         let size = entry.size();
         let link = entry
@@ -425,12 +453,15 @@ impl State<'_> {
             EntryType::Directory => (EntryKind::Directory, Content::Empty),
             EntryType::Symlink => (
                 EntryKind::Symlink {
-                    target: link.ok_or_else(|| malformed(&path, io::Error::other("symlink without target")))?,
+                    target: link.ok_or_else(|| {
+                        malformed(&path, io::Error::other("symlink without target"))
+                    })?,
                 },
                 Content::Empty,
             ),
             EntryType::Link => {
-                let target = link.ok_or_else(|| malformed(&path, io::Error::other("hardlink without target")))?;
+                let target = link
+                    .ok_or_else(|| malformed(&path, io::Error::other("hardlink without target")))?;
                 let target = guard::normalize(&target).map_err(|source| InstallError::Unsafe {
                     package: package.to_string(),
                     source,
@@ -485,7 +516,12 @@ impl State<'_> {
     /// an owner that `replaces` the newcomer keeps its file; identical content (same kind,
     /// owner, mode and bytes, or the same link target) is not a conflict. Returns whether the
     /// package now owns the path.
-    fn place(&mut self, index: usize, node: Node, sha1: Option<[u8; 20]>) -> Result<bool, InstallError> {
+    fn place(
+        &mut self,
+        index: usize,
+        node: Node,
+        sha1: Option<[u8; 20]>,
+    ) -> Result<bool, InstallError> {
         let path = node.entry.path.clone();
         let Some(existing) = self.tree.get(&path) else {
             self.insert(index, node, sha1);
@@ -521,7 +557,11 @@ impl State<'_> {
             .same_content(&existing, &node, sha1)
             .map_err(|source| InstallError::Io {
                 package: label(new),
-                path: self.spools.path(index).map(Path::to_path_buf).unwrap_or_default(),
+                path: self
+                    .spools
+                    .path(index)
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default(),
                 source,
             })?;
         if identical {
@@ -535,7 +575,12 @@ impl State<'_> {
         }
     }
 
-    fn same_content(&self, existing: &Node, new: &Node, new_sha1: Option<[u8; 20]>) -> io::Result<bool> {
+    fn same_content(
+        &self,
+        existing: &Node,
+        new: &Node,
+        new_sha1: Option<[u8; 20]>,
+    ) -> io::Result<bool> {
         let (a, b) = (&existing.entry, &new.entry);
         if a.kind != b.kind || a.mode != b.mode || a.uid != b.uid || a.gid != b.gid {
             return Ok(false);

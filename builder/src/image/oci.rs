@@ -388,7 +388,10 @@ impl LayoutWriter {
                 source,
             })?;
         let blobs = staging.path().join("blobs/sha256");
-        fs::create_dir_all(&blobs).map_err(|source| OciError::Io { path: blobs, source })?;
+        fs::create_dir_all(&blobs).map_err(|source| OciError::Io {
+            path: blobs,
+            source,
+        })?;
         Ok(Self { staging })
     }
 
@@ -423,8 +426,12 @@ impl LayoutWriter {
     /// untagged entry).
     pub fn finish_index(&self, root: &Descriptor, tags: &[String]) -> Result<(), OciError> {
         let layout = self.staging.path().join("oci-layout");
-        fs::write(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)
-            .map_err(|source| OciError::Io { path: layout, source })?;
+        fs::write(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(|source| {
+            OciError::Io {
+                path: layout,
+                source,
+            }
+        })?;
         let entries: Vec<Descriptor> = if tags.is_empty() {
             vec![root.clone()]
         } else {
@@ -492,7 +499,10 @@ mod tests {
         .unwrap();
         let arch = Architecture::parse("armv7").unwrap();
         let bytes = image_config(&config, &arch, &["sha256:abc".into()], 1_700_000_000).unwrap();
-        assert_eq!(bytes, image_config(&config, &arch, &["sha256:abc".into()], 1_700_000_000).unwrap());
+        assert_eq!(
+            bytes,
+            image_config(&config, &arch, &["sha256:abc".into()], 1_700_000_000).unwrap()
+        );
         let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(value["architecture"], "arm");
         assert_eq!(value["variant"], "v7");
@@ -505,14 +515,26 @@ mod tests {
                 format!("SSL_CERT_FILE={DEFAULT_SSL_CERT_FILE}")
             ])
         );
-        assert_eq!(value["config"]["Entrypoint"], serde_json::json!(["/usr/bin/hello", "--x"]));
-        assert_eq!(value["config"]["Cmd"], serde_json::json!(["--greeting", "big world"]));
+        assert_eq!(
+            value["config"]["Entrypoint"],
+            serde_json::json!(["/usr/bin/hello", "--x"])
+        );
+        assert_eq!(
+            value["config"]["Cmd"],
+            serde_json::json!(["--greeting", "big world"])
+        );
         assert_eq!(value["config"]["User"], "65532");
         assert_eq!(value["config"]["WorkingDir"], "/app");
         assert_eq!(value["config"]["StopSignal"], "SIGINT");
         assert_eq!(value["config"]["Volumes"], serde_json::json!({"/data": {}}));
-        assert_eq!(value["config"]["Labels"][ANNOTATION_SOURCE], "https://example.com/repo");
-        assert_eq!(value["rootfs"]["diff_ids"], serde_json::json!(["sha256:abc"]));
+        assert_eq!(
+            value["config"]["Labels"][ANNOTATION_SOURCE],
+            "https://example.com/repo"
+        );
+        assert_eq!(
+            value["rootfs"]["diff_ids"],
+            serde_json::json!(["sha256:abc"])
+        );
     }
 
     #[test]

@@ -181,7 +181,15 @@ impl Tree {
     }
 
     /// Adds or replaces a generated regular file (parents created as needed).
-    pub fn put_file(&mut self, path: &str, bytes: Vec<u8>, mode: u32, uid: u32, gid: u32, mtime: i64) {
+    pub fn put_file(
+        &mut self,
+        path: &str,
+        bytes: Vec<u8>,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        mtime: i64,
+    ) {
         self.ensure_parents(path, mtime);
         let mut entry = LayerEntry::file(path, bytes.len() as u64, mode, mtime);
         entry.uid = uid;
@@ -212,7 +220,10 @@ mod tests {
         tree.put_file("etc-backup", Vec::new(), 0o644, 0, 0, 7);
         let paths: Vec<_> = tree.iter().map(|n| n.entry.path.as_str()).collect();
         assert_eq!(paths, ["etc", "etc-backup", "etc/apk", "etc/apk/world"]);
-        assert_eq!(tree.get("etc/apk").unwrap().entry.kind, EntryKind::Directory);
+        assert_eq!(
+            tree.get("etc/apk").unwrap().entry.kind,
+            EntryKind::Directory
+        );
         assert_eq!(
             tree.read("etc/apk/world", &NoSpools).unwrap().unwrap(),
             b"busybox\n"
