@@ -13,11 +13,12 @@ use securebuild_crds::image_config::{Architecture, ImageConfiguration};
 use crate::apk::package::{PackageFetcher, PackageRef, VerifiedPackage};
 use crate::apk::repository;
 use crate::error::{Error, Result};
+use crate::image::config::{self as image_config, ConfigInput};
 use crate::image::install::Installed;
 use crate::image::install::{self, InstallLimits, PackageFile};
 use crate::image::layer::Compression;
-use crate::image::oci::{self, Descriptor, LayoutWriter, Platform};
-use crate::image::{accounts, paths, write};
+use crate::image::layout::{self, Descriptor, ImageIndex, ImageManifest, LayoutWriter, Platform};
+use crate::image::{accounts, apkdb, busybox, ldso, paths, write};
 use crate::lock::{
     Lock, LockConfig, LockContents, LockKeyring, LockPackage, LockRange, LockRepository,
 };
@@ -95,11 +96,11 @@ pub struct BuiltPlatform {
     pub packages: Vec<VerifiedPackage>,
 }
 
-/// A finished build: an OCI layout in a staging directory plus what it contains.
+/// A finished build: an OCI layout plus what it contains.
 #[derive(Debug)]
 pub struct BuiltImage {
-    /// The layout (moved into place by [`BuiltImage::persist`]).
-    pub layout: LayoutWriter,
+    /// The OCI image layout directory.
+    pub layout: PathBuf,
     /// The image index descriptor.
     pub index: Descriptor,
     /// Per architecture, in build order.
@@ -141,14 +142,9 @@ impl BuiltImage {
         })
     }
 
-    /// Moves the layout to `destination`.
-    pub fn persist(self, destination: &Path) -> Result<PathBuf> {
-        Ok(self.layout.persist(destination)?)
-    }
-
-    /// The layout directory as it is now (staging until persisted).
+    /// The layout directory.
     pub fn layout_dir(&self) -> &Path {
-        self.layout.path()
+        &self.layout
     }
 }
 
@@ -198,8 +194,13 @@ pub async fn fetch_packages(
     Ok(all)
 }
 
-/// Builds the image: resolve, fetch, install, assemble; the layout stays in staging.
-pub async fn build(config: &ImageConfiguration, options: &BuildOptions) -> Result<BuiltImage> {
+/// Builds the image: resolve, fetch, install, assemble, and write the OCI layout at `output`
+/// (built next to it and moved into place only when complete).
+pub async fn build(
+    config: &ImageConfiguration,
+    options: &BuildOptions,
+    output: &Path,
+) -> Result<BuiltImage> {
     if let Some(kind) = config.entrypoint.as_ref().and_then(|e| e.kind.as_deref()) {
         return Err(Error::Unsupported {
             what: format!("entrypoint type `{kind}`"),
@@ -224,8 +225,7 @@ pub async fn build(config: &ImageConfiguration, options: &BuildOptions) -> Resul
         .unwrap_or_default();
     let tags = tags::expand_all(&options.tags, &versions)?;
 
-    // Spools, layers and the staging layout share one directory (and so one filesystem), so
-    // finished layers and the layout move into place by rename.
+    // Spools and layers live in a work directory that is removed when the build ends.
     let staging = options.work_dir.clone().unwrap_or_else(std::env::temp_dir);
     std::fs::create_dir_all(&staging).map_err(|source| Error::File {
         path: staging.clone(),
@@ -238,8 +238,7 @@ pub async fn build(config: &ImageConfiguration, options: &BuildOptions) -> Resul
             path: staging.clone(),
             source,
         })?;
-    let layout = LayoutWriter::new(&staging)?;
-    let annotations = oci::annotations(config);
+    let mut layout = LayoutWriter::create(output)?;
 
     let mut platforms = Vec::with_capacity(archs.len());
     for ((arch, resolved), verified) in archs.iter().zip(&resolution.archs).zip(packages) {
@@ -249,7 +248,7 @@ pub async fn build(config: &ImageConfiguration, options: &BuildOptions) -> Resul
             resolved,
             &resolution,
             &verified,
-            &layout,
+            &mut layout,
             work.path(),
             created,
             options,
@@ -260,9 +259,21 @@ pub async fn build(config: &ImageConfiguration, options: &BuildOptions) -> Resul
             packages: verified,
         });
     }
-    let manifests: Vec<Descriptor> = platforms.iter().map(|p| p.manifest.clone()).collect();
-    let index = layout.add_bytes(oci::MEDIA_TYPE_INDEX, &oci::index(&manifests, &annotations))?;
-    layout.finish_index(&index, &tags)?;
+    let index_bytes = ImageIndex {
+        manifests: platforms.iter().map(|p| p.manifest.clone()).collect(),
+        annotations: layout::index_annotations(config, created)?,
+    }
+    .to_json()?;
+    let index = layout
+        .add_bytes(&index_bytes)?
+        .descriptor(layout::MEDIA_TYPE_IMAGE_INDEX);
+    // A layout always names the image: its tags, or `latest` as docker and skopeo default to.
+    let layout_tags = if tags.is_empty() {
+        vec!["latest".to_string()]
+    } else {
+        tags.clone()
+    };
+    let layout = layout.finish(&index, &layout_tags)?;
     let lock = make_lock(config, options, &resolution, &platforms);
     drop(work);
     Ok(BuiltImage {
@@ -283,7 +294,7 @@ fn build_platform(
     resolved: &ArchResolution,
     resolution: &Resolution,
     verified: &[VerifiedPackage],
-    layout: &LayoutWriter,
+    layout: &mut LayoutWriter,
     work: &Path,
     created: i64,
     options: &BuildOptions,
@@ -302,7 +313,7 @@ fn build_platform(
         .collect();
     let mut installed = install::install(&files, &spool_dir, &options.limits)?;
 
-    generate_files(config, arch, resolution, verified, &mut installed, created)?;
+    let user = generate_files(config, arch, resolution, verified, &mut installed, created)?;
     let _ = resolved;
     let layer_file = work.join(format!("layer-{}", arch.apk()));
     let digests = write::write_layer(
@@ -311,29 +322,35 @@ fn build_platform(
         &layer_file,
         options.compression,
     )?;
-    let layer = Descriptor {
-        media_type: digests.media_type.to_string(),
-        digest: digests.digest.clone(),
-        size: digests.size,
-        platform: None,
-        annotations: BTreeMap::new(),
-    };
-    layout.add_file(&layer_file, &layer)?;
-    let config_bytes = oci::image_config(
-        config,
+    let layer = layout
+        .add_file(&layer_file, Some(&digests.digest))?
+        .descriptor(digests.media_type);
+    let config_bytes = image_config::image_config_json(&ConfigInput {
+        image: config,
         arch,
-        std::slice::from_ref(&digests.diff_id),
+        diff_ids: std::slice::from_ref(&digests.diff_id),
         created,
-    )?;
-    let config_descriptor = layout.add_bytes(oci::MEDIA_TYPE_CONFIG, &config_bytes)?;
-    let manifest_bytes = oci::manifest(&config_descriptor, &[layer], &oci::annotations(config));
-    let mut manifest = layout.add_bytes(oci::MEDIA_TYPE_MANIFEST, &manifest_bytes)?;
-    manifest.platform = Some(Platform::of(arch));
+        user: user.as_deref(),
+    })?;
+    let config_descriptor = layout
+        .add_bytes(&config_bytes)?
+        .descriptor(image_config::MEDIA_TYPE_IMAGE_CONFIG);
+    let manifest_bytes = ImageManifest {
+        config: config_descriptor,
+        layers: vec![layer],
+        annotations: image_config::annotations(config),
+    }
+    .to_json()?;
+    let mut manifest = layout
+        .add_bytes(&manifest_bytes)?
+        .descriptor(layout::MEDIA_TYPE_IMAGE_MANIFEST);
+    manifest.platform = Some(Platform::linux(arch));
     Ok(manifest)
 }
 
 /// The files the builder generates after the packages are installed: the apk database,
-/// busybox links, accounts, `paths` mutations and `ld.so.cache`, in that order.
+/// busybox links, accounts, `paths` mutations and `ld.so.cache`, in that order. Returns the
+/// OCI `User` (the resolved `run-as`).
 fn generate_files(
     config: &ImageConfiguration,
     arch: &Architecture,
@@ -341,16 +358,62 @@ fn generate_files(
     verified: &[VerifiedPackage],
     installed: &mut Installed,
     created: i64,
-) -> Result<()> {
-    let _ = (arch, resolution, verified);
-    accounts::apply_accounts(
-        &mut installed.tree,
+) -> Result<Option<String>> {
+    let scripts: Vec<Vec<apkdb::PackageScript>> = installed
+        .packages
+        .iter()
+        .map(|p| {
+            p.scripts
+                .iter()
+                .map(|(name, content)| apkdb::PackageScript {
+                    name: name.clone(),
+                    content: content.clone(),
+                })
+                .collect()
+        })
+        .collect();
+    let packages: Vec<apkdb::DbPackage<'_>> = installed
+        .packages
+        .iter()
+        .zip(&scripts)
+        .map(|(p, scripts)| apkdb::DbPackage {
+            record: &verified[p.index].record,
+            files: &p.paths,
+            scripts,
+            triggers: &p.triggers,
+        })
+        .collect();
+    let keys: Vec<apkdb::ApkKey> = resolution
+        .keys
+        .iter()
+        .map(|k| apkdb::ApkKey {
+            name: k.name.clone(),
+            pem: k.bytes.clone(),
+        })
+        .collect();
+    let database = apkdb::ApkDbInput {
+        packages: &packages,
+        world: &config.contents.packages,
+        repositories: &config.contents.repositories,
+        runtime_repositories: &config.contents.runtime_repositories,
+        keys: &keys,
+        arch,
+    };
+    let mut tree = std::mem::take(&mut installed.tree);
+    apkdb::write_apk_database(&mut tree, &database, created)?;
+    let records: Vec<&crate::apk::index::PackageRecord> =
+        verified.iter().map(|p| &p.record).collect();
+    busybox::install_busybox_links(&mut tree, &installed.spools, &records, created)?;
+    let user = accounts::apply_accounts(
+        &mut tree,
         &installed.spools,
         config.accounts.as_ref(),
         created,
     )?;
-    paths::apply_path_mutations(&mut installed.tree, &config.paths, created)?;
-    Ok(())
+    paths::apply_path_mutations(&mut tree, &config.paths, created)?;
+    ldso::generate_ld_so_cache(&mut tree, &installed.spools, arch, created)?;
+    installed.tree = tree;
+    Ok(user)
 }
 
 /// The configuration's architectures, narrowed to `only` when given.
@@ -375,13 +438,6 @@ fn select_archs(config: &ImageConfiguration, only: &[Architecture]) -> Result<Ve
     }
     selected.sort();
     Ok(selected)
-}
-
-/// `/etc/apk/repositories` of the image: `repositories` then `runtime_repositories`.
-fn runtime_repositories(config: &ImageConfiguration) -> Vec<String> {
-    let mut repositories = config.contents.repositories.clone();
-    repositories.extend(config.contents.runtime_repositories.iter().cloned());
-    repositories
 }
 
 fn source_date_epoch_from_env() -> Option<i64> {

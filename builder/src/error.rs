@@ -65,6 +65,18 @@ pub enum Error {
     #[error(transparent)]
     Accounts(#[from] crate::image::accounts::AccountsError),
 
+    /// The apk database could not be written.
+    #[error(transparent)]
+    ApkDb(#[from] crate::image::apkdb::ApkDbError),
+
+    /// Busybox applet links could not be made.
+    #[error(transparent)]
+    Busybox(#[from] crate::image::busybox::BusyboxError),
+
+    /// `ld.so.cache` could not be generated.
+    #[error(transparent)]
+    Ldso(#[from] crate::image::ldso::LdsoError),
+
     /// A `paths` mutation could not be applied.
     #[error(transparent)]
     Paths(#[from] crate::image::paths::PathError),
@@ -73,9 +85,13 @@ pub enum Error {
     #[error(transparent)]
     Layer(#[from] crate::image::write::WriteError),
 
-    /// The OCI config or layout could not be written.
+    /// The OCI config could not be computed.
     #[error(transparent)]
-    Oci(#[from] crate::image::oci::OciError),
+    ImageConfig(#[from] crate::image::config::ImageConfigError),
+
+    /// The OCI layout could not be written.
+    #[error(transparent)]
+    Layout(#[from] crate::image::layout::LayoutError),
 
     /// A tag template could not be expanded.
     #[error(transparent)]
@@ -137,8 +153,12 @@ impl Error {
             | Self::Tag(_)
             | Self::Unsupported { .. }
             | Self::ArchNotConfigured { .. } => "InvalidSpec",
-            Self::Accounts(_) | Self::Paths(_) => "InvalidSpec",
-            Self::Layer(_) | Self::Oci(_) => "BuildFailed",
+            Self::Accounts(_) | Self::Paths(_) | Self::ImageConfig(_) => "InvalidSpec",
+            Self::Layer(_)
+            | Self::Layout(_)
+            | Self::ApkDb(_)
+            | Self::Busybox(_)
+            | Self::Ldso(_) => "BuildFailed",
             Self::Registry(_) => "PushFailed",
             Self::Output(_) | Self::File { .. } => "BuildFailed",
             Self::Publish(_) | Self::Verify(_) | Self::SignCommand(_) => "SigningFailed",

@@ -9,6 +9,11 @@
 //! registry sends back. Credentials come from [`crate::registry_auth`]; loopback registries
 //! and the `insecure` list are spoken to over plain HTTP, as docker does.
 //!
+//! Blob digests are checked twice: on the local file before upload, and by the registry when
+//! the upload is committed with `?digest=` (`oci-client` does not hand back that response's
+//! `Docker-Content-Digest`). Manifest digests are checked against the header of every `PUT`,
+//! `GET` and `HEAD`.
+//!
 //! It does not build images, sign anything, mount blobs across repositories, delete from a
 //! registry or copy between registries.
 
@@ -688,8 +693,9 @@ impl Registry {
 
     /// Pushes the OCI image layout at `layout_dir` to `target`'s repository.
     ///
-    /// 1. Reads `oci-layout` and `index.json`, whose single entry is the root (an image index
-    ///    or one image manifest), and every manifest below it, checking each digest and size.
+    /// 1. Reads `oci-layout` and `index.json`, whose entries must all name one root (an image
+    ///    index or one image manifest; repeats under other `ref.name` annotations are fine),
+    ///    and every manifest below it, checking each digest and size.
     /// 2. Uploads every config and layer blob the registry does not have (`HEAD` first),
     ///    checking the local file's digest before streaming it from disk.
     /// 3. Pushes each manifest by digest (children before their index), skipping those

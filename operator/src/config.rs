@@ -22,6 +22,10 @@
 //! jobTtlSecondsAfterFinished: 86400          # unset: Jobs stay until history limits remove them
 //! workSizeLimit: 10Gi
 //! defaultTimeout: 30m
+//! insecureRegistries: []                     # plain-HTTP registries besides loopback ones
+//! cacheDir: /tmp/securebuild-cache           # indexes, keys, packages (operator process)
+//! workDir: /tmp                              # staging of `local` builds
+//! deploymentName: securebuild-operator       # part of the provenance builder id
 //! defaultResources:
 //!   requests: {cpu: 500m, memory: 1Gi}
 //!   limits: {memory: 4Gi}
@@ -33,8 +37,10 @@
 //! `SECUREBUILD_BUILDER_SERVICE_ACCOUNT`, `SECUREBUILD_NAMESPACE`,
 //! `SECUREBUILD_SIGNING_KEY_SECRET`, `SECUREBUILD_SIGNING_KEY_NAMESPACE`, `SECUREBUILD_BACKEND`,
 //! `SECUREBUILD_MAX_CONCURRENT_BUILDS`, `SECUREBUILD_RECONCILE_CONCURRENCY`,
-//! `SECUREBUILD_WATCH_NAMESPACES`, `SECUREBUILD_JOB_TTL_SECONDS`, `SECUREBUILD_WORK_SIZE_LIMIT`
-//! and `SECUREBUILD_DEFAULT_TIMEOUT`. An empty value clears an optional setting or a list.
+//! `SECUREBUILD_WATCH_NAMESPACES`, `SECUREBUILD_JOB_TTL_SECONDS`, `SECUREBUILD_WORK_SIZE_LIMIT`,
+//! `SECUREBUILD_DEFAULT_TIMEOUT`, `SECUREBUILD_INSECURE_REGISTRIES`, `SECUREBUILD_CACHE_DIR`,
+//! `SECUREBUILD_WORK_DIR` and `SECUREBUILD_DEPLOYMENT_NAME`. An empty value clears an optional
+//! setting or a list.
 //! `defaultResources` is file-only.
 //!
 //! Default repositories and keyring apply only to an ImageBuild whose
@@ -44,6 +50,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::num::ParseIntError;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
@@ -71,6 +78,13 @@ pub const DEFAULT_MAX_CONCURRENT_BUILDS: u16 = 4;
 
 /// How many ImageBuilds are reconciled at once when not configured.
 pub const DEFAULT_RECONCILE_CONCURRENCY: u16 = 8;
+
+/// The operator Deployment's name when not configured (part of the provenance builder id).
+pub const DEFAULT_DEPLOYMENT_NAME: &str = "securebuild-operator";
+
+/// The directory under the system temp dir that caches indexes, keys and packages when no
+/// `cacheDir` is configured.
+pub const DEFAULT_CACHE_DIR_NAME: &str = "securebuild-cache";
 
 /// The prefix of every environment variable the configuration reads.
 pub const ENV_PREFIX: &str = "SECUREBUILD_";
@@ -154,6 +168,27 @@ pub struct Config {
     pub default_resources: ResourceRequirements,
     /// How long a build may run when the ImageBuild does not say.
     pub default_timeout: Duration,
+    /// Registries spoken to over plain HTTP besides loopback ones (`host:port` or a CIDR
+    /// range), by builder Jobs, `local` builds and signing alike.
+    pub insecure_registries: Vec<String>,
+    /// Where the operator process caches indexes, keys and packages (re-resolution, signing,
+    /// `local` builds); `None` means `<temp dir>/securebuild-cache`.
+    pub cache_dir: Option<PathBuf>,
+    /// Where `local` builds stage their layouts; `None` means the system temp dir.
+    pub work_dir: Option<PathBuf>,
+    /// The operator Deployment's name, part of the provenance builder id
+    /// (`https://securebuild.dev/operator@<namespace>/<deploymentName>`).
+    pub deployment_name: String,
+}
+
+impl Config {
+    /// The cache directory of the operator process: `cacheDir`, else
+    /// `<temp dir>/securebuild-cache`.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.cache_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join(DEFAULT_CACHE_DIR_NAME))
+    }
 }
 
 impl Default for Config {
@@ -174,6 +209,10 @@ impl Default for Config {
             work_size_limit: Quantity(DEFAULT_WORK_SIZE_LIMIT.to_string()),
             default_resources: default_resources(),
             default_timeout: Duration::from_secs(30 * 60),
+            insecure_registries: Vec::new(),
+            cache_dir: None,
+            work_dir: None,
+            deployment_name: DEFAULT_DEPLOYMENT_NAME.to_string(),
         }
     }
 }
@@ -278,6 +317,22 @@ pub enum ConfigError {
         /// The value.
         value: i64,
     },
+    /// An `insecureRegistries` entry with a scheme, path or whitespace.
+    #[error(
+        "insecureRegistries entry `{value}` must be a registry host (`host[:port]`) or a CIDR range, without scheme or path"
+    )]
+    InsecureRegistry {
+        /// The value as written.
+        value: String,
+    },
+    /// A directory setting that is not an absolute path.
+    #[error("{field} `{value}` must be an absolute path")]
+    RelativePath {
+        /// The setting.
+        field: &'static str,
+        /// The value as written.
+        value: String,
+    },
     /// A size that is not a Kubernetes quantity.
     #[error("{field} `{value}` is not a Kubernetes quantity such as `10Gi` or `500M`")]
     Quantity {
@@ -308,6 +363,10 @@ struct FileConfig {
     work_size_limit: Option<String>,
     default_timeout: Option<String>,
     default_resources: Option<ResourceRequirements>,
+    insecure_registries: Option<Vec<String>>,
+    cache_dir: Option<String>,
+    work_dir: Option<String>,
+    deployment_name: Option<String>,
 }
 
 impl Config {
@@ -459,6 +518,18 @@ impl Config {
             }
         }
 
+        let insecure_registries = raw.insecure_registries.unwrap_or_default();
+        for entry in &insecure_registries {
+            check_insecure_registry(entry)?;
+        }
+        let cache_dir = absolute_dir("cacheDir", raw.cache_dir)?;
+        let work_dir = absolute_dir("workDir", raw.work_dir)?;
+        let deployment_name = raw
+            .deployment_name
+            .filter(|n| !n.is_empty())
+            .unwrap_or(defaults.deployment_name);
+        check_subdomain("deploymentName", &deployment_name)?;
+
         Ok(Self {
             registry_prefix,
             default_repositories,
@@ -475,6 +546,46 @@ impl Config {
             work_size_limit: Quantity(work_size_limit),
             default_resources,
             default_timeout,
+            insecure_registries,
+            cache_dir,
+            work_dir,
+            deployment_name,
+        })
+    }
+}
+
+/// An optional directory setting: empty means unset, anything else must be absolute.
+fn absolute_dir(
+    field: &'static str,
+    value: Option<String>,
+) -> Result<Option<PathBuf>, ConfigError> {
+    match value.filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(text) if PathBuf::from(&text).is_absolute() => Ok(Some(PathBuf::from(text))),
+        Some(text) => Err(ConfigError::RelativePath { field, value: text }),
+    }
+}
+
+/// An `insecureRegistries` entry: `host[:port]` or a CIDR range, nothing else.
+fn check_insecure_registry(entry: &str) -> Result<(), ConfigError> {
+    let valid = !entry.is_empty()
+        && entry
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '/' | '[' | ']'))
+        && !entry.contains("://")
+        && match entry.split_once('/') {
+            // Only a CIDR range may have a `/`: an address and a prefix length.
+            Some((address, prefix)) => {
+                address.parse::<std::net::IpAddr>().is_ok()
+                    && prefix.parse::<u8>().is_ok_and(|p| p <= 128)
+            }
+            None => true,
+        };
+    if valid {
+        Ok(())
+    } else {
+        Err(ConfigError::InsecureRegistry {
+            value: entry.to_string(),
         })
     }
 }
@@ -563,6 +674,18 @@ fn overlay_env(
     }
     if let Some(value) = var("DEFAULT_TIMEOUT") {
         raw.default_timeout = Some(value);
+    }
+    if let Some(value) = var("INSECURE_REGISTRIES") {
+        raw.insecure_registries = Some(list(value));
+    }
+    if let Some(value) = var("CACHE_DIR") {
+        raw.cache_dir = Some(value);
+    }
+    if let Some(value) = var("WORK_DIR") {
+        raw.work_dir = Some(value);
+    }
+    if let Some(value) = var("DEPLOYMENT_NAME") {
+        raw.deployment_name = Some(value);
     }
     Ok(())
 }
@@ -917,6 +1040,31 @@ defaultResources:
                 &[],
                 "defaultRepositories entry must not be empty",
             ),
+            (
+                None,
+                &[("SECUREBUILD_INSECURE_REGISTRIES", "http://registry:5000")],
+                "insecureRegistries entry `http://registry:5000`",
+            ),
+            (
+                None,
+                &[("SECUREBUILD_INSECURE_REGISTRIES", "registry:5000/team")],
+                "insecureRegistries entry `registry:5000/team`",
+            ),
+            (
+                None,
+                &[("SECUREBUILD_CACHE_DIR", "cache")],
+                "cacheDir `cache` must be an absolute path",
+            ),
+            (
+                Some("workDir: work"),
+                &[],
+                "workDir `work` must be an absolute path",
+            ),
+            (
+                None,
+                &[("SECUREBUILD_DEPLOYMENT_NAME", "Operator")],
+                "deploymentName `Operator`",
+            ),
         ];
         for (file, env, expected) in cases {
             let error = load(*file, env).expect_err(expected).to_string();
@@ -925,6 +1073,37 @@ defaultResources:
                 "expected `{expected}` in `{error}`"
             );
         }
+    }
+
+    #[test]
+    fn process_settings() {
+        let file = r#"
+insecureRegistries: [kind-registry:5000, 10.0.0.0/8]
+cacheDir: /var/cache/securebuild
+deploymentName: sb
+"#;
+        let config = load(
+            Some(file),
+            &[
+                ("SECUREBUILD_WORK_DIR", "/scratch"),
+                ("SECUREBUILD_DEPLOYMENT_NAME", ""),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            config.insecure_registries,
+            ["kind-registry:5000", "10.0.0.0/8"]
+        );
+        assert_eq!(config.cache_dir(), PathBuf::from("/var/cache/securebuild"));
+        assert_eq!(config.work_dir, Some(PathBuf::from("/scratch")));
+        assert_eq!(config.deployment_name, DEFAULT_DEPLOYMENT_NAME);
+
+        let defaults = load(None, &[("SECUREBUILD_CACHE_DIR", "")]).unwrap();
+        assert_eq!(
+            defaults.cache_dir(),
+            std::env::temp_dir().join("securebuild-cache")
+        );
+        assert_eq!(defaults.work_dir, None);
     }
 
     #[test]

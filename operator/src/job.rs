@@ -31,7 +31,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 use securebuild_crds::duration::{DurationError, parse_duration};
 use securebuild_crds::imagebuild::BuildReason;
-use securebuild_crds::{ConfigError as ImageConfigError, ImageBuild};
+use securebuild_crds::{ConfigError as ImageConfigError, ImageBuild, ImageConfiguration};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -339,6 +339,27 @@ pub fn build_timeout(ib: &ImageBuild, config: &Config) -> Result<Duration, JobEr
     }
 }
 
+/// The image configuration a build of `ib` uses: the spec's, with the operator's default
+/// repositories and keyring when the spec lists no repositories. Every backend builds (and
+/// re-resolution and signing resolve) exactly this.
+pub fn effective_image(ib: &ImageBuild, config: &Config) -> Result<ImageConfiguration, JobError> {
+    let mut image = ib.spec.image.clone();
+    if image.contents.repositories.is_empty() {
+        if config.default_repositories.is_empty() {
+            return Err(JobError::NoRepositories {
+                name: ib.name_any(),
+            });
+        }
+        image.contents.repositories = config.default_repositories.clone();
+        for key in &config.default_keyring {
+            if !image.contents.keyring.contains(key) {
+                image.contents.keyring.push(key.clone());
+            }
+        }
+    }
+    Ok(image)
+}
+
 /// The ConfigMap holding the build input and the Job that runs the builder, both owned by the
 /// ImageBuild and named [`job_name`].
 pub fn desired_job(
@@ -369,18 +390,7 @@ pub fn desired_job(
     let timeout = build_timeout(ib, config)?;
     let active_deadline = i64::try_from(timeout.as_secs().max(1)).unwrap_or(i64::MAX);
 
-    let mut image = ib.spec.image.clone();
-    if image.contents.repositories.is_empty() {
-        if config.default_repositories.is_empty() {
-            return Err(JobError::NoRepositories { name });
-        }
-        image.contents.repositories = config.default_repositories.clone();
-        for key in &config.default_keyring {
-            if !image.contents.keyring.contains(key) {
-                image.contents.keyring.push(key.clone());
-            }
-        }
-    }
+    let image = effective_image(ib, config)?;
     let image_yaml = image.to_yaml().map_err(|source| JobError::ImageConfig {
         name: name.clone(),
         source,
@@ -452,6 +462,10 @@ pub fn desired_job(
             .into_iter()
             .map(str::to_string),
     );
+    for registry in &config.insecure_registries {
+        args.push("--insecure-registry".to_string());
+        args.push(registry.clone());
+    }
 
     let mut env = vec![env_var("HOME", TMP_DIR), env_var("TMPDIR", TMP_DIR)];
     let mut volume_mounts = vec![
@@ -723,6 +737,28 @@ mod tests {
         assert_eq!(target["imageBuild"]["generation"], 3);
         assert_eq!(target["trigger"], "SpecChanged");
         assert_eq!(config_map.immutable, Some(true));
+    }
+
+    #[test]
+    fn insecure_registries_reach_the_builder() {
+        let ib = TestImageBuild::new().build();
+        let cfg = Config {
+            insecure_registries: vec!["kind-registry:5000".into(), "10.0.0.0/8".into()],
+            ..config()
+        };
+        let (_, job) = desired_job(&ib, &spec_changed(1), &cfg).unwrap();
+        let args = pod_spec(&job).containers[0].args.clone().unwrap();
+        assert_eq!(
+            args[args.len() - 4..],
+            [
+                "--insecure-registry",
+                "kind-registry:5000",
+                "--insecure-registry",
+                "10.0.0.0/8"
+            ]
+        );
+        let image = effective_image(&ib, &cfg).unwrap();
+        assert_eq!(image, ib.spec.image);
     }
 
     #[test]

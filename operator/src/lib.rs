@@ -15,12 +15,14 @@
 
 pub mod config;
 pub mod controller;
+pub mod credentials;
 pub mod hooks;
 pub mod http;
 pub mod job;
 pub mod leader;
 pub mod metrics;
 pub mod podsecurity;
+pub mod resolver;
 pub mod retention;
 pub mod slots;
 pub mod status;

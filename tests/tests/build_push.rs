@@ -208,6 +208,33 @@ async fn the_offline_example_builds_reproducibly_and_unpacks() {
     let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap();
     assert!(passwd.contains("nonroot:x:65532:65532:"), "{passwd}");
     assert!(rootfs.join("home/nonroot/data").is_dir());
+    // The apk database lists every package, so scanners see them.
+    let installed = std::fs::read_to_string(rootfs.join("usr/lib/apk/db/installed")).unwrap();
+    for name in [
+        "P:example-base",
+        "P:libhello",
+        "P:hello",
+        "V:1.2.0-r0",
+        "R:hello",
+    ] {
+        assert!(
+            installed.contains(name),
+            "{name} missing from the apk database"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("etc/apk/world")).unwrap(),
+        "example-base\nhello\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("etc/apk/arch")).unwrap(),
+        "x86_64\n"
+    );
+    assert!(
+        rootfs
+            .join("etc/apk/keys/securebuild-example.rsa.pub")
+            .is_file()
+    );
 
     // Owners and modes exactly as declared, from the layer itself (umoci --rootless maps
     // owners to the caller).

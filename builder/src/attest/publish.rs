@@ -6,6 +6,10 @@
 //! the image itself and does not verify anything (see [`super::verify`]). Like `cosign sign`
 //! without `--recursive`, [`attest_build`] signs only the digest it is given — the index of a
 //! multi-arch image — and not each platform manifest.
+//!
+//! The registry is reached through [`SignatureStore`], implemented here for
+//! [`crate::registry::Registry`] (and by an in-memory store in the tests); `verify` uses the same
+//! trait.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -1281,6 +1285,40 @@ pub(crate) mod tests {
         assert!(
             error.to_string().contains("which is not a platform image"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn repository_names_follow_cosign() {
+        fn check(image: &str, name: &str, target: &str) {
+            let reference = crate::registry::parse_reference(image).unwrap();
+            assert_eq!(repository_name(&reference), name, "{image}");
+            assert_eq!(tag_or_digest(&reference), target, "{image}");
+            let back = repository_reference(name);
+            let expected_registry = name.split_once('/').unwrap().0;
+            assert_eq!(back.registry(), expected_registry, "{image}");
+            assert_eq!(back.repository(), reference.repository(), "{image}");
+        }
+        check("alpine", "index.docker.io/library/alpine", "latest");
+        check(
+            "docker.io/chainguard/static:v1",
+            "index.docker.io/chainguard/static",
+            "v1",
+        );
+        check(
+            "127.0.0.1:5000/team/app:v1",
+            "127.0.0.1:5000/team/app",
+            "v1",
+        );
+        check(
+            &format!("registry.example/app:v1@{DIGEST}"),
+            "registry.example/app",
+            DIGEST,
+        );
+        let bare = repository_reference("alpine");
+        assert_eq!(
+            (bare.registry(), bare.repository()),
+            ("docker.io", "library/alpine")
         );
     }
 

@@ -35,12 +35,24 @@ async fn build_and_publish(args: &BuildArgs, out: &mut dyn Write) -> Result<Buil
     let options = options(args)?;
     // Parse the push target before building, so a typo fails fast.
     let target = args.push.as_deref().map(parse_image).transpose()?;
-    let output = match (&args.output, &target) {
-        (Some(dir), _) => Some(dir.clone()),
-        (None, None) => Some(default_output(&args.config)),
-        (None, Some(_)) => None,
+    // Without --output a pushed image's layout lives in a temporary directory.
+    let scratch;
+    let (output, keep) = match (&args.output, &target) {
+        (Some(dir), _) => (dir.clone(), true),
+        (None, None) => (default_output(&args.config), true),
+        (None, Some(_)) => {
+            let parent = options.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+            scratch = tempfile::Builder::new()
+                .prefix(".securebuild-push-")
+                .tempdir_in(&parent)
+                .map_err(|source| Error::File {
+                    path: parent.clone(),
+                    source,
+                })?;
+            (scratch.path().join("image.oci"), false)
+        }
     };
-    let image = build::build(&config, &options).await?;
+    let image = build::build(&config, &options, &output).await?;
     let mut reference = None;
     if let Some(target) = &target {
         let registry = open_registry(args.registry_config.as_deref(), &args.insecure_registries)?;
@@ -65,9 +77,8 @@ async fn build_and_publish(args: &BuildArgs, out: &mut dyn Write) -> Result<Buil
         };
         writeln!(out, "{name}: {}", platform.manifest.digest).map_err(Error::Output)?;
     }
-    if let Some(dir) = output {
-        let path = image.persist(&dir)?;
-        writeln!(out, "wrote {}", path.display()).map_err(Error::Output)?;
+    if keep {
+        writeln!(out, "wrote {}", image.layout_dir().display()).map_err(Error::Output)?;
     }
     Ok(result)
 }

@@ -293,15 +293,15 @@ fn database_order(files: &[InstalledPath]) -> Vec<DbPath> {
         gid: 0,
         sha1: None,
     }));
-    listed.sort_by(database_cmp);
-    listed
+    let parts: Vec<Vec<&str>> = listed.iter().map(|p| p.path.split('/').collect()).collect();
+    let mut order: Vec<usize> = (0..listed.len()).collect();
+    order.sort_by(|&a, &b| database_cmp(&parts[a], listed[a].is_dir, &parts[b], listed[b].is_dir));
+    order.into_iter().map(|i| listed[i].clone()).collect()
 }
 
 /// apko's `pathCompare`: within a directory, non-directories first, each group by name; a
 /// directory before everything below it.
-fn database_cmp(a: &DbPath, b: &DbPath) -> Ordering {
-    let a_parts: Vec<&str> = a.path.split('/').collect();
-    let b_parts: Vec<&str> = b.path.split('/').collect();
+fn database_cmp(a_parts: &[&str], a_is_dir: bool, b_parts: &[&str], b_is_dir: bool) -> Ordering {
     let mut n = 0;
     while n + 1 < a_parts.len() && n + 1 < b_parts.len() {
         match a_parts[n].cmp(b_parts[n]) {
@@ -309,8 +309,8 @@ fn database_cmp(a: &DbPath, b: &DbPath) -> Ordering {
             other => return other,
         }
     }
-    let a_dir = n + 1 < a_parts.len() || a.is_dir;
-    let b_dir = n + 1 < b_parts.len() || b.is_dir;
+    let a_dir = n + 1 < a_parts.len() || a_is_dir;
+    let b_dir = n + 1 < b_parts.len() || b_is_dir;
     match (a_dir, b_dir) {
         (false, true) => Ordering::Less,
         (true, false) => Ordering::Greater,

@@ -60,6 +60,11 @@ pub struct InstalledPackage {
     pub index: usize,
     /// Every path the package owns after conflicts are settled, in the package's order.
     pub paths: Vec<InstalledPath>,
+    /// The control stream's scripts (`.post-install`, `.trigger`, …), never run, recorded in
+    /// the apk database.
+    pub scripts: Vec<(String, Vec<u8>)>,
+    /// The `triggers` of `.PKGINFO`.
+    pub triggers: Vec<String>,
 }
 
 /// The result of installing every package.
@@ -231,16 +236,20 @@ pub fn install(
     let mut installed = Vec::with_capacity(packages.len());
     for (index, package) in packages.iter().enumerate() {
         let spool = spool_dir.join(format!("{index:05}-{}.tar", package.record.name));
-        spool_data(package, &spool, &limits.archive)?;
+        let control = spool_data(package, &spool, &limits.archive)?;
         state.spools.files.push(spool.clone());
-        installed.push(state.merge(index, &spool)?);
+        let mut merged = state.merge(index, &spool)?;
+        merged.scripts = control.scripts;
+        merged.triggers = control.triggers;
+        installed.push(merged);
     }
-    // Paths later packages took over no longer belong to their first owner.
+    // Paths later packages took over no longer belong to their first owner; directories belong
+    // to every package that ships them, as in apk's database.
     for package in &mut installed {
         let index = package.index;
-        package
-            .paths
-            .retain(|p| state.owners.get(&p.path).is_some_and(|o| *o == index));
+        package.paths.retain(|p| {
+            p.kind == EntryKind::Directory || state.owners.get(&p.path) == Some(&index)
+        });
     }
     Ok(Installed {
         tree: state.tree,
@@ -253,13 +262,19 @@ fn label(record: &PackageRecord) -> String {
     format!("{}-{}", record.name, record.version)
 }
 
+/// What the control stream holds besides `.PKGINFO`.
+struct ControlFiles {
+    scripts: Vec<(String, Vec<u8>)>,
+    triggers: Vec<String>,
+}
+
 /// Decompresses the data stream into `spool`, checking the control checksum against the index
 /// and the data stream against `datahash`.
 fn spool_data(
     package: &PackageFile<'_>,
     spool: &Path,
     limits: &ArchiveLimits,
-) -> Result<(), InstallError> {
+) -> Result<ControlFiles, InstallError> {
     let name = label(package.record);
     let io_error = |path: &Path| {
         let package = name.clone();
@@ -296,6 +311,16 @@ fn spool_data(
             actual,
         });
     }
+    let control = ControlFiles {
+        scripts: archive
+            .control
+            .entries
+            .iter()
+            .filter(|e| e.name.starts_with('.') && e.name != archive::PKGINFO_ENTRY)
+            .map(|e| (e.name.clone(), e.data.clone()))
+            .collect(),
+        triggers: archive.control.pkginfo.triggers.clone(),
+    };
     let mut data = archive.data;
     let mut out =
         BufWriter::with_capacity(256 * 1024, File::create(spool).map_err(io_error(spool))?);
@@ -313,7 +338,7 @@ fn spool_data(
         package: name,
         source,
     })?;
-    Ok(())
+    Ok(control)
 }
 
 /// A package's tar entry as a node, with the SHA-1 the package recorded for it.
@@ -371,7 +396,12 @@ impl State<'_> {
                 paths.push(installed);
             }
         }
-        Ok(InstalledPackage { index, paths })
+        Ok(InstalledPackage {
+            index,
+            paths,
+            scripts: Vec::new(),
+            triggers: Vec::new(),
+        })
     }
 
     /// Turns one tar entry into a node (guard-checked), or `None` for entries apk skips.

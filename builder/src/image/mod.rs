@@ -11,7 +11,6 @@ pub mod install;
 pub mod layer;
 pub mod layout;
 pub mod ldso;
-pub mod oci;
 pub mod paths;
 pub mod pgzip;
 pub mod tree;

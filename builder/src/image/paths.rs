@@ -8,7 +8,7 @@
 //! mode it has (apko would set mode 0), and a symlink's permissions and ownership apply to the
 //! link itself, never to what it points at.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use securebuild_crds::image_config::{PathMutation, PathType};
 
@@ -536,10 +536,25 @@ impl Mutator<'_> {
         } else {
             vec![target.to_string()]
         };
+        let links = hard_links(self.tree);
         for path in paths {
-            set_inode_attributes(self.tree, &path, mode, owner);
+            set_inode_attributes(self.tree, &links, &path, mode, owner);
         }
     }
+}
+
+/// For every file that hard links point at, the paths of those links (in layer order).
+fn hard_links(tree: &Tree) -> HashMap<String, Vec<String>> {
+    let mut links: HashMap<String, Vec<String>> = HashMap::new();
+    for node in tree.iter() {
+        if let EntryKind::Hardlink { target } = &node.entry.kind {
+            links
+                .entry(target.clone())
+                .or_default()
+                .push(node.entry.path.clone());
+        }
+    }
+    links
 }
 
 /// Paths of the hard links that point at `path`, in layer order.
@@ -597,22 +612,26 @@ fn link(tree: &mut Tree, holder: &str, new_path: &str, mtime: i64) {
 
 /// Sets mode and owner on a path; for files and hard links, on every name of the same file. A
 /// symlink keeps its 0777 mode and only changes owner.
-fn set_inode_attributes(tree: &mut Tree, path: &str, mode: Option<u32>, owner: Option<(u32, u32)>) {
+fn set_inode_attributes(
+    tree: &mut Tree,
+    links: &HashMap<String, Vec<String>>,
+    path: &str,
+    mode: Option<u32>,
+    owner: Option<(u32, u32)>,
+) {
     let Some(kind) = tree.get(path).map(|n| n.entry.kind.clone()) else {
         return;
     };
-    let names = match &kind {
-        EntryKind::File { .. } => {
-            let mut names = vec![path.to_string()];
-            names.extend(links_to(tree, path));
-            names
-        }
-        EntryKind::Hardlink { target } => {
-            let mut names = vec![target.clone()];
-            names.extend(links_to(tree, target));
-            names
-        }
-        _ => vec![path.to_string()],
+    let holder = match &kind {
+        EntryKind::File { .. } => Some(path),
+        EntryKind::Hardlink { target } => Some(target.as_str()),
+        _ => None,
+    };
+    let names: Vec<String> = match holder {
+        Some(holder) => std::iter::once(holder.to_string())
+            .chain(links.get(holder).into_iter().flatten().cloned())
+            .collect(),
+        None => vec![path.to_string()],
     };
     for name in names {
         let Some(node) = tree.get_mut(&name) else {
