@@ -18,6 +18,7 @@ use crate::image::install::Installed;
 use crate::image::install::{self, InstallLimits, PackageFile};
 use crate::image::layer::Compression;
 use crate::image::layout::{self, Descriptor, ImageIndex, ImageManifest, LayoutWriter, Platform};
+use crate::image::os_release::{self, ReleaseInfo};
 use crate::image::{accounts, apkdb, busybox, ldso, paths, write};
 use crate::lock::{
     Lock, LockConfig, LockContents, LockKeyring, LockPackage, LockRange, LockRepository,
@@ -94,6 +95,8 @@ pub struct BuiltPlatform {
     pub manifest: Descriptor,
     /// The installed packages, in install order.
     pub packages: Vec<VerifiedPackage>,
+    /// What the image's `/etc/os-release` says.
+    pub release: ReleaseInfo,
 }
 
 /// A finished build: an OCI layout plus what it contains.
@@ -242,7 +245,7 @@ pub async fn build(
 
     let mut platforms = Vec::with_capacity(archs.len());
     for ((arch, resolved), verified) in archs.iter().zip(&resolution.archs).zip(packages) {
-        let manifest = build_platform(
+        let (manifest, release) = build_platform(
             config,
             arch,
             resolved,
@@ -257,6 +260,7 @@ pub async fn build(
             arch: arch.clone(),
             manifest,
             packages: verified,
+            release,
         });
     }
     let index_bytes = ImageIndex {
@@ -298,7 +302,7 @@ fn build_platform(
     work: &Path,
     created: i64,
     options: &BuildOptions,
-) -> Result<Descriptor> {
+) -> Result<(Descriptor, ReleaseInfo)> {
     let spool_dir = work.join(format!("spool-{}", arch.apk()));
     std::fs::create_dir_all(&spool_dir).map_err(|source| Error::File {
         path: spool_dir.clone(),
@@ -313,7 +317,8 @@ fn build_platform(
         .collect();
     let mut installed = install::install(&files, &spool_dir, &options.limits)?;
 
-    let user = generate_files(config, arch, resolution, verified, &mut installed, created)?;
+    let (user, release) =
+        generate_files(config, arch, resolution, verified, &mut installed, created)?;
     let _ = resolved;
     let layer_file = work.join(format!("layer-{}", arch.apk()));
     let digests = write::write_layer(
@@ -345,12 +350,12 @@ fn build_platform(
         .add_bytes(&manifest_bytes)?
         .descriptor(layout::MEDIA_TYPE_IMAGE_MANIFEST);
     manifest.platform = Some(Platform::linux(arch));
-    Ok(manifest)
+    Ok((manifest, release))
 }
 
-/// The files the builder generates after the packages are installed: the apk database,
-/// busybox links, accounts, `paths` mutations and `ld.so.cache`, in that order. Returns the
-/// OCI `User` (the resolved `run-as`).
+/// The files the builder generates after the packages are installed, in apko's order: the apk
+/// database, accounts, `paths` mutations, `os-release`, busybox links and `ld.so.cache`.
+/// Returns the OCI `User` (the resolved `run-as`) and the image's release information.
 fn generate_files(
     config: &ImageConfiguration,
     arch: &Architecture,
@@ -358,7 +363,7 @@ fn generate_files(
     verified: &[VerifiedPackage],
     installed: &mut Installed,
     created: i64,
-) -> Result<Option<String>> {
+) -> Result<(Option<String>, ReleaseInfo)> {
     let scripts: Vec<Vec<apkdb::PackageScript>> = installed
         .packages
         .iter()
@@ -403,7 +408,6 @@ fn generate_files(
     apkdb::write_apk_database(&mut tree, &database, created)?;
     let records: Vec<&crate::apk::index::PackageRecord> =
         verified.iter().map(|p| &p.record).collect();
-    busybox::install_busybox_links(&mut tree, &installed.spools, &records, created)?;
     let user = accounts::apply_accounts(
         &mut tree,
         &installed.spools,
@@ -411,9 +415,16 @@ fn generate_files(
         created,
     )?;
     paths::apply_path_mutations(&mut tree, &config.paths, created)?;
+    let release = os_release::apply_os_release(
+        &mut tree,
+        &installed.spools,
+        config.os_release.as_ref(),
+        created,
+    )?;
+    busybox::install_busybox_links(&mut tree, &installed.spools, &records, created)?;
     ldso::generate_ld_so_cache(&mut tree, &installed.spools, arch, created)?;
     installed.tree = tree;
-    Ok(user)
+    Ok((user, release))
 }
 
 /// The configuration's architectures, narrowed to `only` when given.

@@ -69,6 +69,10 @@ pub enum Error {
     #[error(transparent)]
     ApkDb(#[from] crate::image::apkdb::ApkDbError),
 
+    /// `/etc/os-release` could not be read or written.
+    #[error(transparent)]
+    OsRelease(#[from] crate::image::os_release::OsReleaseError),
+
     /// Busybox applet links could not be made.
     #[error(transparent)]
     Busybox(#[from] crate::image::busybox::BusyboxError),
@@ -147,6 +151,9 @@ impl Error {
             Self::Solve(_) | Self::NoRepositories => "ResolutionFailed",
             Self::Index(_) | Self::Package(_) => "PackageVerificationFailed",
             Self::Repository(err) => repository_reason(err),
+            Self::Install(crate::image::install::InstallError::FileConflict { .. }) => {
+                "InvalidSpec"
+            }
             Self::Install(_) => "PackageVerificationFailed",
             Self::Lock(_)
             | Self::LockMismatch { .. }
@@ -157,6 +164,7 @@ impl Error {
             Self::Layer(_)
             | Self::Layout(_)
             | Self::ApkDb(_)
+            | Self::OsRelease(_)
             | Self::Busybox(_)
             | Self::Ldso(_) => "BuildFailed",
             Self::Registry(_) => "PushFailed",

@@ -1,10 +1,11 @@
-//! The reconciler: lists an ImageBuild's Jobs, asks [`triggers::decide`] what to do, creates
-//! the ConfigMap and Job of a new build, reads the Pod of a finished one, writes the status
-//! with server-side apply, deletes Jobs beyond the history limits and publishes events
-//! (`BuildStarted`, `BuildSucceeded`, `BuildFailed`).
+//! The reconciler: lists an ImageBuild's builds (Jobs), asks [`triggers::decide`] what to do,
+//! starts a new build, reads the result of a finished one, writes the status with server-side
+//! apply, deletes builds beyond the history limits and publishes events (`BuildStarted`,
+//! `BuildSucceeded`, `ImageSigned`, `BuildFailed`).
 //!
-//! This is the only module that talks to the API server; every decision it acts on comes from
-//! the pure modules. It does not sign or resolve packages itself: those are [`Hooks`].
+//! Every decision it acts on comes from the pure modules. Builds are started and read through
+//! the [`BuildBackend`] (Jobs, or in-process builds); signing and package re-resolution are
+//! [`Hooks`]. Apart from those, this is the only module that talks to the API server.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,11 +14,12 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use prometheus_client::registry::Registry;
@@ -26,10 +28,11 @@ use securebuild_crds::imagebuild::ImageBuildStatus;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use crate::backend::{BuildBackend, FinishedBuild, PodBackend};
 use crate::config::Config;
 use crate::hooks::{LockResolver, NoResolver, NoSigning, PostBuild};
 use crate::http::HttpState;
-use crate::job::{self, JOB_NAME_LABEL, JobState, job_state};
+use crate::job::{self, JobState, job_state};
 use crate::metrics::Metrics;
 use crate::slots::BuildSlots;
 use crate::status::{self, Finish, JobOutcome};
@@ -101,9 +104,27 @@ impl State {
         self.ready.store(ready, Ordering::Relaxed);
     }
 
-    /// The reconciler's context.
+    /// The reconciler's context, building with Jobs (the `pod` backend).
     pub fn to_context(&self, client: Client, config: Arc<Config>, hooks: Hooks) -> Arc<Context> {
-        Arc::new(Context::new(client, config, self.metrics.clone(), hooks))
+        let backend = Arc::new(PodBackend::new(client.clone()));
+        self.to_context_with(client, config, hooks, backend)
+    }
+
+    /// The reconciler's context, building with `backend`.
+    pub fn to_context_with(
+        &self,
+        client: Client,
+        config: Arc<Config>,
+        hooks: Hooks,
+        backend: Arc<dyn BuildBackend>,
+    ) -> Arc<Context> {
+        Arc::new(Context::with_backend(
+            client,
+            config,
+            self.metrics.clone(),
+            hooks,
+            backend,
+        ))
     }
 }
 
@@ -119,13 +140,27 @@ pub struct Context {
     pub recorder: Recorder,
     /// Signing and re-resolution.
     pub hooks: Hooks,
+    /// Where builds run.
+    pub backend: Arc<dyn BuildBackend>,
     slots: Mutex<BuildSlots>,
     failures: Mutex<BTreeMap<String, u32>>,
 }
 
 impl Context {
-    /// A context with empty build slots.
+    /// A context with empty build slots that builds with Jobs (the `pod` backend).
     pub fn new(client: Client, config: Arc<Config>, metrics: Arc<Metrics>, hooks: Hooks) -> Self {
+        let backend = Arc::new(PodBackend::new(client.clone()));
+        Self::with_backend(client, config, metrics, hooks, backend)
+    }
+
+    /// A context with empty build slots that builds with `backend`.
+    pub fn with_backend(
+        client: Client,
+        config: Arc<Config>,
+        metrics: Arc<Metrics>,
+        hooks: Hooks,
+        backend: Arc<dyn BuildBackend>,
+    ) -> Self {
         let recorder = Recorder::new(client.clone(), Reporter::from(FIELD_MANAGER));
         let slots = BuildSlots::new(usize::from(config.max_concurrent_builds));
         Self {
@@ -134,6 +169,7 @@ impl Context {
             metrics,
             recorder,
             hooks,
+            backend,
             slots: Mutex::new(slots),
             failures: Mutex::new(BTreeMap::new()),
         }
@@ -216,15 +252,15 @@ impl Reconciler<'_> {
     async fn run(&self) -> Result<Action> {
         if self.ib.metadata.deletion_timestamp.is_some() {
             self.ctx.with_slots(|s| s.finish(self.key));
+            self.ctx.backend.abandon(self.namespace, self.name).await;
             return Ok(Action::await_change());
         }
-        let jobs: Api<Job> = Api::namespaced(self.ctx.client.clone(), self.namespace);
-        let listed = jobs
-            .list(&ListParams::default().labels(&job::selector(self.name)))
-            .await
-            .map_err(Error::kube("list", "Job", self.namespace))?;
+        let listed = self
+            .ctx
+            .backend
+            .list_builds(self.namespace, self.name)
+            .await?;
         let owned: Vec<Job> = listed
-            .items
             .into_iter()
             .filter(|j| job::is_owned_by(j, self.ib))
             .collect();
@@ -288,7 +324,12 @@ impl Reconciler<'_> {
             return Ok(Action::requeue(REQUEUE_QUEUED));
         }
         let job_name = job.name_any();
-        let created = match self.create_objects(&config_map, &job).await {
+        let created = match self
+            .ctx
+            .backend
+            .start_build(self.ib, &config_map, &job)
+            .await
+        {
             Ok(created) => created,
             Err(error) => {
                 self.ctx.with_slots(|s| s.finish(self.key));
@@ -309,31 +350,6 @@ impl Reconciler<'_> {
             tracing::info!(imagebuild = %self.key, job = %job_name, "build Job already exists; recording it");
         }
         Ok(Action::requeue(REQUEUE_RUNNING))
-    }
-
-    /// Creates the ConfigMap and the Job; `AlreadyExists` for either is success (a restarted
-    /// operator computed the same names). Returns whether the Job was created now.
-    async fn create_objects(&self, config_map: &ConfigMap, job: &Job) -> Result<bool> {
-        let params = PostParams {
-            field_manager: Some(FIELD_MANAGER.to_string()),
-            ..PostParams::default()
-        };
-        let config_maps: Api<ConfigMap> = Api::namespaced(self.ctx.client.clone(), self.namespace);
-        match config_maps.create(&params, config_map).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.is_already_exists() => {}
-            Err(error) => {
-                return Err(Error::kube("create", "ConfigMap", &config_map.name_any())(
-                    error,
-                ));
-            }
-        }
-        let jobs: Api<Job> = Api::namespaced(self.ctx.client.clone(), self.namespace);
-        match jobs.create(&params, job).await {
-            Ok(_) => Ok(true),
-            Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(false),
-            Err(error) => Err(Error::kube("create", "Job", &job.name_any())(error)),
-        }
     }
 
     /// Records the state of the build run by `job_name`.
@@ -364,12 +380,11 @@ impl Reconciler<'_> {
             return Ok(Action::requeue(REQUEUE_RUNNING));
         }
 
-        let pods: Api<Pod> = Api::namespaced(self.ctx.client.clone(), self.namespace);
-        let mut job_pods = pods
-            .list(&ListParams::default().labels(&format!("{JOB_NAME_LABEL}={job_name}")))
-            .await
-            .map_err(Error::kube("list", "Pod", self.namespace))?
-            .items;
+        let mut job_pods = self
+            .ctx
+            .backend
+            .build_pods(self.namespace, job_name)
+            .await?;
         job_pods.sort_by(|a, b| {
             let created = |pod: &Pod| pod.metadata.creation_timestamp.as_ref().map(|t| t.0);
             created(b)
@@ -399,7 +414,7 @@ impl Reconciler<'_> {
 
         let duration = status::build_duration(job);
         match &finish {
-            Finish::Succeeded { image, .. } => {
+            Finish::Succeeded { image, signing } => {
                 tracing::info!(imagebuild = %self.key, job = %job_name, digest = %image.digest, "build succeeded");
                 self.ctx.metrics.build_finished(None, duration);
                 let built = latest_image.unwrap_or_else(|| image.digest.clone());
@@ -410,6 +425,16 @@ impl Reconciler<'_> {
                     format!("built {built}"),
                 )
                 .await;
+                if let Some(signature) = &signing.signature {
+                    let note = format!(
+                        "signed {} ({}; {} attestations)",
+                        image.digest,
+                        signature.reference,
+                        signing.attestations.len()
+                    );
+                    self.publish(EventType::Normal, "ImageSigned", "Sign", note)
+                        .await;
+                }
             }
             Finish::SigningFailed { message, .. } => {
                 tracing::warn!(imagebuild = %self.key, job = %job_name, %message, "signing failed");
@@ -434,7 +459,10 @@ impl Reconciler<'_> {
                     .await;
             }
         }
-        self.delete_config_map(job_name).await?;
+        self.ctx
+            .backend
+            .release_inputs(self.namespace, job_name)
+            .await?;
         self.apply_retention(owned).await?;
         Ok(Action::requeue(REQUEUE_FINISHED))
     }
@@ -458,8 +486,7 @@ impl Reconciler<'_> {
         Ok(Action::await_change())
     }
 
-    /// Deletes finished Jobs beyond the history limits, with their Pods (background
-    /// propagation).
+    /// Deletes finished builds beyond the history limits (Jobs with their Pods).
     async fn apply_retention(&self, owned: &[Job]) -> Result<()> {
         let policy = &self.ib.spec.rebuild;
         let doomed = crate::retention::jobs_to_delete(
@@ -468,27 +495,11 @@ impl Reconciler<'_> {
             policy.failed_jobs_history_limit,
             None,
         );
-        let jobs: Api<Job> = Api::namespaced(self.ctx.client.clone(), self.namespace);
         for name in doomed {
-            match jobs.delete(&name, &DeleteParams::background()).await {
-                Ok(_) => {
-                    tracing::info!(imagebuild = %self.key, job = %name, "deleted old build Job")
-                }
-                Err(kube::Error::Api(status)) if status.is_not_found() => {}
-                Err(error) => return Err(Error::kube("delete", "Job", &name)(error)),
-            }
+            self.ctx.backend.delete_build(self.namespace, &name).await?;
+            tracing::info!(imagebuild = %self.key, job = %name, "deleted old build");
         }
         Ok(())
-    }
-
-    /// Deletes the input ConfigMap of a finished build: its Pods are done with it.
-    async fn delete_config_map(&self, name: &str) -> Result<()> {
-        let config_maps: Api<ConfigMap> = Api::namespaced(self.ctx.client.clone(), self.namespace);
-        match config_maps.delete(name, &DeleteParams::default()).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
-            Err(error) => Err(Error::kube("delete", "ConfigMap", name)(error)),
-        }
     }
 
     /// Writes the status with server-side apply unless it is unchanged; returns whether it
@@ -534,8 +545,35 @@ impl Reconciler<'_> {
     }
 }
 
+/// The ImageBuilds whose builds finished, from a backend's notices, kept to `namespace` (all
+/// namespaces when `None`); lagging behind skips notices, which only delays those reconciles
+/// until their periodic requeue.
+fn finished_refs(
+    notices: tokio::sync::broadcast::Receiver<FinishedBuild>,
+    namespace: Option<String>,
+) -> impl futures::Stream<Item = ObjectRef<ImageBuild>> + Send + 'static {
+    futures::stream::unfold(notices, |mut notices| async move {
+        loop {
+            match notices.recv().await {
+                Ok(notice) => return Some((notice, notices)),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(skipped)) => {
+                    tracing::warn!(skipped, "missed finished-build notices");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .filter_map(move |notice| {
+        let wanted = namespace.as_deref().is_none_or(|ns| ns == notice.namespace);
+        futures::future::ready(
+            wanted.then(|| ObjectRef::new(&notice.image_build).within(&notice.namespace)),
+        )
+    })
+}
+
 /// Runs the controller until `shutdown` is cancelled: one watch of ImageBuilds (all namespaces,
-/// or one per configured namespace) with the builder Jobs it owns.
+/// or one per configured namespace) with the builder Jobs it owns, plus the finished-build
+/// notices of a backend that has them.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<()> {
     let namespaces: Vec<Option<String>> = if ctx.config.watch_namespaces.is_empty() {
         vec![None]
@@ -567,13 +605,16 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<()> {
                 "ImageBuild (is the CRD installed?)",
                 &scope,
             ))?;
-        tracing::info!(scope = %scope, "watching ImageBuilds");
+        tracing::info!(scope = %scope, backend = %ctx.config.backend, "watching ImageBuilds");
         let stop = shutdown.clone();
-        let controller = Controller::new(imagebuilds, watcher::Config::default())
-            .owns(
-                jobs,
-                watcher::Config::default().labels(&job::managed_selector()),
-            )
+        let mut controller = Controller::new(imagebuilds, watcher::Config::default()).owns(
+            jobs,
+            watcher::Config::default().labels(&job::managed_selector()),
+        );
+        if let Some(notices) = ctx.backend.finished_builds() {
+            controller = controller.reconcile_on(finished_refs(notices, namespace.clone()));
+        }
+        let controller = controller
             .with_config(
                 controller::Config::default().concurrency(ctx.config.reconcile_concurrency),
             )
@@ -596,8 +637,9 @@ mod tests {
     use super::*;
     use crate::fixtures::{
         Scenario, TestImageBuild, TestJob, TestPod, image_result, test_context, test_context_with,
-        timeout_after_1s,
+        test_context_with_backend, timeout_after_1s,
     };
+    use crate::hooks::SigningOutcome;
     use securebuild_builder::result::BuildResult;
 
     #[tokio::test]
@@ -819,6 +861,112 @@ mod tests {
         let action = reconcile(Arc::new(ib), ctx).await.unwrap();
         timeout_after_1s(mock).await;
         assert_eq!(action, Action::requeue(Duration::from_secs(7200)));
+    }
+
+    struct FixedSignature;
+
+    impl PostBuild for FixedSignature {
+        fn after_success<'a>(
+            &'a self,
+            _ib: &'a ImageBuild,
+            result: &'a securebuild_builder::result::ImageResult,
+        ) -> futures::future::BoxFuture<'a, Result<SigningOutcome, crate::hooks::HookError>>
+        {
+            let reference = |suffix: &str| securebuild_crds::imagebuild::ArtifactReference {
+                reference: format!(
+                    "registry.example.com/team/app:{}.{suffix}",
+                    result.digest.replace(':', "-")
+                ),
+                digest: format!("sha256:{}", "d".repeat(64)),
+            };
+            let attestation = reference("att");
+            Box::pin(async move {
+                Ok(SigningOutcome {
+                    signature: Some(reference("sig")),
+                    sbom: Some(attestation.clone()),
+                    attestations: vec![securebuild_crds::imagebuild::AttestationReference {
+                        predicate_type: "https://spdx.dev/Document".into(),
+                        reference: attestation.reference,
+                        digest: attestation.digest,
+                    }],
+                })
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn signed_builds_record_the_signature_and_say_so() {
+        let hooks = Hooks {
+            post_build: Arc::new(FixedSignature),
+            ..Hooks::default()
+        };
+        let (ctx, server) = test_context_with(hooks);
+        let ib = TestImageBuild::new().running(1, "app-job").build();
+        let job = TestJob::for_build(&ib, "app-job")
+            .started(10)
+            .completed_at(70)
+            .succeeded()
+            .build();
+        let result = BuildResult::success(image_result("sha256:lock")).to_termination_message();
+        let pod = TestPod::new("app-job")
+            .terminated("Completed", 0, &result)
+            .build();
+        let mock = server.run(Scenario::BuildSucceededSigned(ib.clone(), job, pod));
+        reconcile(Arc::new(ib), ctx).await.unwrap();
+        timeout_after_1s(mock).await;
+    }
+
+    #[tokio::test]
+    async fn local_builds_run_without_jobs() {
+        let local = std::sync::OnceLock::new();
+        let (ctx, server) = test_context_with_backend(Hooks::default(), |client, config| {
+            let backend = Arc::new(crate::backend::LocalBackend::new(client, config));
+            let _ = local.set(backend.clone());
+            backend
+        });
+        let local = local.get().unwrap().clone();
+        let mut notices = local.finished_builds().unwrap();
+        // A keyring that cannot be read fails the build at once, before any network use.
+        let ib = TestImageBuild::new()
+            .repositories(&["/nonexistent/securebuild/os"])
+            .keyring(&["/nonexistent/securebuild/key.rsa.pub"])
+            .build();
+        let (written, mut statuses) = tokio::sync::mpsc::unbounded_channel();
+        let mock = server.run_and_keep(Scenario::LocalBuildStarted(ib.clone(), written));
+        let action = reconcile(Arc::new(ib.clone()), ctx.clone()).await.unwrap();
+        let server = tokio::time::timeout(Duration::from_secs(1), mock)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(action, Action::requeue(REQUEUE_RUNNING));
+
+        let notice = tokio::time::timeout(Duration::from_secs(30), notices.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(notice.image_build, "app");
+        let mut running = ib;
+        running.status = Some(statuses.recv().await.unwrap());
+        assert_eq!(
+            running
+                .status
+                .as_ref()
+                .unwrap()
+                .last_build
+                .as_ref()
+                .unwrap()
+                .job,
+            notice.build
+        );
+
+        let mock = server.run(Scenario::LocalBuildFailed(
+            running.clone(),
+            securebuild_crds::conditions::Reason::FetchFailed,
+        ));
+        let action = reconcile(Arc::new(running), ctx.clone()).await.unwrap();
+        timeout_after_1s(mock).await;
+        assert_eq!(action, Action::requeue(REQUEUE_FINISHED));
+        assert_eq!(local.len(), 1);
     }
 
     #[test]

@@ -549,6 +549,18 @@ pub enum Scenario {
     ResolveFailed(ImageBuild),
     /// The Job list fails with a 500.
     ListFails,
+    /// The Job succeeded and the image was signed: list Jobs, list its Pods, patch the status
+    /// (digest, signature, attestations), publish `BuildSucceeded` and `ImageSigned`, delete
+    /// the input ConfigMap.
+    BuildSucceededSigned(ImageBuild, Job, Pod),
+    /// A new ImageBuild with the `local` backend: patch the status (`Reconciling`), publish
+    /// `BuildStarted`; the status written is sent on the channel.
+    LocalBuildStarted(
+        ImageBuild,
+        tokio::sync::mpsc::UnboundedSender<ImageBuildStatus>,
+    ),
+    /// A failed `local` build: patch the status (failed with `reason`), publish `BuildFailed`.
+    LocalBuildFailed(ImageBuild, Reason),
 }
 
 /// Waits for the mock server to finish its scenario, failing after one second.
@@ -566,13 +578,25 @@ pub fn test_context() -> (Arc<Context>, ApiServerVerifier) {
 
 /// A context with a mocked client, default configuration and the given hooks.
 pub fn test_context_with(hooks: Hooks) -> (Arc<Context>, ApiServerVerifier) {
+    test_context_with_backend(hooks, |client, _| {
+        Arc::new(crate::backend::PodBackend::new(client))
+    })
+}
+
+/// A context with a mocked client, default configuration, the given hooks and the backend
+/// `backend` makes from the client and configuration.
+pub fn test_context_with_backend(
+    hooks: Hooks,
+    backend: impl FnOnce(Client, Arc<Config>) -> Arc<dyn crate::backend::BuildBackend>,
+) -> (Arc<Context>, ApiServerVerifier) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
-    let config = Config {
+    let config = Arc::new(Config {
         max_concurrent_builds: 2,
         ..Config::default()
-    };
-    let ctx = State::default().to_context(client, Arc::new(config), hooks);
+    });
+    let backend = backend(client.clone(), config.clone());
+    let ctx = State::default().to_context_with(client, config, hooks, backend);
     (ctx, ApiServerVerifier(handle))
 }
 
@@ -604,6 +628,17 @@ impl ApiServerVerifier {
     /// [`timeout_after_1s`] to be sure every expected call came.
     pub fn run(self, scenario: Scenario) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
+            self.serve(scenario).await;
+        })
+    }
+
+    /// Serves `scenario` like [`Self::run`] and hands the verifier back for the next one.
+    pub fn run_and_keep(self, scenario: Scenario) -> tokio::task::JoinHandle<Self> {
+        tokio::spawn(self.serve(scenario))
+    }
+
+    async fn serve(self, scenario: Scenario) -> Self {
+        {
             match scenario {
                 Scenario::BuildStarted(ib) => {
                     self.list_jobs(vec![])
@@ -623,7 +658,7 @@ impl ApiServerVerifier {
                         )
                         .await
                         .event("BuildStarted")
-                        .await;
+                        .await
                 }
                 Scenario::BuildSucceeded(ib, job, pod) => {
                     self.list_jobs(vec![job])
@@ -653,7 +688,7 @@ impl ApiServerVerifier {
                         .event("BuildSucceeded")
                         .await
                         .delete(&format!("{CONFIG_MAPS_PATH}/app-job"))
-                        .await;
+                        .await
                 }
                 Scenario::BuildFailedStalled(ib, job, pod) => {
                     self.list_jobs(vec![job])
@@ -675,7 +710,7 @@ impl ApiServerVerifier {
                         .event("BuildFailed")
                         .await
                         .delete(&format!("{CONFIG_MAPS_PATH}/app-job"))
-                        .await;
+                        .await
                 }
                 Scenario::JobAlreadyExists(ib) => {
                     self.list_jobs(vec![])
@@ -692,7 +727,7 @@ impl ApiServerVerifier {
                                 assert!(last.job.starts_with("app-"));
                             }),
                         )
-                        .await;
+                        .await
                 }
                 Scenario::ActiveJobAdopted(ib, job) => {
                     let name = job.name_any();
@@ -712,14 +747,14 @@ impl ApiServerVerifier {
                                 assert_eq!(ready.reason, "Building");
                             }),
                         )
-                        .await;
+                        .await
                 }
-                Scenario::RadioSilence => {}
+                Scenario::RadioSilence => self,
                 Scenario::RetentionDeletes(_ib, jobs, doomed) => {
                     self.list_jobs(jobs)
                         .await
                         .delete(&format!("{JOBS_PATH}/{doomed}"))
-                        .await;
+                        .await
                 }
                 Scenario::BuildQueued(ib) => {
                     self.list_jobs(vec![])
@@ -741,7 +776,7 @@ impl ApiServerVerifier {
                                 assert!(status.last_build.is_none());
                             }),
                         )
-                        .await;
+                        .await
                 }
                 Scenario::InvalidSpec(ib) => {
                     self.list_jobs(vec![])
@@ -765,7 +800,7 @@ impl ApiServerVerifier {
                         )
                         .await
                         .event("BuildFailed")
-                        .await;
+                        .await
                 }
                 Scenario::PackageUpdateStarted(ib, lock) => {
                     let job_lock = lock.clone();
@@ -801,7 +836,7 @@ impl ApiServerVerifier {
                         )
                         .await
                         .event("BuildStarted")
-                        .await;
+                        .await
                 }
                 Scenario::ResolvedUnchanged(ib) => {
                     self.list_jobs(vec![])
@@ -813,7 +848,7 @@ impl ApiServerVerifier {
                                 assert_eq!(status.last_build.as_ref().unwrap().job, "app-old");
                             }),
                         )
-                        .await;
+                        .await
                 }
                 Scenario::ResolveFailed(ib) => {
                     let before = ib.status.as_ref().and_then(|s| s.last_resolved.clone());
@@ -832,7 +867,60 @@ impl ApiServerVerifier {
                         )
                         .await
                         .event("ResolveFailed")
-                        .await;
+                        .await
+                }
+                Scenario::BuildSucceededSigned(ib, job, pod) => {
+                    self.list_jobs(vec![job])
+                        .await
+                        .list_pods(vec![pod])
+                        .await
+                        .patch_status(
+                            &ib,
+                            Box::new(|status| {
+                                assert!(is_true(&status.conditions, ConditionType::Ready));
+                                let signature = status.signature.as_ref().unwrap();
+                                assert!(signature.reference.ends_with(".sig"));
+                                assert_eq!(status.attestations.len(), 1);
+                                assert!(status.sbom.is_some());
+                            }),
+                        )
+                        .await
+                        .event("BuildSucceeded")
+                        .await
+                        .event("ImageSigned")
+                        .await
+                        .delete(&format!("{CONFIG_MAPS_PATH}/app-job"))
+                        .await
+                }
+                Scenario::LocalBuildStarted(ib, written) => {
+                    self.patch_status(
+                        &ib,
+                        Box::new(move |status| {
+                            assert!(is_true(&status.conditions, ConditionType::Reconciling));
+                            let last = status.last_build.as_ref().unwrap();
+                            assert_eq!(last.outcome, BuildOutcome::Running);
+                            written.send(status.clone()).unwrap();
+                        }),
+                    )
+                    .await
+                    .event("BuildStarted")
+                    .await
+                }
+                Scenario::LocalBuildFailed(ib, reason) => {
+                    self.patch_status(
+                        &ib,
+                        Box::new(move |status| {
+                            let last = status.last_build.as_ref().unwrap();
+                            assert_eq!(last.outcome, BuildOutcome::Failed);
+                            let failure = last.failure.as_ref().unwrap();
+                            assert_eq!(failure.reason, reason.as_str());
+                            assert!(!is_true(&status.conditions, ConditionType::Ready));
+                            assert_eq!(status.history.len(), 1);
+                        }),
+                    )
+                    .await
+                    .event("BuildFailed")
+                    .await
                 }
                 Scenario::ListFails => {
                     let mut this = self;
@@ -842,9 +930,10 @@ impl ApiServerVerifier {
                         StatusCode::INTERNAL_SERVER_ERROR,
                         &failure_status(500, "InternalError"),
                     ));
+                    this
                 }
             }
-        })
+        }
     }
 
     async fn next(

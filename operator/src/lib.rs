@@ -13,6 +13,7 @@
 //! [`controller`], [`metrics`], [`http`] (`/metrics`, `/healthz`, `/readyz`), [`telemetry`]
 //! (logging) and [`leader`] (leader election).
 
+pub mod backend;
 pub mod config;
 pub mod controller;
 pub mod credentials;
@@ -24,6 +25,7 @@ pub mod metrics;
 pub mod podsecurity;
 pub mod resolver;
 pub mod retention;
+pub mod signer;
 pub mod slots;
 pub mod status;
 pub mod telemetry;

@@ -2,6 +2,7 @@
 //! umoci, byte-identical rebuilds, pushes to a real `docker-registry` (anonymous and htpasswd)
 //! with idempotent re-pushes, lockfiles, and hostile packages that must push nothing.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -523,4 +524,225 @@ async fn unsatisfiable_requests_name_the_package() {
     assert!(!ok);
     assert!(error.contains("unable to select packages"), "{error}");
     assert!(error.contains("app"), "{error}");
+}
+
+/// Runs `securebuild verify` in-process.
+async fn verify(args: &[&str]) -> (bool, String, String) {
+    let mut argv = vec!["securebuild", "verify"];
+    argv.extend_from_slice(args);
+    let cli = Cli::try_parse_from(argv).unwrap();
+    let CliCommand::Verify(args) = &cli.command else {
+        panic!("not a verify command");
+    };
+    let mut out = Vec::new();
+    let result = securebuild_builder::cli::verify::run(args, &mut out).await;
+    let stdout = String::from_utf8(out).unwrap();
+    match result {
+        Ok(()) => (true, stdout, String::new()),
+        Err(err) => (false, stdout, err.to_string()),
+    }
+}
+
+/// Fetches a blob from the test registry.
+fn registry_blob(registry: &TestRegistry, repository: &str, digest: &str) -> Vec<u8> {
+    let output = Command::new("curl")
+        .args(["-sf"])
+        .arg(format!("{}/v2/{repository}/blobs/{digest}", registry.url()))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "fetching {digest}");
+    output.stdout
+}
+
+/// Fetches a manifest by tag from the test registry.
+fn registry_manifest(registry: &TestRegistry, repository: &str, tag: &str) -> Value {
+    let output = Command::new("curl")
+        .args([
+            "-sf",
+            "-H",
+            "Accept: application/vnd.oci.image.manifest.v1+json",
+        ])
+        .arg(format!(
+            "{}/v2/{repository}/manifests/{tag}",
+            registry.url()
+        ))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "fetching manifest {tag}");
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn signed_builds_carry_provenance_and_an_sbom_that_verifiers_accept() {
+    let registry = TestRegistry::start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let python = std::env::var("SECUREBUILD_PYTHON").unwrap_or_else(|_| "python3".into());
+    let keygen = Command::new(&python)
+        .arg("-c")
+        .arg(
+            "import sys\n\
+             from cryptography.hazmat.primitives.asymmetric import ec\n\
+             from cryptography.hazmat.primitives import serialization as s\n\
+             k = ec.generate_private_key(ec.SECP256R1())\n\
+             open(sys.argv[1], 'wb').write(k.private_bytes(s.Encoding.PEM, s.PrivateFormat.PKCS8, s.NoEncryption()))\n\
+             open(sys.argv[2], 'wb').write(k.public_key().public_bytes(s.Encoding.PEM, s.PublicFormat.SubjectPublicKeyInfo))\n",
+        )
+        .arg(tmp.path().join("cosign.key"))
+        .arg(tmp.path().join("cosign.pub"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python} (set SECUREBUILD_PYTHON): {e}"));
+    assert!(
+        keygen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&keygen.stderr)
+    );
+
+    let example = workspace().join("examples/hello.apko.yaml");
+    let target = format!("{}/team/hello", registry.host());
+    let (ok, stdout, error) = securebuild(&[
+        "build",
+        example.to_str().unwrap(),
+        "--push",
+        &target,
+        "--cache-dir",
+        tmp.path().join("cache").to_str().unwrap(),
+        "--sign-key",
+        tmp.path().join("cosign.key").to_str().unwrap(),
+        "--sbom",
+        "--provenance",
+    ])
+    .await;
+    assert!(ok, "{error}");
+    let index = digest_line(&stdout, "index: ");
+    let amd64 = digest_line(&stdout, "linux/amd64: ");
+
+    let key = tmp.path().join("cosign.pub");
+    let reference = format!("{target}@{index}");
+    let (ok, report, error) = verify(&[
+        &reference,
+        "--key",
+        key.to_str().unwrap(),
+        "--attestation",
+        "slsaprovenance",
+        "--attestation",
+        "spdx",
+    ])
+    .await;
+    assert!(ok, "{error}");
+    assert!(
+        report.contains("https://slsa.dev/provenance/v1"),
+        "{report}"
+    );
+
+    // The provenance lists every package with its digest and purl, every index and the key.
+    let tag = format!("sha256-{}.att", index.strip_prefix("sha256:").unwrap());
+    let manifest = registry_manifest(&registry, "team/hello", &tag);
+    let mut predicates = BTreeMap::new();
+    for layer in manifest["layers"].as_array().unwrap() {
+        let envelope: Value = serde_json::from_slice(&registry_blob(
+            &registry,
+            "team/hello",
+            layer["digest"].as_str().unwrap(),
+        ))
+        .unwrap();
+        use base64::Engine;
+        let statement: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::STANDARD
+                .decode(envelope["payload"].as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        predicates.insert(
+            statement["predicateType"].as_str().unwrap().to_string(),
+            statement,
+        );
+    }
+    let provenance = &predicates["https://slsa.dev/provenance/v1"];
+    let dependencies = provenance["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .unwrap();
+    for name in ["hello", "libhello", "example-base"] {
+        let package = dependencies
+            .iter()
+            .find(|d| d["name"] == name)
+            .unwrap_or_else(|| panic!("{name} missing from provenance"));
+        assert!(
+            package["uri"]
+                .as_str()
+                .unwrap()
+                .starts_with("pkg:apk/securebuild-example/"),
+            "{package}"
+        );
+        assert_eq!(package["digest"]["sha256"].as_str().unwrap().len(), 64);
+    }
+    assert!(dependencies.iter().any(|d| d["name"] == "APKINDEX.tar.gz"));
+    assert_eq!(
+        provenance["predicate"]["buildDefinition"]["externalParameters"]["target"]["repository"],
+        target.as_str()
+    );
+
+    // The platform SBOM is valid SPDX 2.3 for pyspdxtools.
+    let tag = format!("sha256-{}.att", amd64.strip_prefix("sha256:").unwrap());
+    let manifest = registry_manifest(&registry, "team/hello", &tag);
+    let envelope: Value = serde_json::from_slice(&registry_blob(
+        &registry,
+        "team/hello",
+        manifest["layers"][0]["digest"].as_str().unwrap(),
+    ))
+    .unwrap();
+    use base64::Engine;
+    let statement: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(envelope["payload"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(statement["predicateType"], "https://spdx.dev/Document");
+    let spdx_path = tmp.path().join("sbom.spdx.json");
+    std::fs::write(
+        &spdx_path,
+        serde_json::to_vec(&statement["predicate"]).unwrap(),
+    )
+    .unwrap();
+    let names: Vec<&str> = statement["predicate"]["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    for name in ["hello", "libhello", "example-base"] {
+        assert!(
+            names.contains(&name),
+            "{name} missing from the SBOM: {names:?}"
+        );
+    }
+    let check = Command::new(&python)
+        .args(["-m", "spdx_tools.spdx.clitools.pyspdxtools", "-i"])
+        .arg(&spdx_path)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "pyspdxtools rejected the SBOM: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    // The wrong key fails verification.
+    let other = tmp.path().join("other.pub");
+    let keygen = Command::new(&python)
+        .arg("-c")
+        .arg(
+            "import sys\n\
+             from cryptography.hazmat.primitives.asymmetric import ec\n\
+             from cryptography.hazmat.primitives import serialization as s\n\
+             k = ec.generate_private_key(ec.SECP256R1())\n\
+             open(sys.argv[1], 'wb').write(k.public_key().public_bytes(s.Encoding.PEM, s.PublicFormat.SubjectPublicKeyInfo))\n",
+        )
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(keygen.status.success());
+    let (ok, _, _) = verify(&[&reference, "--key", other.to_str().unwrap()]).await;
+    assert!(!ok, "a signature made with another key must not verify");
 }

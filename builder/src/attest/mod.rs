@@ -1,10 +1,13 @@
-//! Supply-chain formats and cryptography for signed images: cosign keys, signatures and
-//! signature-manifest layout, DSSE envelopes, in-toto statements, SLSA provenance, and SPDX and
-//! CycloneDX SBOMs; pure data transformations that do no registry or file I/O.
+//! Supply chain of signed images. The formats and cryptography are pure data transformations:
+//! cosign keys, signatures and signature-manifest layout, DSSE envelopes, in-toto statements,
+//! SLSA provenance, SPDX and CycloneDX SBOMs, and [`inputs`] (a build's facts as their inputs).
+//! Only [`publish`] (sign and attach) and [`verify`] talk to a registry, through the
+//! `publish::SignatureStore` trait.
 
 pub mod cosign;
 pub mod cyclonedx;
 pub mod dsse;
+pub mod inputs;
 pub mod intoto;
 pub mod keys;
 pub mod license;

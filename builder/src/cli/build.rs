@@ -8,10 +8,13 @@ use std::path::{Path, PathBuf};
 use securebuild_crds::ImageConfiguration;
 use securebuild_crds::image_config::Architecture;
 
+use crate::attest::inputs::{self, RunDetails};
+use crate::attest::publish::{self, PublishedImage};
 use crate::build::{self, BuildOptions};
 use crate::cli::BuildArgs;
-use crate::cli::sign::{open_registry, parse_image};
+use crate::cli::sign::{key_password, load_signing_key, open_registry, parse_image};
 use crate::error::{Error, Result};
+use crate::image::config as image_config;
 use crate::image::layer::Compression;
 use crate::lock::Lock;
 use crate::registry;
@@ -52,6 +55,20 @@ async fn build_and_publish(args: &BuildArgs, out: &mut dyn Write) -> Result<Buil
             (scratch.path().join("image.oci"), false)
         }
     };
+    // Read the signing key before building, so a wrong password fails fast.
+    let signing_key = match &args.sign_key {
+        Some(path) => {
+            let password = key_password(args.key_password_file.as_deref(), |name| {
+                std::env::var_os(name)
+            })?;
+            Some(load_signing_key(
+                path,
+                password.as_ref().map(|p| p.as_slice()),
+            )?)
+        }
+        None => None,
+    };
+    let started = jiff::Timestamp::now();
     let image = build::build(&config, &options, &output).await?;
     let mut reference = None;
     if let Some(target) = &target {
@@ -66,6 +83,62 @@ async fn build_and_publish(args: &BuildArgs, out: &mut dyn Write) -> Result<Buil
         )
         .map_err(Error::Output)?;
         reference = Some(report.reference);
+        let result = image.result(reference.clone());
+        if let (Some(key), Some(published)) = (
+            &signing_key,
+            result.image.as_ref().and_then(PublishedImage::from_result),
+        ) {
+            let packages: Vec<Vec<_>> =
+                image.platforms.iter().map(|p| p.packages.clone()).collect();
+            let created = image_config::rfc3339(image.created)?;
+            let run = RunDetails {
+                builder_id: args.builder_id.clone(),
+                invocation_id: format!("{}@{}", published.repository, published.digest),
+                started_on: started.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                finished_on: jiff::Timestamp::now()
+                    .strftime("%Y-%m-%dT%H:%M:%SZ")
+                    .to_string(),
+                created: created.clone(),
+            };
+            let distro = inputs::distro(
+                &image
+                    .platforms
+                    .first()
+                    .map(|p| p.release.clone())
+                    .unwrap_or_default(),
+            );
+            let provenance = args.provenance.then(|| {
+                inputs::provenance_inputs(
+                    &config,
+                    &distro,
+                    &published.repository,
+                    &image.tags,
+                    &image.resolution,
+                    &packages,
+                    &run,
+                )
+            });
+            let sboms = args.sbom.then(|| {
+                inputs::sbom_inputs(&distro, &published, &image.resolution, &packages, &created)
+            });
+            let summary = publish::attest_build(
+                &registry,
+                &published,
+                key,
+                provenance.as_ref(),
+                sboms.as_ref(),
+            )
+            .await?;
+            writeln!(out, "signed {}", summary.signature.reference).map_err(Error::Output)?;
+            if let Some(provenance) = &summary.provenance {
+                writeln!(out, "attested provenance {}", provenance.reference)
+                    .map_err(Error::Output)?;
+            }
+            for sbom in &summary.sboms {
+                writeln!(out, "attested sbom {}", sbom.artifact.reference)
+                    .map_err(Error::Output)?;
+            }
+        }
     }
     let result = image.result(reference);
     writeln!(out, "index: {}", image.index.digest).map_err(Error::Output)?;

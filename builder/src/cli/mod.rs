@@ -148,6 +148,32 @@ pub struct BuildArgs {
     /// Most paths in the image.
     #[arg(long, value_name = "COUNT")]
     pub max_entries: Option<u64>,
+
+    /// Sign the pushed image with this cosign key (cosign's encrypted key, PKCS#8 or SEC1
+    /// PEM); needs `--push`. The password comes from `--key-password-file`,
+    /// `SECUREBUILD_KEY_PASSWORD` or `COSIGN_PASSWORD`.
+    #[arg(long, value_name = "KEY", requires = "push")]
+    pub sign_key: Option<PathBuf>,
+
+    /// A file whose first line is the signing key's password.
+    #[arg(long, value_name = "FILE", requires = "sign_key")]
+    pub key_password_file: Option<PathBuf>,
+
+    /// Attach an SPDX SBOM attestation (per platform and for the index); needs `--sign-key`.
+    #[arg(long, requires = "sign_key")]
+    pub sbom: bool,
+
+    /// Attach a SLSA provenance v1 attestation; needs `--sign-key`.
+    #[arg(long, requires = "sign_key")]
+    pub provenance: bool,
+
+    /// The builder identity recorded in provenance.
+    #[arg(
+        long,
+        value_name = "URI",
+        default_value = "https://securebuild.dev/cli"
+    )]
+    pub builder_id: String,
 }
 
 /// `securebuild lock CONFIG.yaml -o LOCK.json`

@@ -11,6 +11,7 @@ pub mod install;
 pub mod layer;
 pub mod layout;
 pub mod ldso;
+pub mod os_release;
 pub mod paths;
 pub mod pgzip;
 pub mod tree;
