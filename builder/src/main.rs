@@ -1,5 +1,7 @@
-//! The `securebuild` binary: parse the arguments, run the subcommand, map errors to exit codes
-//! (0 success, 1 failure, 2 usage; a closed stdout counts as success).
+//! The `securebuild` binary: parse the arguments, run the subcommand, map errors to exit codes:
+//! 0 success; 1 failure; 2 usage errors and, for `build`, failures that retrying cannot fix
+//! (invalid configuration, unresolvable or unverifiable packages) — the operator's Job fails at
+//! once on 2 instead of retrying. A closed stdout counts as success.
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -21,6 +23,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let is_build = matches!(cli.command, Command::Build(_));
     let stdout = io::stdout();
     let mut out = stdout.lock();
     let result = runtime.block_on(async {
@@ -41,9 +44,21 @@ fn main() -> ExitCode {
         Err(Error::Output(err)) if err.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("securebuild: {err}");
-            ExitCode::from(1)
+            if is_build && is_terminal(err.reason()) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
         }
     }
+}
+
+/// Failure reasons that another attempt with the same inputs cannot fix.
+fn is_terminal(reason: &str) -> bool {
+    matches!(
+        reason,
+        "InvalidSpec" | "ResolutionFailed" | "PackageVerificationFailed"
+    )
 }
 
 fn init_logging(filter: &str) {

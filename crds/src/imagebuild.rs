@@ -348,7 +348,8 @@ pub enum BuildOutcome {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BuildRecord {
-    /// The builder Job's name (or `local` for the in-process backend).
+    /// The build's name: the builder Job's name, or the same deterministic name for a build the
+    /// operator ran in-process (`local` backend).
     pub job: String,
     /// Why it ran.
     pub reason: BuildReason,

@@ -467,7 +467,9 @@ pub fn desired_job(
         args.push(registry.clone());
     }
 
-    let mut env = vec![env_var("HOME", TMP_DIR), env_var("TMPDIR", TMP_DIR)];
+    // Spools and layers (as large as the image, uncompressed) go to the work volume, whose
+    // sizeLimit is sized for them; /tmp stays small.
+    let mut env = vec![env_var("HOME", TMP_DIR), env_var("TMPDIR", WORK_DIR)];
     let mut volume_mounts = vec![
         mount(VOLUME_INPUT, INPUT_DIR, true),
         mount(VOLUME_WORK, WORK_DIR, false),

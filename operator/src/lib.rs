@@ -4,14 +4,17 @@
 //!
 //! Decisions are pure functions — [`triggers`] (when to build), [`job`] (what to run),
 //! [`status`] (what to report), [`retention`] (which Jobs to delete), [`slots`] (how many
-//! build at once) — and [`controller`] is the only module that reads or writes ImageBuilds,
-//! Jobs, Pods, ConfigMaps and events ([`leader`] only touches its Lease). [`hooks`] is where
-//! signing and package re-resolution plug in. The `pod` backend is the only one so far.
+//! build at once) — and [`controller`] is the only module that reads or writes ImageBuilds and
+//! events ([`leader`] only touches its Lease). Builds start and are read through a [`backend`]:
+//! Jobs, ConfigMaps and Pods (`pod`) or in-process builds (`local`). [`hooks`] is where signing
+//! ([`signer`]) and package re-resolution ([`resolver`]) plug in; both, and `local` builds,
+//! push with the ImageBuild's push Secret ([`credentials`]).
 //!
 //! Modules: [`config`] (operator settings), [`job`], [`triggers`], [`status`], [`retention`],
-//! [`slots`], [`hooks`], [`podsecurity`] (the Pod Security `restricted` checker),
-//! [`controller`], [`metrics`], [`http`] (`/metrics`, `/healthz`, `/readyz`), [`telemetry`]
-//! (logging) and [`leader`] (leader election).
+//! [`slots`], [`hooks`], [`backend`], [`credentials`], [`resolver`], [`signer`],
+//! [`podsecurity`] (the Pod Security `restricted` checker), [`controller`], [`metrics`],
+//! [`http`] (`/metrics`, `/healthz`, `/readyz`), [`telemetry`] (logging) and [`leader`]
+//! (leader election).
 
 pub mod backend;
 pub mod config;
@@ -75,12 +78,6 @@ pub enum Error {
         /// The IO error.
         #[source]
         source: std::io::Error,
-    },
-    /// The configured backend is not built into this operator.
-    #[error("backend `{backend}` is not available in this operator; use `pod`")]
-    BackendUnavailable {
-        /// The backend.
-        backend: config::Backend,
     },
     /// No Kubernetes client could be configured (no kubeconfig, no in-cluster service account).
     #[error("cannot configure the Kubernetes client: {source}")]
@@ -155,7 +152,6 @@ impl Error {
             Self::MissingNamespace { .. } => "missing_namespace",
             Self::Kube { .. } => "kube_api",
             Self::Config { .. } | Self::ConfigFile { .. } => "config",
-            Self::BackendUnavailable { .. } => "backend_unavailable",
             Self::Client { .. } => "client",
             Self::Http { .. } => "http",
             Self::Signal { .. } => "signal",
@@ -171,10 +167,7 @@ impl Error {
     /// otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Config { .. }
-            | Self::ConfigFile { .. }
-            | Self::BackendUnavailable { .. }
-            | Self::LogFilter { .. } => 78,
+            Self::Config { .. } | Self::ConfigFile { .. } | Self::LogFilter { .. } => 78,
             _ => 1,
         }
     }
@@ -208,11 +201,11 @@ mod tests {
         assert_eq!(missing.metric_label(), "missing_namespace");
         assert_eq!(missing.exit_code(), 1);
         assert_eq!(missing.to_string(), "ImageBuild `x` has no namespace");
-        let config = Error::BackendUnavailable {
-            backend: config::Backend::Local,
+        let config = Error::Config {
+            source: config::ConfigError::Backend { value: "vm".into() },
         };
         assert_eq!(config.exit_code(), 78);
-        assert_eq!(config.metric_label(), "backend_unavailable");
+        assert_eq!(config.metric_label(), "config");
         let api =
             Error::kube("create", "Job", "app-1")(kube::Error::LinesCodecMaxLineLengthExceeded);
         assert_eq!(api.metric_label(), "kube_api");

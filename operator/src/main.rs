@@ -1,5 +1,7 @@
 //! `securebuild-operator`: runs the ImageBuild controller (`run`, the default) or prints the
-//! CRD (`crd`).
+//! CRD (`crd`). Builds run as Jobs (`backend: pod`) or in this process (`backend: local`);
+//! packages are re-resolved in this process, and images are signed when a signing key Secret
+//! is configured.
 //!
 //! Exit codes: 0 on success or after a graceful shutdown (SIGTERM, Ctrl-C), 78 for an invalid
 //! configuration, 1 for any other failure (including a lost leader lease), 2 for bad usage.
@@ -10,8 +12,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
+use securebuild_operator::backend::{BuildBackend, LocalBackend, PodBackend};
 use securebuild_operator::config::{Backend, Config};
 use securebuild_operator::controller::{self, Hooks, State};
+use securebuild_operator::hooks::{NoSigning, PostBuild};
+use securebuild_operator::resolver::PackageResolver;
+use securebuild_operator::signer::Signer;
 use securebuild_operator::{Error, http, leader, telemetry};
 use tokio_util::sync::CancellationToken;
 
@@ -77,6 +83,32 @@ fn print_crd() -> Result<(), Error> {
     Ok(())
 }
 
+/// Re-resolution always; signing when a signing key Secret is configured.
+fn hooks(client: &kube::Client, config: &Arc<Config>) -> Hooks {
+    let post_build: Arc<dyn PostBuild> = match &config.signing_key {
+        Some(secret) => {
+            tracing::info!(secret = %format!("{}/{}", secret.namespace, secret.name), "signing with the key in Secret");
+            Arc::new(Signer::new(client.clone(), config.clone(), secret.clone()))
+        }
+        None => {
+            tracing::info!("no signingKeySecret configured; images are not signed");
+            Arc::new(NoSigning)
+        }
+    };
+    Hooks {
+        post_build,
+        resolver: Arc::new(PackageResolver::new(config.clone())),
+    }
+}
+
+/// The configured backend.
+fn backend(client: &kube::Client, config: &Arc<Config>) -> Arc<dyn BuildBackend> {
+    match config.backend {
+        Backend::Pod => Arc::new(PodBackend::new(client.clone())),
+        Backend::Local => Arc::new(LocalBackend::new(client.clone(), config.clone())),
+    }
+}
+
 fn run_blocking(args: RunArgs) -> Result<(), Error> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -101,12 +133,7 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         None => None,
     };
     let env = |name: &str| std::env::var(name).ok();
-    let config = Config::from_sources(file.as_deref(), &env)?;
-    if config.backend != Backend::Pod {
-        return Err(Error::BackendUnavailable {
-            backend: config.backend,
-        });
-    }
+    let config = Arc::new(Config::from_sources(file.as_deref(), &env)?);
     let client = kube::Client::try_default()
         .await
         .map_err(|source| Error::Client { source })?;
@@ -127,7 +154,12 @@ async fn run(args: RunArgs) -> Result<(), Error> {
     let listener = http::bind(args.http_addr).await?;
     let server = tokio::spawn(http::serve(listener, state.http(), shutdown.clone()));
     let namespace = config.namespace.clone();
-    let ctx = state.to_context(client.clone(), Arc::new(config), Hooks::default());
+    let ctx = state.to_context_with(
+        client.clone(),
+        config.clone(),
+        hooks(&client, &config),
+        backend(&client, &config),
+    );
     state.set_ready(true);
 
     let result = if args.leader_election {

@@ -9,6 +9,11 @@
 //! - the SPDX SBOMs follow apko: the index document on the index, one document per platform on
 //!   that platform's manifest.
 //!
+//! The provenance and SBOM inputs come from `securebuild_builder::attest::inputs`, as those of
+//! `securebuild build --sign-key` do, so both attest the same facts; packages are attributed to
+//! the distribution the image's `/etc/os-release` names (read from the packages that install it,
+//! with the configuration's `os-release` fields over it).
+//!
 //! `spec.signing.enabled: false` turns all of it off (attestations are signed envelopes, so
 //! they need the key too); `spec.attestations.provenance` and `.sbom` choose the attestations.
 //! Everything is pushed with the ImageBuild's push Secret.
@@ -35,37 +40,37 @@
 //! is read for every signing; the decrypted key is kept while the Secret's resourceVersion
 //! stays the same.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::{Api, Client, ResourceExt};
-use securebuild_builder::apk::index::PackageRecord;
-use securebuild_builder::apk::package::{PackageRef, VerifiedPackage};
+use securebuild_builder::apk::package::VerifiedPackage;
+use securebuild_builder::attest::inputs::{self, RunDetails};
 use securebuild_builder::attest::keys::{KeyError, SigningKey};
-use securebuild_builder::attest::provenance::{
-    ProvenanceInputs, ResolvedIndex, ResolvedKey, ResolvedPackage, SLSA_PROVENANCE_V1,
-};
+use securebuild_builder::attest::provenance::SLSA_PROVENANCE_V1;
 use securebuild_builder::attest::publish::{
-    AttestationSummary, BuildSboms, PublishError, PublishedImage, attest_build,
+    ArtifactRef, AttestationSummary, BuildSboms, PublishError, PublishedImage, attest_build,
 };
-use securebuild_builder::attest::purl::apk_purl;
-use securebuild_builder::attest::sbom::{
-    Distro, ImageDescriptor, SPDX_PREDICATE_TYPE, SbomInput, SbomPackage,
-};
+use securebuild_builder::attest::sbom::SPDX_PREDICATE_TYPE;
 use securebuild_builder::build::fetch_packages;
-use securebuild_builder::resolve::ArchResolution;
+use securebuild_builder::image::os_release::{OS_RELEASE_PATH, ReleaseInfo, parse};
+use securebuild_builder::resolve::Resolution;
 use securebuild_builder::result::ImageResult;
+use securebuild_crds::ImageBuild;
+use securebuild_crds::image_config::OsRelease;
 use securebuild_crds::imagebuild::{ArtifactReference, AttestationReference};
-use securebuild_crds::{ImageBuild, ImageConfiguration};
 use serde_json::json;
 
 use crate::config::{Config, SecretRef};
 use crate::credentials::{CredentialsError, registry_for};
 use crate::hooks::{HookError, PostBuild, SigningOutcome};
-use crate::resolver::{ResolveError, Resolved, resolve_image};
+use crate::resolver::{ResolveError, Resolved, platform_architecture, resolve_image};
 use crate::status::format_time;
 
 /// The hook name in errors and events.
@@ -78,12 +83,10 @@ pub const COSIGN_PASSWORD: &str = "cosign.password";
 pub const PEM_KEY: &str = "key.pem";
 /// The start of the provenance builder id; `<namespace>/<deployment>` follows.
 pub const BUILDER_ID_PREFIX: &str = "https://securebuild.dev/operator@";
-/// The distribution id in package URLs when nothing tells which distribution it is.
-pub const UNKNOWN_DISTRO: &str = "unknown";
-/// The package whose version is Alpine's release.
-const ALPINE_RELEASE_PACKAGE: &str = "alpine-release";
-/// The package that makes an image Wolfi.
-const WOLFI_BASELAYOUT_PACKAGE: &str = "wolfi-baselayout";
+/// The largest `os-release` file read from a package.
+pub const MAX_OS_RELEASE_BYTES: u64 = 64 * 1024;
+/// How many symbolic links are followed to find `os-release`.
+const MAX_LINK_HOPS: usize = 8;
 
 /// Why an image could not be signed or attested.
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +150,22 @@ pub enum SignerError {
     Platform {
         /// The platform (`arch` or `arch-variant`).
         platform: String,
+    },
+    /// A verified package cannot be read back for its `os-release`.
+    #[error("cannot read {path}: {source}")]
+    PackageRead {
+        /// The cached package file.
+        path: PathBuf,
+        /// The IO error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The work of reading packages ended abnormally.
+    #[error("reading the packages ended abnormally: {source}")]
+    Task {
+        /// The join error.
+        #[source]
+        source: tokio::task::JoinError,
     },
     /// The push Secret is unusable.
     #[error(transparent)]
@@ -239,16 +258,33 @@ impl Signer {
         let key = self.signing_key().await?;
         let wanted = &ib.spec.attestations;
         let (provenance, sboms) = if wanted.provenance || wanted.sbom {
-            let started = Timestamp::now();
             let evidence = self.evidence(ib, image).await?;
-            let provenance = wanted
-                .provenance
-                .then(|| provenance_inputs(ib, &self.config, &evidence, started));
-            let sboms = if wanted.sbom {
-                Some(build_sboms(&published, image, &evidence)?)
-            } else {
-                None
-            };
+            check_platforms(image, &evidence.resolved.resolution)?;
+            let release = evidence.release.clone();
+            let distro = inputs::distro(&release);
+            let run = self.run_details(ib, &published, &evidence);
+            let provenance = wanted.provenance.then(|| {
+                let mut provenance = inputs::provenance_inputs(
+                    &ib.spec.image,
+                    &distro,
+                    &published.repository,
+                    &ib.spec.target.tags,
+                    &evidence.resolved.resolution,
+                    &evidence.packages,
+                    &run,
+                );
+                provenance.internal_parameters = Some(internal_parameters(ib, &evidence));
+                provenance
+            });
+            let sboms: Option<BuildSboms> = wanted.sbom.then(|| {
+                inputs::sbom_inputs(
+                    &distro,
+                    &published,
+                    &evidence.resolved.resolution,
+                    &evidence.packages,
+                    &run.created,
+                )
+            });
             (provenance, sboms)
         } else {
             (None, None)
@@ -269,8 +305,8 @@ impl Signer {
         Ok(outcome_of(&summary))
     }
 
-    /// Resolves the configuration again, checks it against the build's lock and fetches the
-    /// packages.
+    /// Resolves the configuration again, checks it against the build's lock, fetches the
+    /// packages and reads the image's `os-release` from them.
     async fn evidence(
         &self,
         ib: &ImageBuild,
@@ -292,7 +328,51 @@ impl Signer {
         let packages = fetch_packages(&resolved.resolution, &resolved.options)
             .await
             .map_err(|source| SignerError::Fetch { source })?;
-        Ok(Evidence { resolved, packages })
+        // Every platform installs the same versions; the first one's files speak for all.
+        let files: Vec<(PathBuf, Range<u64>)> = packages
+            .first()
+            .map(|verified| {
+                verified
+                    .iter()
+                    .map(|p| (p.path.clone(), p.data_range.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let configured = resolved.image.os_release.clone();
+        let release = tokio::task::spawn_blocking(move || release_of(&files, configured.as_ref()))
+            .await
+            .map_err(|source| SignerError::Task { source })??;
+        Ok(Evidence {
+            resolved,
+            packages,
+            release,
+        })
+    }
+
+    /// The run of the build being attested: the operator as builder, the build (Job) name as
+    /// invocation, the recorded start, and the image's creation time (the newest package's
+    /// build time, as the build chose it).
+    fn run_details(
+        &self,
+        ib: &ImageBuild,
+        published: &PublishedImage,
+        evidence: &Evidence,
+    ) -> RunDetails {
+        let namespace = ib.namespace().unwrap_or_default();
+        let last_build = ib.status.as_ref().and_then(|s| s.last_build.as_ref());
+        let now = format_time(Timestamp::now());
+        RunDetails {
+            builder_id: builder_id(&self.config),
+            invocation_id: last_build.map_or_else(
+                || format!("{}@{}", published.repository, published.digest),
+                |build| format!("{namespace}/{}", build.job),
+            ),
+            started_on: last_build
+                .and_then(|build| build.start_time.clone())
+                .unwrap_or_else(|| now.clone()),
+            finished_on: now,
+            created: created_of(&evidence.packages),
+        }
     }
 }
 
@@ -323,6 +403,8 @@ struct Evidence {
     resolved: Resolved,
     /// Per resolved architecture, in install order.
     packages: Vec<Vec<VerifiedPackage>>,
+    /// What the image's `/etc/os-release` says.
+    release: ReleaseInfo,
 }
 
 /// The provenance builder id of the operator `config` describes.
@@ -365,13 +447,12 @@ pub fn outcome_of(summary: &AttestationSummary) -> SigningOutcome {
     for artifact in artifacts {
         final_digest.insert(&artifact.reference, &artifact.digest);
     }
-    let reference =
-        |artifact: &securebuild_builder::attest::publish::ArtifactRef| ArtifactReference {
-            reference: artifact.reference.clone(),
-            digest: final_digest
-                .get(artifact.reference.as_str())
-                .map_or_else(|| artifact.digest.clone(), |d| (*d).to_string()),
-        };
+    let reference = |artifact: &ArtifactRef| ArtifactReference {
+        reference: artifact.reference.clone(),
+        digest: final_digest
+            .get(artifact.reference.as_str())
+            .map_or_else(|| artifact.digest.clone(), |d| (*d).to_string()),
+    };
     let attestation = |predicate_type: &str, artifact| {
         let ArtifactReference { reference, digest } = reference(artifact);
         AttestationReference {
@@ -397,84 +478,6 @@ pub fn outcome_of(summary: &AttestationSummary) -> SigningOutcome {
     }
 }
 
-/// The distribution the packages come from: the configuration's `os-release` when it names
-/// one (apko writes it into the image), else what a well-known release package says, else
-/// [`UNKNOWN_DISTRO`].
-pub fn distro_of(image: &ImageConfiguration, packages: &[&PackageRecord]) -> Distro {
-    if let Some(release) = image.os_release.as_ref()
-        && let Some(id) = release.id.as_deref().filter(|id| !id.is_empty())
-    {
-        return Distro {
-            id: id.to_ascii_lowercase(),
-            version_id: release.version_id.clone().filter(|v| !v.is_empty()),
-            supplier: release.name.clone().filter(|n| !n.is_empty()),
-        };
-    }
-    let installed = |name: &str| packages.iter().find(|p| p.name == name);
-    if let Some(release) = installed(ALPINE_RELEASE_PACKAGE) {
-        let version = release
-            .version
-            .rsplit_once("-r")
-            .map_or(release.version.as_str(), |(version, _)| version);
-        return Distro {
-            id: "alpine".to_string(),
-            version_id: Some(version.to_string()),
-            supplier: Some("Alpine Linux".to_string()),
-        };
-    }
-    if installed(WOLFI_BASELAYOUT_PACKAGE).is_some() {
-        return Distro {
-            id: "wolfi".to_string(),
-            version_id: None,
-            supplier: Some("Wolfi".to_string()),
-        };
-    }
-    Distro {
-        id: UNKNOWN_DISTRO.to_string(),
-        version_id: None,
-        supplier: None,
-    }
-}
-
-/// The installed packages each package depends on, by name: a dependency on a name or on
-/// something a package provides counts; conflicts and unmet dependencies do not.
-pub fn installed_dependencies(packages: &[&PackageRecord]) -> BTreeMap<String, Vec<String>> {
-    let mut providers: BTreeMap<&str, &str> = BTreeMap::new();
-    for package in packages {
-        providers.entry(&package.name).or_insert(&package.name);
-    }
-    for package in packages {
-        for provided in &package.provides {
-            providers.entry(&provided.name).or_insert(&package.name);
-        }
-    }
-    packages
-        .iter()
-        .map(|package| {
-            let names: BTreeSet<String> = package
-                .depends
-                .iter()
-                .filter(|d| !d.conflict)
-                .filter_map(|d| providers.get(d.name.as_str()))
-                .filter(|name| **name != package.name)
-                .map(|name| (*name).to_string())
-                .collect();
-            (package.name.clone(), names.into_iter().collect())
-        })
-        .collect()
-}
-
-/// Where a resolved package was fetched from.
-fn download_location(arch: &ArchResolution, index: usize) -> impl Fn(&PackageRecord) -> String {
-    let index = arch.indexes.get(index).cloned();
-    move |record: &PackageRecord| {
-        index
-            .as_ref()
-            .and_then(|index| PackageRef::new(index, record).location().ok())
-            .map_or_else(|| record.filename(), |location| location.to_string())
-    }
-}
-
 /// The newest package build time as RFC 3339, the image's creation time when no
 /// `SOURCE_DATE_EPOCH` was set.
 fn created_of(packages: &[Vec<VerifiedPackage>]) -> String {
@@ -488,172 +491,183 @@ fn created_of(packages: &[Vec<VerifiedPackage>]) -> String {
     format_time(time)
 }
 
-fn all_records(evidence: &Evidence) -> Vec<&PackageRecord> {
-    evidence
-        .packages
-        .iter()
-        .flatten()
-        .map(|p| &p.record)
-        .collect()
-}
-
-/// The provenance of the build: the operator as builder, the spec as external parameters,
-/// every index, key and package as resolved dependencies.
-fn provenance_inputs(
-    ib: &ImageBuild,
-    config: &Config,
-    evidence: &Evidence,
-    started: Timestamp,
-) -> ProvenanceInputs {
-    let resolution = &evidence.resolved.resolution;
-    let records = all_records(evidence);
-    let distro = distro_of(&evidence.resolved.image, &records);
-    let mut packages = Vec::new();
-    let mut indexes = Vec::new();
-    for (arch, verified) in resolution.archs.iter().zip(&evidence.packages) {
-        for index in &arch.indexes {
-            let uri = index
-                .spec
-                .location
-                .index_location(&arch.arch)
-                .map_or_else(|_| index.spec.original.clone(), |l| l.to_string());
-            indexes.push(ResolvedIndex {
-                uri,
-                sha256: hex::encode(index.sha256),
-            });
-        }
-        for (resolved, package) in arch.packages.iter().zip(verified) {
-            let record = &package.record;
-            packages.push(ResolvedPackage {
-                name: record.name.clone(),
-                version: record.version.clone(),
-                purl: apk_purl(
-                    &distro.id,
-                    &record.name,
-                    &record.version,
-                    &record.arch,
-                    distro.version_id.as_deref(),
-                ),
-                download_url: download_location(arch, resolved.index)(record),
-                sha256: hex::encode(package.apk_sha256),
-                apk_checksum: Some(record.checksum.clone()).filter(|c| !c.is_empty()),
-            });
-        }
-    }
-    let keys = resolution
-        .keys
-        .iter()
-        .map(|key| ResolvedKey {
-            name: key.name.clone(),
-            uri: key.source.clone(),
-            sha256: hex::encode(key.sha256),
-        })
-        .collect();
-    let namespace = ib.namespace().unwrap_or_default();
-    let last_build = ib.status.as_ref().and_then(|s| s.last_build.as_ref());
-    let invocation = last_build.map_or_else(
-        || format!("{namespace}/{}", ib.name_any()),
-        |build| format!("{namespace}/{}", build.job),
-    );
-    let started_on = last_build
-        .and_then(|build| build.start_time.clone())
-        .unwrap_or_else(|| format_time(started));
+/// What the provenance records as the operator's own choices: the ImageBuild built, and the
+/// repositories, keyring and architectures it was built with (the operator's defaults apply
+/// when the spec lists no repositories).
+fn internal_parameters(ib: &ImageBuild, evidence: &Evidence) -> serde_json::Value {
     let image = &evidence.resolved.image;
-    ProvenanceInputs {
-        builder_id: builder_id(config),
-        builder_version: env!("CARGO_PKG_VERSION").to_string(),
-        external_parameters: json!({
-            "configuration": ib.spec.image,
-            "target": ib.spec.target,
-        }),
-        internal_parameters: Some(json!({
-            "imageBuild": {
-                "namespace": namespace,
-                "name": ib.name_any(),
-                "uid": ib.uid(),
-                "generation": ib.metadata.generation,
-            },
-            "repositories": image.contents.repositories,
-            "keyring": image.contents.keyring,
-            "architectures": resolution.archs.iter().map(|a| a.arch.clone()).collect::<Vec<_>>(),
-        })),
-        packages,
-        indexes,
-        keys,
-        invocation_id: invocation,
-        started_on,
-        finished_on: format_time(Timestamp::now()),
-    }
+    let architectures: Vec<&str> = evidence
+        .resolved
+        .resolution
+        .archs
+        .iter()
+        .map(|a| a.arch.as_str())
+        .collect();
+    json!({
+        "imageBuild": {
+            "namespace": ib.namespace(),
+            "name": ib.name_any(),
+            "uid": ib.uid(),
+            "generation": ib.metadata.generation,
+        },
+        "repositories": image.contents.repositories,
+        "keyring": image.contents.keyring,
+        "architectures": architectures,
+    })
 }
 
-/// The SBOM inputs: one per platform of the pushed image, from the packages resolved for it.
-fn build_sboms(
-    published: &PublishedImage,
-    image: &ImageResult,
-    evidence: &Evidence,
-) -> Result<BuildSboms, SignerError> {
-    let resolution = &evidence.resolved.resolution;
-    let records = all_records(evidence);
-    let distro = distro_of(&evidence.resolved.image, &records);
-    let created = created_of(&evidence.packages);
-    let tool_version = env!("CARGO_PKG_VERSION").to_string();
-    let mut images = Vec::with_capacity(published.platforms.len());
-    for (platform, built) in published.platforms.iter().zip(&image.platforms) {
-        let position = resolution.archs.iter().position(|arch| {
-            crate::resolver::platform_architecture(&built.arch, built.variant.as_deref())
-                .is_ok_and(|wanted| wanted.apk() == arch.arch)
-        });
-        let Some(position) = position else {
-            return Err(SignerError::Platform {
-                platform: platform.arch.clone(),
-            });
+/// Checks that the image's platforms and the resolved architectures are the same, in the same
+/// order (the SBOMs pair them up).
+fn check_platforms(image: &ImageResult, resolution: &Resolution) -> Result<(), SignerError> {
+    let mismatch = |platform: &securebuild_builder::result::PlatformResult| SignerError::Platform {
+        platform: match &platform.variant {
+            Some(variant) => format!("{}/{variant}", platform.arch),
+            None => platform.arch.clone(),
+        },
+    };
+    if image.platforms.len() != resolution.archs.len() {
+        return match image.platforms.get(resolution.archs.len()) {
+            Some(platform) => Err(mismatch(platform)),
+            None => Err(SignerError::Platform {
+                platform: format!("{} platforms", image.platforms.len()),
+            }),
         };
-        let arch = &resolution.archs[position];
-        let verified = evidence
-            .packages
-            .get(position)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        let arch_records: Vec<&PackageRecord> = verified.iter().map(|p| &p.record).collect();
-        let dependencies = installed_dependencies(&arch_records);
-        let packages = arch
-            .packages
-            .iter()
-            .zip(verified)
-            .map(|(resolved, package)| {
-                let record = &package.record;
-                SbomPackage {
-                    name: record.name.clone(),
-                    version: record.version.clone(),
-                    arch: record.arch.clone(),
-                    license: Some(record.license.clone()).filter(|l| !l.is_empty()),
-                    origin: record.origin.clone(),
-                    maintainer: record.maintainer.clone(),
-                    description: Some(record.description.clone()).filter(|d| !d.is_empty()),
-                    homepage: Some(record.url.clone()).filter(|u| !u.is_empty()),
-                    download_location: Some(download_location(arch, resolved.index)(record)),
-                    checksum: Some(record.checksum.clone()).filter(|c| !c.is_empty()),
-                    dependencies: dependencies.get(&record.name).cloned().unwrap_or_default(),
-                }
-            })
-            .collect();
-        images.push(SbomInput {
-            image: ImageDescriptor {
-                repository: published.repository.clone(),
-                digest: platform.digest.clone(),
-                arch: platform.arch.clone(),
-                tag: published.tag.clone(),
-            },
-            distro: distro.clone(),
-            packages,
-            created: created.clone(),
-            tool_version: tool_version.clone(),
-        });
     }
-    Ok(BuildSboms {
-        created,
-        tool_version,
-        images,
+    for (platform, arch) in image.platforms.iter().zip(&resolution.archs) {
+        let same = platform_architecture(&platform.arch, platform.variant.as_deref())
+            .is_ok_and(|wanted| wanted.apk() == arch.arch);
+        if !same {
+            return Err(mismatch(platform));
+        }
+    }
+    Ok(())
+}
+
+/// A file of interest in a package's data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum ReleaseFile {
+    /// A regular file's content (at most [`MAX_OS_RELEASE_BYTES`]).
+    Content(Vec<u8>),
+    /// A symbolic link's target.
+    Link(String),
+}
+
+/// A tar path as an image path: no leading `./` or `/`, no trailing `/`.
+fn image_path(path: &str) -> String {
+    path.trim_start_matches("./")
+        .trim_start_matches('/')
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// `target` of a link at `link`, as an image path (`..` resolved, never above the root).
+fn link_target(link: &str, target: &str) -> String {
+    let mut parts: Vec<&str> = if target.starts_with('/') {
+        Vec::new()
+    } else {
+        link.split('/').collect()
+    };
+    if !target.starts_with('/') {
+        parts.pop();
+    }
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    parts.join("/")
+}
+
+/// Every regular file and symbolic link under `etc/` and `usr/lib/` named `os-release` in the
+/// data members of `packages` (cached `.apk` files and their data ranges, in install order; a
+/// later package's entry replaces an earlier one's).
+fn release_files(
+    packages: &[(PathBuf, Range<u64>)],
+) -> Result<BTreeMap<String, ReleaseFile>, SignerError> {
+    let mut files = BTreeMap::new();
+    for (path, range) in packages {
+        read_release_entries(path, range, &mut files).map_err(|source| {
+            SignerError::PackageRead {
+                path: path.clone(),
+                source,
+            }
+        })?;
+    }
+    Ok(files)
+}
+
+fn read_release_entries(
+    path: &Path,
+    range: &Range<u64>,
+    files: &mut BTreeMap<String, ReleaseFile>,
+) -> std::io::Result<()> {
+    use std::io::{Seek as _, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    file.seek(SeekFrom::Start(range.start))?;
+    let data = file.take(range.end.saturating_sub(range.start));
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(data));
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let name = image_path(&String::from_utf8_lossy(&entry.path_bytes()));
+        if !name.ends_with("os-release")
+            || !(name.starts_with("etc/") || name.starts_with("usr/lib/"))
+        {
+            continue;
+        }
+        let kind = entry.header().entry_type();
+        if kind.is_symlink() {
+            if let Some(target) = entry.link_name_bytes() {
+                let target = String::from_utf8_lossy(&target).into_owned();
+                files.insert(name, ReleaseFile::Link(target));
+            }
+        } else if kind.is_file() {
+            let mut content = Vec::new();
+            (&mut entry)
+                .take(MAX_OS_RELEASE_BYTES)
+                .read_to_end(&mut content)?;
+            files.insert(name, ReleaseFile::Content(content));
+        }
+    }
+    Ok(())
+}
+
+/// What the image's `/etc/os-release` says, as a build writes it: the file the packages
+/// install (following symbolic links), with the configuration's `os-release` fields over it.
+fn release_of(
+    packages: &[(PathBuf, Range<u64>)],
+    configured: Option<&OsRelease>,
+) -> Result<ReleaseInfo, SignerError> {
+    let files = release_files(packages)?;
+    let mut path = OS_RELEASE_PATH.to_string();
+    let mut content = None;
+    for _ in 0..MAX_LINK_HOPS {
+        match files.get(&path) {
+            Some(ReleaseFile::Content(bytes)) => {
+                content = Some(bytes.clone());
+                break;
+            }
+            Some(ReleaseFile::Link(target)) => path = link_target(&path, target),
+            None => break,
+        }
+    }
+    let lines = content
+        .map(|bytes| parse(&String::from_utf8_lossy(&bytes)))
+        .unwrap_or_default();
+    let installed = |key: &str| lines.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    let pick = |configured: Option<&String>, key: &str| {
+        configured
+            .cloned()
+            .or_else(|| installed(key))
+            .filter(|v| !v.is_empty())
+    };
+    Ok(ReleaseInfo {
+        id: pick(configured.and_then(|c| c.id.as_ref()), "ID"),
+        version_id: pick(configured.and_then(|c| c.version_id.as_ref()), "VERSION_ID"),
+        name: pick(configured.and_then(|c| c.name.as_ref()), "NAME"),
     })
 }
 
@@ -662,8 +676,7 @@ mod tests {
     use super::*;
     use crate::fixtures::{TestImageBuild, image_result, test_context};
     use k8s_openapi::ByteString;
-    use securebuild_builder::apk::constraint::Dependency;
-    use securebuild_builder::attest::publish::{ArtifactRef, SbomAttestation};
+    use securebuild_builder::attest::publish::SbomAttestation;
 
     fn secret(entries: &[(&str, &[u8])]) -> Secret {
         Secret {
@@ -707,7 +720,8 @@ mod tests {
             public
         );
 
-        let cases: [(&[(&str, &[u8])], &str); 5] = [
+        type Entries<'a> = &'a [(&'a str, &'a [u8])];
+        let cases: [(Entries, &str); 5] = [
             (&[], "has neither `cosign.key` nor `key.pem`"),
             (
                 &[
@@ -735,62 +749,125 @@ mod tests {
         }
     }
 
-    fn record(name: &str, version: &str) -> PackageRecord {
-        let mut record = PackageRecord {
-            name: name.into(),
-            version: version.into(),
-            ..PackageRecord::default()
-        };
-        record.arch = "x86_64".into();
-        record
+    /// Writes a gzip-compressed tar of `entries` (path, content or link target) after `prefix`
+    /// junk bytes, as the data member of a package, and returns the file and the data range.
+    fn data_member(
+        dir: &Path,
+        name: &str,
+        prefix: usize,
+        entries: &[(&str, Result<&str, &str>)],
+    ) -> (PathBuf, Range<u64>) {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, entry) in entries {
+            let mut header = tar::Header::new_gnu();
+            match entry {
+                Ok(content) => {
+                    header.set_entry_type(tar::EntryType::Regular);
+                    header.set_size(content.len() as u64);
+                    header.set_mode(0o644);
+                    builder
+                        .append_data(&mut header, path, content.as_bytes())
+                        .unwrap();
+                }
+                Err(target) => {
+                    header.set_entry_type(tar::EntryType::Symlink);
+                    header.set_size(0);
+                    builder.append_link(&mut header, path, target).unwrap();
+                }
+            }
+        }
+        let tar = builder.into_inner().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &tar).unwrap();
+        let member = gz.finish().unwrap();
+        let mut bytes = vec![0x1f; prefix];
+        bytes.extend_from_slice(&member);
+        let path = dir.join(name);
+        std::fs::write(&path, &bytes).unwrap();
+        (path, prefix as u64..bytes.len() as u64)
     }
 
     #[test]
-    fn distros() {
-        let plain = ImageConfiguration::default();
-        let alpine = record("alpine-release", "3.20.3-r0");
-        let wolfi = record("wolfi-baselayout", "20230201-r15");
-        let busybox = record("busybox", "1.36.1-r0");
-        let mut named = ImageConfiguration::default();
-        named.os_release = Some(securebuild_crds::image_config::OsRelease {
-            id: Some("Chainguard".into()),
-            version_id: Some("20240101".into()),
-            name: Some("Chainguard OS".into()),
-            ..Default::default()
-        });
-        let check = |image: &ImageConfiguration,
-                     packages: &[&PackageRecord],
-                     expected: (&str, Option<&str>)| {
-            let distro = distro_of(image, packages);
-            assert_eq!((distro.id.as_str(), distro.version_id.as_deref()), expected);
+    fn release_follows_links_and_configuration() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = data_member(
+            dir.path(),
+            "layout.apk",
+            7,
+            &[
+                ("etc/os-release", Err("../usr/lib/os-release")),
+                (
+                    "usr/lib/os-release",
+                    Ok("ID=alpine\nNAME=\"Alpine Linux\"\nVERSION_ID=3.20.3\n"),
+                ),
+                ("usr/bin/tool", Ok("#!/bin/sh\n")),
+            ],
+        );
+        let other = data_member(dir.path(), "other.apk", 0, &[("etc/motd", Ok("hi\n"))]);
+        let info = release_of(&[layout.clone(), other.clone()], None).unwrap();
+        assert_eq!(info.id.as_deref(), Some("alpine"));
+        assert_eq!(info.version_id.as_deref(), Some("3.20.3"));
+        assert_eq!(info.name.as_deref(), Some("Alpine Linux"));
+
+        let configured = OsRelease {
+            id: Some("custom".into()),
+            ..OsRelease::default()
         };
-        check(&plain, &[&busybox, &alpine], ("alpine", Some("3.20.3")));
-        check(&plain, &[&wolfi], ("wolfi", None));
-        check(&plain, &[&busybox], (UNKNOWN_DISTRO, None));
-        check(&named, &[&alpine], ("chainguard", Some("20240101")));
+        let info = release_of(std::slice::from_ref(&layout), Some(&configured)).unwrap();
+        assert_eq!(info.id.as_deref(), Some("custom"));
+        assert_eq!(info.version_id.as_deref(), Some("3.20.3"));
+
+        // A later package's file replaces an earlier one's.
+        let later = data_member(
+            dir.path(),
+            "later.apk",
+            3,
+            &[("./etc/os-release", Ok("ID=wolfi\n"))],
+        );
+        let info = release_of(&[layout, later], None).unwrap();
+        assert_eq!(info.id.as_deref(), Some("wolfi"));
+        assert_eq!(info.version_id, None);
+
+        assert_eq!(release_of(&[other], None).unwrap(), ReleaseInfo::default());
+        let error = release_of(&[(dir.path().join("missing.apk"), 0..10)], None).unwrap_err();
+        assert!(error.to_string().contains("missing.apk"), "{error}");
     }
 
     #[test]
-    fn dependencies_resolve_through_names_and_provides() {
-        let dependency = |atom: &str| Dependency::parse(atom).unwrap();
-        let mut busybox = record("busybox", "1.36.1-r0");
-        busybox.depends = vec![
-            dependency("so:libc.musl-x86_64.so.1"),
-            dependency("!busybox-old"),
+    fn link_targets() {
+        let cases = [
+            (
+                "etc/os-release",
+                "../usr/lib/os-release",
+                "usr/lib/os-release",
+            ),
+            (
+                "etc/os-release",
+                "/usr/lib/os-release",
+                "usr/lib/os-release",
+            ),
+            ("etc/os-release", "os-release.d/x", "etc/os-release.d/x"),
+            (
+                "etc/os-release",
+                "../../../../usr/lib/os-release",
+                "usr/lib/os-release",
+            ),
         ];
-        busybox.provides = vec![dependency("/bin/sh")];
-        let mut musl = record("musl", "1.2.5-r0");
-        musl.provides = vec![dependency("so:libc.musl-x86_64.so.1=1")];
-        let mut base = record("base", "1-r0");
-        base.depends = vec![
-            dependency("busybox"),
-            dependency("/bin/sh"),
-            dependency("missing"),
-        ];
-        let deps = installed_dependencies(&[&busybox, &musl, &base]);
-        assert_eq!(deps["busybox"], ["musl"]);
-        assert!(deps["musl"].is_empty());
-        assert_eq!(deps["base"], ["busybox"]);
+        for (link, target, expected) in cases {
+            assert_eq!(link_target(link, target), expected, "{link} -> {target}");
+        }
+    }
+
+    #[test]
+    fn platforms_must_match_the_resolution() {
+        let image = image_result("sha256:lock");
+        let empty = Resolution {
+            keys: Vec::new(),
+            world: Vec::new(),
+            archs: Vec::new(),
+        };
+        let error = check_platforms(&image, &empty).unwrap_err();
+        assert!(error.to_string().contains("platform amd64"), "{error}");
     }
 
     fn artifact(reference: &str, digest: &str) -> ArtifactRef {

@@ -4,7 +4,8 @@
 //! Pure: every function takes the ImageBuild as last seen and returns the whole new status
 //! (server-side apply replaces what the operator owns). Conditions follow
 //! [`securebuild_crds::conditions`]: `Ready` always present, `Reconciling` while a build is
-//! pending or running, `Stalled` after a failure whose reason is terminal. Nothing here reads
+//! pending or running, `Stalled` after any failed build (nothing retries it until the spec or
+//! the rebuild annotation changes). Nothing here reads
 //! the clock or the API server.
 
 use std::time::Duration;
@@ -608,19 +609,18 @@ fn record_failure(
         now,
     );
     remove_condition(conditions, ConditionType::Reconciling);
-    if failure.reason.is_terminal() {
-        set_condition(
-            conditions,
-            ConditionType::Stalled,
-            true,
-            failure.reason,
-            failure.message.clone(),
-            generation,
-            now,
-        );
-    } else {
-        remove_condition(conditions, ConditionType::Stalled);
-    }
+    // The operator never repeats a finished build on its own (a Job already retried a transient
+    // failure once), so every failed build waits for a spec change or a rebuild request: it is
+    // Stalled, which is what kstatus and Flux need to report it as Failed rather than Current.
+    set_condition(
+        conditions,
+        ConditionType::Stalled,
+        true,
+        failure.reason,
+        failure.message.clone(),
+        generation,
+        now,
+    );
 }
 
 /// The status of an ImageBuild whose spec cannot be built: `Ready=False` and `Stalled=True`
@@ -997,11 +997,13 @@ mod tests {
         let job = TestJob::for_build(&ib, "app-2")
             .failed("BackoffLimitExceeded")
             .build();
+        // Every failed build is Stalled: nothing retries it until the spec or the rebuild
+        // annotation changes.
         let cases = [
             (Reason::ResolutionFailed, true),
-            (Reason::PushFailed, false),
+            (Reason::PushFailed, true),
             (Reason::OutOfMemory, true),
-            (Reason::PodEvicted, false),
+            (Reason::PodEvicted, true),
         ];
         for (reason, stalled) in cases {
             let failure = Failure {
@@ -1073,7 +1075,10 @@ mod tests {
             condition(&status, ConditionType::Ready),
             pair("False", "SigningFailed")
         );
-        assert_eq!(condition(&status, ConditionType::Stalled), None);
+        assert_eq!(
+            condition(&status, ConditionType::Stalled),
+            pair("True", "SigningFailed")
+        );
         assert_eq!(
             status.history[0].digest.as_deref(),
             Some(image.digest.as_str())

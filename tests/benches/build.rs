@@ -24,7 +24,7 @@
 
 use std::error::Error;
 use std::fmt::Write as _;
-use std::io::{self, BufRead as _, BufReader, Read, Write};
+use std::io::{self, BufRead as _, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -340,14 +340,14 @@ impl Report {
             "floor: decompress packages",
             &self.decompress,
             false,
-            "",
+            &self.decompress.detail,
         );
         row(
             &mut out,
             &format!("floor: pgzip -{DEFAULT_GZIP_LEVEL} the layer"),
             &self.compress,
             false,
-            "",
+            &self.compress.detail,
         );
         let floor_measurement = Measurement {
             seconds: floor,
@@ -385,7 +385,7 @@ impl Report {
             false,
             &self.first_push.detail,
         );
-        let uploaded_nothing = self.unchanged.detail.contains(" 0 blobs uploaded");
+        let uploaded_nothing = self.unchanged.detail.starts_with("0 blobs uploaded");
         row(
             &mut out,
             "unchanged rebuild + push",
@@ -1146,7 +1146,7 @@ fn binary_bytes(len: usize, rng: &mut Rng) -> Vec<u8> {
     while out.len() < len {
         let choice = rng.below(100);
         let segment = 64 + rng.below(960) as usize;
-        if choice < 25 {
+        if choice < 15 {
             // Code: incompressible.
             let mut left = segment;
             while left > 0 {
@@ -1155,7 +1155,7 @@ fn binary_bytes(len: usize, rng: &mut Rng) -> Vec<u8> {
                 out.extend_from_slice(&bytes[..take]);
                 left -= take;
             }
-        } else if choice < 73 {
+        } else if choice < 70 {
             // Symbol names and strings.
             let start = out.len();
             while out.len() - start < segment {

@@ -812,26 +812,27 @@ fn operator_status_transitions_read_as_documented() {
             "ResolutionFailed: no go-1.99",
             KStatus::Failed,
         ),
+        // Every failed build is Stalled (nothing retries it on its own), so kstatus reads Failed.
         (
             "transient failure",
             &push_failed,
             "Degraded",
             "PushFailed: 503 from the registry",
-            KStatus::Current,
+            KStatus::Failed,
         ),
         (
             "signing failed",
             &signing_failed,
             "Degraded",
             "SigningFailed: the signing key Secret",
-            KStatus::Current,
+            KStatus::Failed,
         ),
         (
             "job lost",
             &lost,
             "Degraded",
             "BuildFailed: the builder Job app-0123456789 was deleted",
-            KStatus::Current,
+            KStatus::Failed,
         ),
         (
             "invalid spec",

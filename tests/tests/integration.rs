@@ -3,10 +3,12 @@
 
 mod apk_fetch;
 mod build_push;
+mod container_images;
 mod example_repo;
 mod health_checks;
 mod helm_chart;
 mod install;
+mod operator_local;
 mod registry_push;
 mod sign_verify;
 mod support;

@@ -6,11 +6,15 @@
 //! renamed into the cache: the control member must hash to `C:`, the data member to
 //! `.PKGINFO`'s `datahash`, and `.PKGINFO`'s name and version must be the record's. Package
 //! signatures are not checked here: the signed index vouches for `C:`, which covers the control
-//! member, which covers the data through `datahash`. Nothing here extracts files.
+//! member, which covers the data through `datahash`.
+//!
+//! [`PackageFetcher::fetch_all_spooled`] also leaves each package's decompressed data stream
+//! (its data tar) in a spool directory, written while the package is verified so that a build
+//! decompresses every package exactly once. Nothing here interprets or extracts the tar.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{self, BufRead as _, BufReader, Read, Seek as _, SeekFrom};
+use std::io::{self, BufRead as _, BufReader, Read, Seek as _, SeekFrom, Write as _};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -22,8 +26,8 @@ use tokio::io::{AsyncSeekExt as _, AsyncWriteExt as _};
 use tracing::{debug, info, warn};
 
 use super::archive::{
-    ArchiveError, ControlMember, Limits, Member, PKGINFO_PKGNAME, PKGINFO_PKGVER, PackageArchive,
-    PkgInfo, read_package,
+    ArchiveError, ControlMember, DataReader, Limits, Member, PKGINFO_PKGNAME, PKGINFO_PKGVER,
+    PackageArchive, PkgInfo, read_package,
 };
 use super::index::{Checksum, ChecksumAlgorithm, IndexError, PackageRecord, encode_checksum};
 use super::repository::{
@@ -44,8 +48,12 @@ pub const DEFAULT_INSTALLED_SIZE_SLACK: u64 = 256 * 1024 * 1024;
 pub const CACHE_PACKAGES_DIR: &str = "packages";
 /// Suffix of the resumable download of a package, beside its cache file.
 pub const PARTIAL_SUFFIX: &str = ".partial";
+/// Suffix of a package's decompressed data stream in a spool directory.
+pub const SPOOL_SUFFIX: &str = ".tar";
 
 const READ_BUFFER_SIZE: usize = 64 * 1024;
+/// Buffer of the copy from the decompressor into a spool file.
+const SPOOL_BUFFER_SIZE: usize = 256 * 1024;
 
 /// Why a package could not be fetched or verified.
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +169,17 @@ pub enum PackageError {
         /// What the archive reader reported.
         #[source]
         source: Box<ArchiveError>,
+    },
+    /// The decompressed data stream could not be written to its spool file.
+    #[error("package {package}: cannot write its data to {path}")]
+    Spool {
+        /// `name-version`.
+        package: String,
+        /// The spool file.
+        path: PathBuf,
+        /// The IO error.
+        #[source]
+        source: io::Error,
     },
     /// A blocking verification task did not complete.
     #[error("verifying package {package} did not complete")]
@@ -317,6 +336,33 @@ impl PackageFetcher {
         &self,
         packages: &[PackageRef],
     ) -> Result<Vec<VerifiedPackage>, PackageError> {
+        self.fetch_all_with(packages, None).await
+    }
+
+    /// [`Self::fetch_all`], also decompressing each package's data stream into
+    /// [`spool_path`]`(spool_dir, C:)` while it is verified: a new download and a cache hit
+    /// alike are read once, hashed and decompressed in the same pass (a cache hit is then
+    /// verified in full, data member decompressed, instead of by its compressed bytes only).
+    /// The spool of a package whose fetch failed is unspecified.
+    pub async fn fetch_all_spooled(
+        &self,
+        packages: &[PackageRef],
+        spool_dir: &Path,
+    ) -> Result<Vec<VerifiedPackage>, PackageError> {
+        tokio::fs::create_dir_all(spool_dir)
+            .await
+            .map_err(|source| PackageError::CacheDir {
+                path: spool_dir.to_path_buf(),
+                source,
+            })?;
+        self.fetch_all_with(packages, Some(spool_dir)).await
+    }
+
+    async fn fetch_all_with(
+        &self,
+        packages: &[PackageRef],
+        spool_dir: Option<&Path>,
+    ) -> Result<Vec<VerifiedPackage>, PackageError> {
         let packages_dir = self.cache_dir.join(CACHE_PACKAGES_DIR);
         tokio::fs::create_dir_all(&packages_dir)
             .await
@@ -344,11 +390,13 @@ impl PackageFetcher {
 
         let mut results: Vec<Option<Result<Fetched, PackageError>>> =
             (0..packages.len()).map(|_| None).collect();
-        let mut stream =
-            futures::stream::iter(unique.into_iter().map(|position| async move {
-                (position, self.fetch_one(&packages[position]).await)
-            }))
-            .buffer_unordered(self.concurrency.max(1));
+        let mut stream = futures::stream::iter(unique.into_iter().map(|position| async move {
+            (
+                position,
+                self.fetch_one(&packages[position], spool_dir).await,
+            )
+        }))
+        .buffer_unordered(self.concurrency.max(1));
         while let Some((position, result)) = stream.next().await {
             results[position] = Some(result);
         }
@@ -392,10 +440,16 @@ impl PackageFetcher {
                 path: packages_dir.clone(),
                 source,
             })?;
-        self.fetch_one(package).await.map(|fetched| fetched.package)
+        self.fetch_one(package, None)
+            .await
+            .map(|fetched| fetched.package)
     }
 
-    async fn fetch_one(&self, package: &PackageRef) -> Result<Fetched, PackageError> {
+    async fn fetch_one(
+        &self,
+        package: &PackageRef,
+        spool_dir: Option<&Path>,
+    ) -> Result<Fetched, PackageError> {
         let name = package.display_name();
         let checksum =
             package
@@ -415,8 +469,10 @@ impl PackageFetcher {
         };
         let cache_path = self.cache_path(&expect.checksum);
         let limits = self.package_limits(&package.record);
+        let spool = spool_dir.map(|dir| spool_path(dir, &expect.checksum));
+        let spool = spool.as_deref();
 
-        if let Some(verified) = self.try_cache(&cache_path, &expect, &limits).await? {
+        if let Some(verified) = self.try_cache(&cache_path, &expect, &limits, spool).await? {
             return Ok(Fetched {
                 package: self.finish(package, verified, &cache_path, true),
                 bytes_transferred: 0,
@@ -430,7 +486,8 @@ impl PackageFetcher {
         })?;
         let (partial, partial_path) = match claim {
             Claim::Cached => {
-                if let Some(verified) = self.try_cache(&cache_path, &expect, &limits).await? {
+                if let Some(verified) = self.try_cache(&cache_path, &expect, &limits, spool).await?
+                {
                     return Ok(Fetched {
                         package: self.finish(package, verified, &cache_path, true),
                         bytes_transferred: 0,
@@ -454,6 +511,7 @@ impl PackageFetcher {
                 &expect,
                 &package.record,
                 &limits,
+                spool,
             )
             .await;
         if let Err(error) = &result
@@ -468,8 +526,10 @@ impl PackageFetcher {
         })
     }
 
-    /// Downloads (or copies) into the partial file, verifies, and renames it into the cache.
-    /// A resumed download that fails verification is downloaded once more from scratch.
+    /// Downloads (or copies) into the partial file, verifies (spooling the data stream when
+    /// `spool` is given), and renames it into the cache. A resumed download that fails
+    /// verification is downloaded once more from scratch.
+    #[allow(clippy::too_many_arguments)]
     async fn fill_and_verify(
         &self,
         partial: File,
@@ -478,6 +538,7 @@ impl PackageFetcher {
         expect: &Expectation,
         record: &PackageRecord,
         limits: &Limits,
+        spool: Option<&Path>,
     ) -> Result<(Verified, u64), PackageError> {
         let io_error = |path: &Path| {
             let path = path.to_path_buf();
@@ -516,6 +577,7 @@ impl PackageFetcher {
                 expect,
                 limits,
                 Verification::Full,
+                spool,
             )
             .await;
             match outcome {
@@ -524,6 +586,7 @@ impl PackageFetcher {
                     debug!(package = %expect.package, source = %expect.source, bytes = verified.size, "package downloaded and verified");
                     return Ok((verified, transferred));
                 }
+                Err(error @ PackageError::Spool { .. }) => return Err(error),
                 Err(error) if resumed && fresh_retry_left => {
                     warn!(package = %expect.package, %error, "resumed download does not verify; downloading it again from the start");
                     fresh_retry_left = false;
@@ -535,12 +598,15 @@ impl PackageFetcher {
     }
 
     /// The verified cache entry, if there is one; a cache file that no longer verifies is
-    /// removed (and `None` returned) so that it is fetched again.
+    /// removed (and `None` returned) so that it is fetched again. With `spool`, the entry is
+    /// verified in full and its data stream decompressed into `spool` in the same pass; a
+    /// spool that cannot be written is an error, never a reason to drop the entry.
     async fn try_cache(
         &self,
         cache_path: &Path,
         expect: &Expectation,
         limits: &Limits,
+        spool: Option<&Path>,
     ) -> Result<Option<Verified>, PackageError> {
         match tokio::fs::metadata(cache_path).await {
             Ok(metadata) if metadata.is_file() => {}
@@ -554,11 +620,17 @@ impl PackageFetcher {
                 });
             }
         }
+        let verification = if spool.is_some() {
+            Verification::Full
+        } else {
+            Verification::Cached
+        };
         match verify_in_background(
             cache_path.to_path_buf(),
             expect,
             limits,
-            Verification::Cached,
+            verification,
+            spool,
         )
         .await
         {
@@ -566,6 +638,7 @@ impl PackageFetcher {
                 debug!(package = %expect.package, path = %cache_path.display(), "package found in cache");
                 Ok(Some(verified))
             }
+            Err(error @ PackageError::Spool { .. }) => Err(error),
             Err(error) => {
                 warn!(package = %expect.package, path = %cache_path.display(), %error, "cached package does not verify; fetching it again");
                 let _cleanup = std::fs::remove_file(cache_path);
@@ -803,6 +876,12 @@ fn keep_for_resume(error: &PackageError, partial_path: &Path) -> bool {
     shared && transfer_failure && has_bytes
 }
 
+/// Where [`PackageFetcher::fetch_all_spooled`] writes the decompressed data stream of the
+/// package whose `C:` digest is `checksum`: `<spool_dir>/<hex of the digest>.tar`.
+pub fn spool_path(spool_dir: &Path, checksum: &Checksum) -> PathBuf {
+    spool_dir.join(format!("{}{SPOOL_SUFFIX}", hex::encode(&checksum.bytes)))
+}
+
 /// `<hex of the C: digest>.apk`.
 fn cache_file_name(checksum: &Checksum) -> String {
     format!("{}.apk", hex::encode(&checksum.bytes))
@@ -1019,6 +1098,7 @@ async fn verify_in_background(
     expect: &Expectation,
     limits: &Limits,
     verification: Verification,
+    spool: Option<&Path>,
 ) -> Result<Verified, PackageError> {
     let task_expect = Expectation {
         package: expect.package.clone(),
@@ -1028,8 +1108,9 @@ async fn verify_in_background(
         source: expect.source.clone(),
     };
     let limits = *limits;
+    let spool = spool.map(Path::to_path_buf);
     tokio::task::spawn_blocking(move || match verification {
-        Verification::Full => verify_full(&path, &task_expect, &limits),
+        Verification::Full => verify_full(&path, &task_expect, &limits, spool.as_deref()),
         Verification::Cached => verify_cached(&path, &task_expect, &limits),
     })
     .await
@@ -1040,12 +1121,13 @@ async fn verify_in_background(
 }
 
 /// Streams the whole file through the archive reader: control member against `C:`, `.PKGINFO`
-/// against the record, data member decompressed to its end under the caps and hashed against
-/// `datahash`, and the whole file hashed.
+/// against the record, data member decompressed to its end under the caps (into `spool` when
+/// given) and hashed against `datahash`, and the whole file hashed.
 fn verify_full(
     path: &Path,
     expect: &Expectation,
     limits: &Limits,
+    spool: Option<&Path>,
 ) -> Result<Verified, PackageError> {
     let file = File::open(path).map_err(|source| io_error(expect, path, source))?;
     let mut reader = HashingReader::new(BufReader::with_capacity(READ_BUFFER_SIZE, file));
@@ -1056,6 +1138,10 @@ fn verify_full(
     } = read_package(&mut reader, limits).map_err(|source| archive_error(expect, source))?;
     check_control(&control, expect)?;
     let signed = !signatures.is_empty();
+    let mut data = data;
+    if let Some(spool) = spool {
+        write_spool(&mut data, spool, expect)?;
+    }
     let data = data
         .finish()
         .map_err(|source| archive_error(expect, source))?;
@@ -1086,6 +1172,32 @@ fn verify_full(
         data_sha256: data.sha256,
         pkginfo: control.pkginfo,
     })
+}
+
+/// Decompresses the rest of the data member into the file `spool`. A read error ends the copy
+/// quietly: the reader keeps it, and [`DataReader::finish`] reports it.
+fn write_spool<R: Read>(
+    data: &mut DataReader<R>,
+    spool: &Path,
+    expect: &Expectation,
+) -> Result<(), PackageError> {
+    let spool_error = |source| PackageError::Spool {
+        package: expect.package.clone(),
+        path: spool.to_path_buf(),
+        source,
+    };
+    let mut out = File::create(spool).map_err(spool_error)?;
+    let mut buffer = vec![0u8; SPOOL_BUFFER_SIZE];
+    loop {
+        let read = match data.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        out.write_all(&buffer[..read]).map_err(spool_error)?;
+    }
+    Ok(())
 }
 
 /// The cache-hit check (see [`Verification::Cached`]).

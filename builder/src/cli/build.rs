@@ -216,15 +216,16 @@ pub(crate) fn options(args: &BuildArgs) -> Result<BuildOptions> {
         options.lockfile = Some(Lock::parse(&text)?);
     }
     // Stage next to the output so the finished layout moves into place by rename.
-    options.work_dir = match &args.work_dir {
-        Some(dir) => Some(dir.clone()),
-        None => args
-            .output
-            .as_deref()
-            .and_then(Path::parent)
-            .filter(|p| !p.as_os_str().is_empty())
-            .map(Path::to_path_buf)
-            .or_else(|| Some(PathBuf::from("."))),
+    // Without either, work in the system temp directory (`TMPDIR`).
+    options.work_dir = match (&args.work_dir, &args.output) {
+        (Some(dir), _) => Some(dir.clone()),
+        (None, Some(output)) => Some(
+            output
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+        ),
+        (None, None) => None,
     };
     Ok(options)
 }

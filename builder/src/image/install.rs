@@ -2,16 +2,23 @@
 //! being unpacked into a directory tree.
 //!
 //! Each package's data stream is decompressed once into a spool (its uncompressed tar, on disk)
-//! while its SHA-256 is checked against `.PKGINFO`'s `datahash`; the tar entries are then read
-//! from the spool, checked by the [`Guard`], and merged into the tree with apk's file-conflict
-//! rules. Nodes point at byte ranges of the spools, which [`Spools`] reads back when the layer
-//! is written. Nothing here runs package scripts or touches the host filesystem outside the
-//! spool directory.
+//! while its SHA-256 is checked against `.PKGINFO`'s `datahash` — by [`install`] itself, or
+//! already by the fetcher for [`install_spooled`]. The tar entries are then read from the spool,
+//! checked by the [`Guard`], and merged into the tree with apk's file-conflict rules. Nodes
+//! point at byte ranges of the spools, which [`Spools`] reads back when the layer is written.
+//!
+//! Decompressing and reading the entries of a package is independent of every other package,
+//! so it runs on every core, a bounded number of packages ahead; guard checks and merges stay
+//! on the calling thread in install order, so the tree, the ownership and the first error
+//! reported are the same whatever the number of cores. Nothing here runs package scripts or
+//! touches the host filesystem outside the spool files.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 use tar::EntryType;
 
@@ -34,6 +41,25 @@ pub struct PackageFile<'a> {
     /// The verified `.apk` file.
     pub path: PathBuf,
 }
+
+/// A verified package whose data stream is already decompressed into a spool (see
+/// `PackageFetcher::fetch_all_spooled`): only its control member is read again.
+#[derive(Clone, Debug)]
+pub struct SpooledPackage<'a> {
+    /// The record the solver selected.
+    pub record: &'a PackageRecord,
+    /// The verified `.apk` file.
+    pub path: PathBuf,
+    /// Its verified, decompressed data stream.
+    pub spool: PathBuf,
+}
+
+/// Packages prepared ahead of the merge, per worker thread.
+const PREPARED_AHEAD_PER_THREAD: usize = 2;
+/// Buffer of the copy from the decompressor into a spool file.
+const SPOOL_BUFFER_SIZE: usize = 256 * 1024;
+/// Buffer for reading tar headers back from a spool.
+const SPOOL_READ_BUFFER_SIZE: usize = 16 * 1024;
 
 /// A path a package installed, as the apk database lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -144,6 +170,12 @@ pub enum InstallError {
         /// The tar entry type byte.
         kind: u8,
     },
+    /// A thread preparing packages stopped without handing its package over.
+    #[error("cannot install {package}: the thread preparing it stopped")]
+    WorkerLost {
+        /// `name-version`.
+        package: String,
+    },
     /// Two packages install different content at the same path and neither may overwrite
     /// the other.
     #[error(
@@ -219,30 +251,96 @@ impl ContentSource for Spools {
 }
 
 /// Installs `packages` (in install order) into a new tree, spooling data streams into
-/// `spool_dir`.
+/// `spool_dir`, on every core.
 pub fn install(
     packages: &[PackageFile<'_>],
     spool_dir: &Path,
     limits: &InstallLimits,
 ) -> Result<Installed, InstallError> {
+    let jobs: Vec<Job<'_>> = packages
+        .iter()
+        .enumerate()
+        .map(|(index, package)| Job {
+            record: package.record,
+            apk: &package.path,
+            spool: spool_dir.join(format!("{index:05}-{}.tar", package.record.name)),
+            decompress: true,
+        })
+        .collect();
+    install_jobs(&jobs, limits)
+}
+
+/// Installs packages whose data streams the fetcher already verified and decompressed (in
+/// install order) into a new tree, on every core. The control member of each `.apk` is read
+/// again (and checked against the index) for its scripts and triggers.
+pub fn install_spooled(
+    packages: &[SpooledPackage<'_>],
+    limits: &InstallLimits,
+) -> Result<Installed, InstallError> {
+    let jobs: Vec<Job<'_>> = packages
+        .iter()
+        .map(|package| Job {
+            record: package.record,
+            apk: &package.path,
+            spool: package.spool.clone(),
+            decompress: false,
+        })
+        .collect();
+    install_jobs(&jobs, limits)
+}
+
+/// One package to prepare: where it is and whether its data stream still needs decompressing.
+struct Job<'a> {
+    record: &'a PackageRecord,
+    apk: &'a Path,
+    spool: PathBuf,
+    decompress: bool,
+}
+
+/// A package ready to merge: its control files and its data entries, in tar order, up to the
+/// first malformed one (whose error `failure` holds, to be reported once the entries before
+/// it are merged).
+struct Prepared {
+    control: ControlFiles,
+    entries: Vec<PackageEntry>,
+    failure: Option<InstallError>,
+}
+
+fn install_jobs(jobs: &[Job<'_>], limits: &InstallLimits) -> Result<Installed, InstallError> {
     let mut state = State {
         tree: Tree::new(),
         guard: Guard::new(limits.guard),
         owners: BTreeMap::new(),
         checksums: BTreeMap::new(),
-        records: packages.iter().map(|p| p.record).collect(),
+        records: jobs.iter().map(|job| job.record).collect(),
         spools: Spools::default(),
     };
-    let mut installed = Vec::with_capacity(packages.len());
-    for (index, package) in packages.iter().enumerate() {
-        let spool = spool_dir.join(format!("{index:05}-{}.tar", package.record.name));
-        let control = spool_data(package, &spool, &limits.archive)?;
-        state.spools.files.push(spool.clone());
-        let mut merged = state.merge(index, &spool)?;
-        merged.scripts = control.scripts;
-        merged.triggers = control.triggers;
-        installed.push(merged);
-    }
+    let mut installed = Vec::with_capacity(jobs.len());
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(jobs.len())
+        .max(1);
+    in_order_parallel(
+        jobs,
+        threads,
+        threads * PREPARED_AHEAD_PER_THREAD,
+        |index, job| prepare(index, job, &limits.archive),
+        |index, prepared| {
+            let job = &jobs[index];
+            let prepared = prepared.ok_or_else(|| InstallError::WorkerLost {
+                package: label(job.record),
+            })??;
+            state.spools.files.push(job.spool.clone());
+            let mut merged = state.merge(index, prepared.entries)?;
+            if let Some(failure) = prepared.failure {
+                return Err(failure);
+            }
+            merged.scripts = prepared.control.scripts;
+            merged.triggers = prepared.control.triggers;
+            installed.push(merged);
+            Ok(())
+        },
+    )?;
     // Paths later packages took over no longer belong to their first owner; directories belong
     // to every package that ships them, as in apk's database.
     for package in &mut installed {
@@ -258,6 +356,126 @@ pub fn install(
     })
 }
 
+/// Decompresses (when needed) and reads one package; runs on a worker thread.
+fn prepare(index: usize, job: &Job<'_>, limits: &ArchiveLimits) -> Result<Prepared, InstallError> {
+    let control = if job.decompress {
+        spool_data(job.record, job.apk, &job.spool, limits)?
+    } else {
+        read_control(job.record, job.apk, limits)?
+    };
+    let (entries, failure) = read_entries(index, job.record, &job.spool);
+    Ok(Prepared {
+        control,
+        entries,
+        failure,
+    })
+}
+
+/// Shared state of [`in_order_parallel`].
+struct Pipeline<R> {
+    results: BTreeMap<usize, R>,
+    consumed: usize,
+    stop: bool,
+    lost_worker: bool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Tells the consumer when a worker thread unwinds, so that it never waits for a result that
+/// will not come.
+struct WorkerExit<'a, R> {
+    pipeline: &'a Mutex<Pipeline<R>>,
+    ready: &'a Condvar,
+}
+
+impl<R> Drop for WorkerExit<'_, R> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            lock(self.pipeline).lost_worker = true;
+            self.ready.notify_all();
+        }
+    }
+}
+
+/// Runs `work` on every item on `threads` threads, never more than `ahead` items past the one
+/// being consumed, and hands the results to `consume` on the calling thread in item order
+/// (`None` when a worker thread stopped without a result). The first error of `consume` stops
+/// the workers and is returned.
+fn in_order_parallel<T, R, E>(
+    items: &[T],
+    threads: usize,
+    ahead: usize,
+    work: impl Fn(usize, &T) -> R + Sync,
+    mut consume: impl FnMut(usize, Option<R>) -> Result<(), E>,
+) -> Result<(), E>
+where
+    T: Sync,
+    R: Send,
+{
+    let pipeline = Mutex::new(Pipeline {
+        results: BTreeMap::new(),
+        consumed: 0,
+        stop: false,
+        lost_worker: false,
+    });
+    let ready = Condvar::new();
+    let room = Condvar::new();
+    let next = AtomicUsize::new(0);
+    let ahead = ahead.max(1);
+    std::thread::scope(|scope| {
+        for _ in 0..threads.max(1) {
+            scope.spawn(|| {
+                let _exit = WorkerExit {
+                    pipeline: &pipeline,
+                    ready: &ready,
+                };
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(index) else { break };
+                    {
+                        let mut shared = lock(&pipeline);
+                        while !shared.stop && index >= shared.consumed + ahead {
+                            shared = room.wait(shared).unwrap_or_else(PoisonError::into_inner);
+                        }
+                        if shared.stop {
+                            break;
+                        }
+                    }
+                    let result = work(index, item);
+                    lock(&pipeline).results.insert(index, result);
+                    ready.notify_all();
+                }
+            });
+        }
+        let mut outcome = Ok(());
+        for index in 0..items.len() {
+            let result = {
+                let mut shared = lock(&pipeline);
+                loop {
+                    if let Some(result) = shared.results.remove(&index) {
+                        break Some(result);
+                    }
+                    if shared.lost_worker {
+                        break None;
+                    }
+                    shared = ready.wait(shared).unwrap_or_else(PoisonError::into_inner);
+                }
+            };
+            lock(&pipeline).consumed = index + 1;
+            room.notify_all();
+            outcome = consume(index, result);
+            if outcome.is_err() {
+                break;
+            }
+        }
+        lock(&pipeline).stop = true;
+        room.notify_all();
+        outcome
+    })
+}
+
 fn label(record: &PackageRecord) -> String {
     format!("{}-{}", record.name, record.version)
 }
@@ -268,31 +486,27 @@ struct ControlFiles {
     triggers: Vec<String>,
 }
 
-/// Decompresses the data stream into `spool`, checking the control checksum against the index
-/// and the data stream against `datahash`.
-fn spool_data(
-    package: &PackageFile<'_>,
-    spool: &Path,
+/// Reads the control member of `apk` (checked against the index's `C:`) and leaves the reader
+/// at the data member.
+fn open_package(
+    record: &PackageRecord,
+    apk: &Path,
     limits: &ArchiveLimits,
-) -> Result<ControlFiles, InstallError> {
-    let name = label(package.record);
-    let io_error = |path: &Path| {
-        let package = name.clone();
-        let path = path.to_path_buf();
-        move |source| InstallError::Io {
-            package,
-            path,
-            source,
-        }
-    };
-    let file = File::open(&package.path).map_err(io_error(&package.path))?;
-    let archive = archive::read_package(BufReader::with_capacity(256 * 1024, file), limits)
+    buffer_size: usize,
+) -> Result<(ControlFiles, archive::DataReader<BufReader<File>>), InstallError> {
+    let name = label(record);
+    let file = File::open(apk).map_err(|source| InstallError::Io {
+        package: name.clone(),
+        path: apk.to_path_buf(),
+        source,
+    })?;
+    let archive = archive::read_package(BufReader::with_capacity(buffer_size, file), limits)
         .map_err(|source| InstallError::Archive {
             package: name.clone(),
             source,
         })?;
     let digests = &archive.control.digests;
-    let matches = match package.record.checksum() {
+    let matches = match record.checksum() {
         Ok(Checksum {
             algorithm: ChecksumAlgorithm::Sha1,
             bytes,
@@ -307,7 +521,7 @@ fn spool_data(
     if !matches {
         return Err(InstallError::ControlChecksum {
             package: name,
-            expected: package.record.checksum.clone(),
+            expected: record.checksum.clone(),
             actual,
         });
     }
@@ -321,9 +535,42 @@ fn spool_data(
             .collect(),
         triggers: archive.control.pkginfo.triggers.clone(),
     };
-    let mut data = archive.data;
-    let mut out =
-        BufWriter::with_capacity(256 * 1024, File::create(spool).map_err(io_error(spool))?);
+    Ok((control, archive.data))
+}
+
+/// The control files of a package whose data stream is already spooled.
+fn read_control(
+    record: &PackageRecord,
+    apk: &Path,
+    limits: &ArchiveLimits,
+) -> Result<ControlFiles, InstallError> {
+    // The data member is not read: only the signature and control members are.
+    open_package(record, apk, limits, SPOOL_READ_BUFFER_SIZE).map(|(control, _)| control)
+}
+
+/// Decompresses the data stream into `spool`, checking the control checksum against the index
+/// and the data stream against `datahash`.
+fn spool_data(
+    record: &PackageRecord,
+    apk: &Path,
+    spool: &Path,
+    limits: &ArchiveLimits,
+) -> Result<ControlFiles, InstallError> {
+    let name = label(record);
+    let io_error = |path: &Path| {
+        let package = name.clone();
+        let path = path.to_path_buf();
+        move |source| InstallError::Io {
+            package,
+            path,
+            source,
+        }
+    };
+    let (control, mut data) = open_package(record, apk, limits, SPOOL_BUFFER_SIZE)?;
+    let mut out = BufWriter::with_capacity(
+        SPOOL_BUFFER_SIZE,
+        File::create(spool).map_err(io_error(spool))?,
+    );
     if let Err(error) = io::copy(&mut data, &mut out) {
         return Err(match ArchiveError::find_in(&error) {
             Some(source) => InstallError::Archive {
@@ -355,35 +602,198 @@ struct State<'a> {
     spools: Spools,
 }
 
-impl State<'_> {
-    /// Reads the spool's tar entries and merges them into the tree.
-    fn merge(&mut self, index: usize, spool: &Path) -> Result<InstalledPackage, InstallError> {
-        let record = self.records[index];
-        let name = label(record);
-        let io_error = |source| InstallError::Io {
-            package: name.clone(),
-            path: spool.to_path_buf(),
-            source,
-        };
-        let file = File::open(spool).map_err(io_error)?;
-        let mut archive = tar::Archive::new(BufReader::new(file));
-        let mut paths = Vec::new();
-        let entries = archive
-            .entries_with_seek()
-            .map_err(|source| InstallError::Entry {
-                package: name.clone(),
+/// Reads a spool's tar entries as nodes, stopping at the first malformed or unsafe one.
+fn read_entries(
+    index: usize,
+    record: &PackageRecord,
+    spool: &Path,
+) -> (Vec<PackageEntry>, Option<InstallError>) {
+    let name = label(record);
+    let mut nodes = Vec::new();
+    let file = match File::open(spool) {
+        Ok(file) => file,
+        Err(source) => {
+            let failure = InstallError::Io {
+                package: name,
+                path: spool.to_path_buf(),
+                source,
+            };
+            return (nodes, Some(failure));
+        }
+    };
+    let mut archive = tar::Archive::new(BufReader::with_capacity(SPOOL_READ_BUFFER_SIZE, file));
+    let entries = match archive.entries_with_seek() {
+        Ok(entries) => entries,
+        Err(source) => {
+            let failure = InstallError::Entry {
+                package: name,
                 entry: "archive".into(),
                 source,
-            })?;
-        for (position, entry) in entries.enumerate() {
-            let mut entry = entry.map_err(|source| InstallError::Entry {
+            };
+            return (nodes, Some(failure));
+        }
+    };
+    for (position, entry) in entries.enumerate() {
+        let parsed = entry
+            .map_err(|source| InstallError::Entry {
                 package: name.clone(),
                 entry: format!("#{position}"),
                 source,
+            })
+            .and_then(|mut entry| read_entry(index, &name, &mut entry));
+        match parsed {
+            Ok(Some(node)) => nodes.push(node),
+            Ok(None) => {}
+            Err(failure) => return (nodes, Some(failure)),
+        }
+    }
+    (nodes, None)
+}
+
+/// Turns one tar entry into a node (not yet guard-checked), or `None` for entries apk
+/// skips.
+fn read_entry<R: Read>(
+    index: usize,
+    package: &str,
+    entry: &mut tar::Entry<'_, R>,
+) -> Result<Option<PackageEntry>, InstallError> {
+    let malformed = |entry_name: &str, source: io::Error| InstallError::Entry {
+        package: package.to_string(),
+        entry: entry_name.to_string(),
+        source,
+    };
+    let raw_path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+    let path = match guard::normalize(&raw_path) {
+        Ok(path) => path,
+        Err(GuardError::Root { .. }) => return Ok(None),
+        Err(source) => {
+            return Err(InstallError::Unsafe {
+                package: package.to_string(),
+                source,
+            });
+        }
+    };
+    let header = entry.header().clone();
+    let mode = header.mode().map_err(|e| malformed(&path, e))? & 0o7777;
+    let uid = u32::try_from(header.uid().map_err(|e| malformed(&path, e))?)
+        .map_err(|_| malformed(&path, io::Error::other("uid out of range")))?;
+    let gid = u32::try_from(header.gid().map_err(|e| malformed(&path, e))?)
+        .map_err(|_| malformed(&path, io::Error::other("gid out of range")))?;
+    let mtime = i64::try_from(header.mtime().map_err(|e| malformed(&path, e))?).unwrap_or(i64::MAX);
+    let uname = header
+        .username()
+        .ok()
+        .flatten()
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    let gname = header
+        .groupname()
+        .ok()
+        .flatten()
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    let entry_type = header.entry_type();
+    let size = entry.size();
+    let link = entry
+        .link_name_bytes()
+        .map(|b| String::from_utf8_lossy(&b).into_owned());
+
+    let mut xattrs = BTreeMap::new();
+    let mut sha1 = None;
+    if let Some(extensions) = entry.pax_extensions().map_err(|e| malformed(&path, e))? {
+        for extension in extensions {
+            let extension = extension.map_err(|e| malformed(&path, e))?;
+            let Ok(key) = extension.key() else { continue };
+            if let Some(name) = key.strip_prefix(PAX_XATTR_PREFIX) {
+                xattrs.insert(name.to_string(), extension.value_bytes().to_vec());
+            } else if key == PAX_APK_CHECKSUM {
+                sha1 = decode_sha1(extension.value_bytes());
+            }
+        }
+    }
+
+    let (kind, content) = match entry_type {
+        EntryType::Regular | EntryType::Continuous => (
+            EntryKind::File { size },
+            if size == 0 {
+                Content::Empty
+            } else {
+                Content::Spool {
+                    spool: index,
+                    offset: entry.raw_file_position(),
+                    len: size,
+                }
+            },
+        ),
+        EntryType::Directory => (EntryKind::Directory, Content::Empty),
+        EntryType::Symlink => (
+            EntryKind::Symlink {
+                target: link
+                    .ok_or_else(|| malformed(&path, io::Error::other("symlink without target")))?,
+            },
+            Content::Empty,
+        ),
+        EntryType::Link => {
+            let target =
+                link.ok_or_else(|| malformed(&path, io::Error::other("hardlink without target")))?;
+            let target = guard::normalize(&target).map_err(|source| InstallError::Unsafe {
+                package: package.to_string(),
+                source,
             })?;
-            let Some((node, sha1)) = self.read_entry(index, &name, &mut entry)? else {
-                continue;
-            };
+            (EntryKind::Hardlink { target }, Content::Empty)
+        }
+        EntryType::Fifo => (EntryKind::Fifo, Content::Empty),
+        EntryType::Char => (
+            EntryKind::CharDevice {
+                major: header.device_major().ok().flatten().unwrap_or(0),
+                minor: header.device_minor().ok().flatten().unwrap_or(0),
+            },
+            Content::Empty,
+        ),
+        other => {
+            return Err(InstallError::UnsupportedEntry {
+                package: package.to_string(),
+                path,
+                kind: other.as_byte(),
+            });
+        }
+    };
+    let entry = LayerEntry {
+        path,
+        kind,
+        mode,
+        uid,
+        gid,
+        uname,
+        gname,
+        mtime,
+        xattrs,
+    };
+    Ok(Some((
+        Node {
+            entry,
+            content,
+            owner: Some(index),
+        },
+        sha1,
+    )))
+}
+
+impl State<'_> {
+    /// Guard-checks a package's entries and merges them into the tree, in tar order.
+    fn merge(
+        &mut self,
+        index: usize,
+        entries: Vec<PackageEntry>,
+    ) -> Result<InstalledPackage, InstallError> {
+        let mut paths = Vec::new();
+        for (node, sha1) in entries {
+            self.guard
+                .check(&node.entry, Origin::Package)
+                .map_err(|source| InstallError::Unsafe {
+                    package: label(self.records[index]),
+                    source,
+                })?;
             let installed = InstalledPath {
                 path: node.entry.path.clone(),
                 kind: node.entry.kind.clone(),
@@ -402,143 +812,6 @@ impl State<'_> {
             scripts: Vec::new(),
             triggers: Vec::new(),
         })
-    }
-
-    /// Turns one tar entry into a node (guard-checked), or `None` for entries apk skips.
-    fn read_entry<R: Read>(
-        &mut self,
-        index: usize,
-        package: &str,
-        entry: &mut tar::Entry<'_, R>,
-    ) -> Result<Option<PackageEntry>, InstallError> {
-        let malformed = |entry_name: &str, source: io::Error| InstallError::Entry {
-            package: package.to_string(),
-            entry: entry_name.to_string(),
-            source,
-        };
-        let raw_path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let path = match guard::normalize(&raw_path) {
-            Ok(path) => path,
-            Err(GuardError::Root { .. }) => return Ok(None),
-            Err(source) => {
-                return Err(InstallError::Unsafe {
-                    package: package.to_string(),
-                    source,
-                });
-            }
-        };
-        let header = entry.header().clone();
-        let mode = header.mode().map_err(|e| malformed(&path, e))? & 0o7777;
-        let uid = u32::try_from(header.uid().map_err(|e| malformed(&path, e))?)
-            .map_err(|_| malformed(&path, io::Error::other("uid out of range")))?;
-        let gid = u32::try_from(header.gid().map_err(|e| malformed(&path, e))?)
-            .map_err(|_| malformed(&path, io::Error::other("gid out of range")))?;
-        let mtime =
-            i64::try_from(header.mtime().map_err(|e| malformed(&path, e))?).unwrap_or(i64::MAX);
-        let uname = header
-            .username()
-            .ok()
-            .flatten()
-            .filter(|s| !s.is_empty())
-            .map(str::to_string);
-        let gname = header
-            .groupname()
-            .ok()
-            .flatten()
-            .filter(|s| !s.is_empty())
-            .map(str::to_string);
-        let entry_type = header.entry_type();
-        let size = entry.size();
-        let link = entry
-            .link_name_bytes()
-            .map(|b| String::from_utf8_lossy(&b).into_owned());
-
-        let mut xattrs = BTreeMap::new();
-        let mut sha1 = None;
-        if let Some(extensions) = entry.pax_extensions().map_err(|e| malformed(&path, e))? {
-            for extension in extensions {
-                let extension = extension.map_err(|e| malformed(&path, e))?;
-                let Ok(key) = extension.key() else { continue };
-                if let Some(name) = key.strip_prefix(PAX_XATTR_PREFIX) {
-                    xattrs.insert(name.to_string(), extension.value_bytes().to_vec());
-                } else if key == PAX_APK_CHECKSUM {
-                    sha1 = decode_sha1(extension.value_bytes());
-                }
-            }
-        }
-
-        let (kind, content) = match entry_type {
-            EntryType::Regular | EntryType::Continuous => (
-                EntryKind::File { size },
-                if size == 0 {
-                    Content::Empty
-                } else {
-                    Content::Spool {
-                        spool: index,
-                        offset: entry.raw_file_position(),
-                        len: size,
-                    }
-                },
-            ),
-            EntryType::Directory => (EntryKind::Directory, Content::Empty),
-            EntryType::Symlink => (
-                EntryKind::Symlink {
-                    target: link.ok_or_else(|| {
-                        malformed(&path, io::Error::other("symlink without target"))
-                    })?,
-                },
-                Content::Empty,
-            ),
-            EntryType::Link => {
-                let target = link
-                    .ok_or_else(|| malformed(&path, io::Error::other("hardlink without target")))?;
-                let target = guard::normalize(&target).map_err(|source| InstallError::Unsafe {
-                    package: package.to_string(),
-                    source,
-                })?;
-                (EntryKind::Hardlink { target }, Content::Empty)
-            }
-            EntryType::Fifo => (EntryKind::Fifo, Content::Empty),
-            EntryType::Char => (
-                EntryKind::CharDevice {
-                    major: header.device_major().ok().flatten().unwrap_or(0),
-                    minor: header.device_minor().ok().flatten().unwrap_or(0),
-                },
-                Content::Empty,
-            ),
-            other => {
-                return Err(InstallError::UnsupportedEntry {
-                    package: package.to_string(),
-                    path,
-                    kind: other.as_byte(),
-                });
-            }
-        };
-        let entry = LayerEntry {
-            path,
-            kind,
-            mode,
-            uid,
-            gid,
-            uname,
-            gname,
-            mtime,
-            xattrs,
-        };
-        self.guard
-            .check(&entry, Origin::Package)
-            .map_err(|source| InstallError::Unsafe {
-                package: package.to_string(),
-                source,
-            })?;
-        Ok(Some((
-            Node {
-                entry,
-                content,
-                owner: Some(index),
-            },
-            sha1,
-        )))
     }
 
     /// Puts a node into the tree following apk's conflict rules (`apk_db_install_archive_entry`):

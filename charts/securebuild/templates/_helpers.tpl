@@ -111,6 +111,8 @@ rejected, so only keys the operator knows are written.
   "workSizeLimit" .Values.builder.workSizeLimit
   "defaultTimeout" .Values.builder.defaultTimeout
   "defaultResources" .Values.builder.resources
+  "deploymentName" (include "securebuild.fullname" .)
+  "cacheDir" "/var/cache/securebuild"
 }}
 {{- with .Values.registryPrefix }}
 {{- $_ := set $config "registryPrefix" . }}
