@@ -4,21 +4,28 @@
 //!
 //! Each step lives in its own module; this file only sequences them and carries data between
 //! them. A failure at any step leaves nothing at the output and pushes nothing.
+//!
+//! Packages are decompressed once, while the fetcher verifies them, into spools that the
+//! install step reads. A finished layer is kept in the layer cache under a key covering every
+//! input of the layer, so that an unchanged rebuild verifies its packages but installs and
+//! compresses nothing.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use securebuild_crds::image_config::{Architecture, ImageConfiguration};
 
-use crate::apk::package::{PackageFetcher, PackageRef, VerifiedPackage};
+use crate::apk::index::write_record;
+use crate::apk::package::{self, PackageFetcher, PackageRef, VerifiedPackage};
 use crate::apk::repository;
 use crate::error::{Error, Result};
 use crate::image::config::{self as image_config, ConfigInput};
 use crate::image::install::Installed;
-use crate::image::install::{self, InstallLimits, PackageFile};
-use crate::image::layer::Compression;
+use crate::image::install::{self, InstallLimits, SpooledPackage};
+use crate::image::layer::{Compression, LayerDigests};
 use crate::image::layout::{self, Descriptor, ImageIndex, ImageManifest, LayoutWriter, Platform};
 use crate::image::os_release::{self, ReleaseInfo};
+use crate::image::write::{CachedLayer, LayerCache, LayerKeyBuilder};
 use crate::image::{accounts, apkdb, busybox, ldso, paths, write};
 use crate::lock::{
     Lock, LockConfig, LockContents, LockKeyring, LockPackage, LockRange, LockRepository,
@@ -37,7 +44,7 @@ pub struct BuildOptions {
     pub archs: Vec<Architecture>,
     /// Build exactly the packages of this lock.
     pub lockfile: Option<Lock>,
-    /// Cache root for indexes, keys and packages.
+    /// Cache root for indexes, keys, packages and finished layers.
     pub cache_dir: PathBuf,
     /// Where spools, layers and the staging layout are written (the system temp directory
     /// when `None`); put it on the output's filesystem so the layout moves into place by rename.
@@ -187,14 +194,27 @@ pub async fn fetch_packages(
     let fetcher = PackageFetcher::new(repository::http_client()?, options.cache_dir.clone());
     let mut all = Vec::with_capacity(resolution.archs.len());
     for arch in &resolution.archs {
-        let refs: Vec<PackageRef> = arch
-            .packages
-            .iter()
-            .map(|p| PackageRef::new(arch.index_of(p), &p.record))
-            .collect();
-        all.push(fetcher.fetch_all(&refs).await?);
+        all.push(fetch_arch(&fetcher, arch, None).await?);
     }
     Ok(all)
+}
+
+/// Fetches one architecture's packages; with `spool_dir`, their data streams are decompressed
+/// into it while they are verified.
+async fn fetch_arch(
+    fetcher: &PackageFetcher,
+    arch: &ArchResolution,
+    spool_dir: Option<&Path>,
+) -> Result<Vec<VerifiedPackage>> {
+    let refs: Vec<PackageRef> = arch
+        .packages
+        .iter()
+        .map(|p| PackageRef::new(arch.index_of(p), &p.record))
+        .collect();
+    Ok(match spool_dir {
+        Some(dir) => fetcher.fetch_all_spooled(&refs, dir).await?,
+        None => fetcher.fetch_all(&refs).await?,
+    })
 }
 
 /// Builds the image: resolve, fetch, install, assemble, and write the OCI layout at `output`
@@ -211,11 +231,10 @@ pub async fn build(
     }
     let archs = select_archs(config, &options.archs)?;
     let resolution = resolve_config(config, options).await?;
-    let packages = fetch_packages(&resolution, options).await?;
     let created = options
         .source_date_epoch
         .or_else(source_date_epoch_from_env)
-        .unwrap_or_else(|| newest_build_time(&packages));
+        .unwrap_or_else(|| newest_build_time(&resolution));
     let versions: BTreeMap<String, String> = resolution
         .archs
         .first()
@@ -241,21 +260,55 @@ pub async fn build(
             path: staging.clone(),
             source,
         })?;
+
+    // Every package is fetched and verified before anything is built. Architectures whose
+    // layer is cached need no spools: their packages are only verified.
+    let fetcher = PackageFetcher::new(repository::http_client()?, options.cache_dir.clone());
+    let layers = LayerCache::new(&options.cache_dir);
+    let mut fetched = Vec::with_capacity(archs.len());
+    for (arch, resolved) in archs.iter().zip(&resolution.archs) {
+        let key = layer_cache_key(config, arch, resolved, &resolution, created, options);
+        let cached = key.as_deref().and_then(|key| layers.lookup(key));
+        let spool_dir = work.path().join(format!("spool-{}", arch.apk()));
+        let spooled = cached.is_none().then_some(spool_dir.as_path());
+        let verified = fetch_arch(&fetcher, resolved, spooled).await?;
+        fetched.push((key, cached, verified, spool_dir));
+    }
     let mut layout = LayoutWriter::create(output)?;
 
     let mut platforms = Vec::with_capacity(archs.len());
-    for ((arch, resolved), verified) in archs.iter().zip(&resolution.archs).zip(packages) {
-        let (manifest, release) = build_platform(
-            config,
-            arch,
-            resolved,
-            &resolution,
-            &verified,
-            &mut layout,
-            work.path(),
-            created,
-            options,
-        )?;
+    for ((arch, resolved), (key, cached, verified, spool_dir)) in
+        archs.iter().zip(&resolution.archs).zip(fetched)
+    {
+        let from_cache = match &cached {
+            Some(cached) => platform_from_cache(config, arch, cached, &mut layout, created)?,
+            None => None,
+        };
+        let (manifest, release) = match from_cache {
+            Some(done) => done,
+            None => {
+                if let (Some(key), Some(_)) = (&key, &cached) {
+                    // The cached blob no longer matches its digest: drop it, build afresh.
+                    if let Err(error) = layers.remove(key) {
+                        tracing::warn!(%error, "cannot remove a stale cached layer");
+                    }
+                    fetch_arch(&fetcher, resolved, Some(&spool_dir)).await?;
+                }
+                let cache = key.as_deref().map(|key| (&layers, key));
+                build_platform(
+                    config,
+                    arch,
+                    &resolution,
+                    &verified,
+                    &spool_dir,
+                    &mut layout,
+                    work.path(),
+                    created,
+                    options,
+                    cache,
+                )?
+            }
+        };
         platforms.push(BuiltPlatform {
             arch: arch.clone(),
             manifest,
@@ -291,51 +344,179 @@ pub async fn build(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn build_platform(
+/// Names of the facts a cached layer carries besides its digests: everything
+/// [`build_platform`] derives from the installed filesystem. A new derived value must be added
+/// here too, or a cache hit would lose it.
+const FACT_USER: &str = "user";
+const FACT_RELEASE_ID: &str = "os-release.id";
+const FACT_RELEASE_VERSION_ID: &str = "os-release.version-id";
+const FACT_RELEASE_NAME: &str = "os-release.name";
+
+/// The layer cache key of one architecture's layer: everything the layer and the facts derived
+/// with it depend on (the configuration, the architecture, the creation time, compression and
+/// limits, the trusted keys, and every package's full index record, whose `C:` pins its
+/// content). `None` when the configuration cannot be serialized: then nothing is cached.
+fn layer_cache_key(
     config: &ImageConfiguration,
     arch: &Architecture,
     resolved: &ArchResolution,
     resolution: &Resolution,
+    created: i64,
+    options: &BuildOptions,
+) -> Option<String> {
+    let yaml = config.to_yaml().ok()?;
+    let mut key = LayerKeyBuilder::new();
+    key.field("config", yaml.as_bytes())
+        .field("arch", arch.apk().as_bytes())
+        .field("created", created.to_string().as_bytes())
+        .field(
+            "compression",
+            format!("{:?}", options.compression).as_bytes(),
+        )
+        .field("limits", format!("{:?}", options.limits).as_bytes());
+    for trusted in &resolution.keys {
+        key.field("key", trusted.name.as_bytes())
+            .field("key-bytes", &trusted.bytes);
+    }
+    let mut record = String::new();
+    for package in &resolved.packages {
+        record.clear();
+        write_record(&package.record, &mut record);
+        key.field("package", record.as_bytes());
+    }
+    Some(key.finish())
+}
+
+/// One architecture's image from a cached layer, or `None` when the cached blob no longer
+/// matches its digest.
+fn platform_from_cache(
+    config: &ImageConfiguration,
+    arch: &Architecture,
+    cached: &CachedLayer,
+    layout: &mut LayoutWriter,
+    created: i64,
+) -> Result<Option<(Descriptor, ReleaseInfo)>> {
+    // The layout re-hashes the blob and refuses it if it changed since it was stored.
+    let layer = match layout.add_file(&cached.path, Some(&cached.digests.digest)) {
+        Ok(blob) => blob.descriptor(cached.digests.media_type),
+        Err(error) => {
+            tracing::warn!(%error, path = %cached.path.display(), "cached layer is unusable; building it again");
+            return Ok(None);
+        }
+    };
+    let fact = |name: &str| cached.facts.get(name).cloned();
+    let release = ReleaseInfo {
+        id: fact(FACT_RELEASE_ID),
+        version_id: fact(FACT_RELEASE_VERSION_ID),
+        name: fact(FACT_RELEASE_NAME),
+    };
+    let user = fact(FACT_USER);
+    let manifest = finish_platform(
+        config,
+        arch,
+        layer,
+        &cached.digests,
+        user.as_deref(),
+        layout,
+        created,
+    )?;
+    Ok(Some((manifest, release)))
+}
+
+/// Installs the spooled packages, generates the builder's files, writes the layer (into the
+/// layer cache when `cache` is given) and adds the image's blobs to the layout.
+#[allow(clippy::too_many_arguments)]
+fn build_platform(
+    config: &ImageConfiguration,
+    arch: &Architecture,
+    resolution: &Resolution,
     verified: &[VerifiedPackage],
+    spool_dir: &Path,
     layout: &mut LayoutWriter,
     work: &Path,
     created: i64,
     options: &BuildOptions,
+    cache: Option<(&LayerCache, &str)>,
 ) -> Result<(Descriptor, ReleaseInfo)> {
-    let spool_dir = work.join(format!("spool-{}", arch.apk()));
-    std::fs::create_dir_all(&spool_dir).map_err(|source| Error::File {
-        path: spool_dir.clone(),
-        source,
-    })?;
-    let files: Vec<PackageFile<'_>> = verified
+    let files = verified
         .iter()
-        .map(|p| PackageFile {
-            record: &p.record,
-            path: p.path.clone(),
+        .map(|p| {
+            Ok(SpooledPackage {
+                record: &p.record,
+                path: p.path.clone(),
+                spool: package::spool_path(spool_dir, &p.record.checksum()?),
+            })
         })
-        .collect();
-    let mut installed = install::install(&files, &spool_dir, &options.limits)?;
+        .collect::<Result<Vec<_>>>()?;
+    let mut installed = install::install_spooled(&files, &options.limits)?;
 
     let (user, release) =
         generate_files(config, arch, resolution, verified, &mut installed, created)?;
-    let _ = resolved;
-    let layer_file = work.join(format!("layer-{}", arch.apk()));
+    // The layer is written straight into the cache when there is one, so that keeping it costs
+    // a rename, not a copy.
+    let incoming = cache.and_then(|(layers, _)| match layers.incoming() {
+        Ok(incoming) => Some(incoming),
+        Err(error) => {
+            tracing::warn!(%error, "layer cache unavailable; the layer is not kept");
+            None
+        }
+    });
+    let work_file = work.join(format!("layer-{}", arch.apk()));
+    let layer_file = incoming
+        .as_ref()
+        .map_or(work_file.as_path(), |incoming| incoming.path());
     let digests = write::write_layer(
         &installed.tree,
         &installed.spools,
-        &layer_file,
+        layer_file,
         options.compression,
     )?;
     let layer = layout
-        .add_file(&layer_file, Some(&digests.digest))?
+        .add_file(layer_file, Some(&digests.digest))?
         .descriptor(digests.media_type);
+    if let (Some((layers, key)), Some(incoming)) = (cache, incoming) {
+        let facts: BTreeMap<String, String> = [
+            (FACT_USER, user.clone()),
+            (FACT_RELEASE_ID, release.id.clone()),
+            (FACT_RELEASE_VERSION_ID, release.version_id.clone()),
+            (FACT_RELEASE_NAME, release.name.clone()),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name.to_string(), value?)))
+        .collect();
+        if let Err(error) = layers.commit(key, incoming, &digests, &facts) {
+            tracing::warn!(%error, "cannot keep the layer in the layer cache");
+        }
+    }
+    let manifest = finish_platform(
+        config,
+        arch,
+        layer,
+        &digests,
+        user.as_deref(),
+        layout,
+        created,
+    )?;
+    Ok((manifest, release))
+}
+
+/// Adds the image config and manifest of one architecture (whose layer is already in the
+/// layout) and returns the manifest's descriptor.
+fn finish_platform(
+    config: &ImageConfiguration,
+    arch: &Architecture,
+    layer: Descriptor,
+    digests: &LayerDigests,
+    user: Option<&str>,
+    layout: &mut LayoutWriter,
+    created: i64,
+) -> Result<Descriptor> {
     let config_bytes = image_config::image_config_json(&ConfigInput {
         image: config,
         arch,
         diff_ids: std::slice::from_ref(&digests.diff_id),
         created,
-        user: user.as_deref(),
+        user,
     })?;
     let config_descriptor = layout
         .add_bytes(&config_bytes)?
@@ -350,7 +531,7 @@ fn build_platform(
         .add_bytes(&manifest_bytes)?
         .descriptor(layout::MEDIA_TYPE_IMAGE_MANIFEST);
     manifest.platform = Some(Platform::linux(arch));
-    Ok((manifest, release))
+    Ok(manifest)
 }
 
 /// The files the builder generates after the packages are installed, in apko's order: the apk
@@ -455,10 +636,11 @@ fn source_date_epoch_from_env() -> Option<i64> {
     std::env::var("SOURCE_DATE_EPOCH").ok()?.trim().parse().ok()
 }
 
-fn newest_build_time(packages: &[Vec<VerifiedPackage>]) -> i64 {
-    packages
+fn newest_build_time(resolution: &Resolution) -> i64 {
+    resolution
+        .archs
         .iter()
-        .flatten()
+        .flat_map(|arch| &arch.packages)
         .filter_map(|p| p.record.build_time)
         .max()
         .unwrap_or(0)
@@ -669,4 +851,97 @@ fn sha1_of_range(path: &Path, range: &std::ops::Range<u64>) -> Vec<u8> {
         }
     }
     hasher.finalize().to_vec()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn example() -> (ImageConfiguration, PathBuf) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello.apko.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        (ImageConfiguration::from_yaml(&text).unwrap(), path)
+    }
+
+    fn cached_layers(cache: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(cache.join(write::CACHE_LAYERS_DIR))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".layer"))
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn inode(path: &Path) -> u64 {
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).unwrap())
+    }
+
+    #[tokio::test]
+    async fn the_layer_cache_serves_unchanged_rebuilds_and_recovers_from_damage() {
+        let (config, path) = example();
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = tmp.path().join("cache");
+        let options = BuildOptions {
+            config_path: Some(path),
+            cache_dir: cache.clone(),
+            work_dir: Some(tmp.path().to_path_buf()),
+            ..BuildOptions::default()
+        };
+        let build_into = |name: &str, options: BuildOptions| {
+            let config = config.clone();
+            let output = tmp.path().join(name);
+            async move { build(&config, &options, &output).await.unwrap() }
+        };
+        let first = build_into("first.oci", options.clone()).await;
+        let layers = cached_layers(&cache);
+        assert_eq!(layers.len(), 2, "one layer per architecture: {layers:?}");
+        let blob = cache.join(write::CACHE_LAYERS_DIR).join(&layers[0]);
+        let stored = inode(&blob);
+
+        // An unchanged rebuild is served from the cache and gives the same image.
+        let again = build_into("again.oci", options.clone()).await;
+        assert_eq!(again.index, first.index);
+        assert_eq!(
+            again
+                .platforms
+                .iter()
+                .map(|p| &p.release)
+                .collect::<Vec<_>>(),
+            first
+                .platforms
+                .iter()
+                .map(|p| &p.release)
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(cached_layers(&cache), layers);
+        assert_eq!(
+            inode(&blob),
+            stored,
+            "the cached layer was used, not rewritten"
+        );
+
+        // A damaged cached blob is noticed, replaced, and the image is still the same.
+        let mut bytes = std::fs::read(&blob).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x55;
+        std::fs::write(&blob, &bytes).unwrap();
+        let repaired = build_into("repaired.oci", options.clone()).await;
+        assert_eq!(repaired.index, first.index);
+        assert_ne!(
+            std::fs::read(&blob).unwrap(),
+            bytes,
+            "the entry was rebuilt"
+        );
+
+        // Another input is another key: a new layer next to the old ones.
+        let later = BuildOptions {
+            source_date_epoch: Some(1_800_000_000),
+            ..options
+        };
+        let other = build_into("later.oci", later).await;
+        assert_ne!(other.index, first.index);
+        assert_eq!(cached_layers(&cache).len(), 4);
+    }
 }

@@ -8,7 +8,8 @@
 //! re-executed with [`PHASE_ARG`]) so that its peak RSS (`VmHWM`) is its own:
 //!
 //! 1. a cold build into an OCI layout, every cache empty;
-//! 2. a warm build: the package cache is filled, the layer cache is emptied first;
+//! 2. a warm build: the package cache is filled, the layer cache is emptied first (and the
+//!    same again bound to one core, to show that the image does not depend on the cores);
 //! 3. a first push (uploads), then the measured unchanged rebuild pushed again (must upload
 //!    nothing);
 //! 4. the floor: decompressing every package's streams, plus gzip-compressing the same
@@ -38,6 +39,7 @@ use securebuild_builder::apk::solver::{self, SolverRepository};
 use securebuild_builder::cli::{Cli, Command as CliCommand};
 use securebuild_builder::image::layer::DEFAULT_GZIP_LEVEL;
 use securebuild_builder::image::pgzip::ParallelGzWriter;
+use securebuild_builder::image::write::CACHE_LAYERS_DIR;
 use securebuild_tests::apkgen::{PackageSpec, SignatureAlgorithm, TestKey};
 use securebuild_tests::registry::TestRegistry;
 use securebuild_tests::serve::ServedDir;
@@ -62,8 +64,8 @@ const SOLVER_INDEX_SIZE: usize = 5_000;
 const SOLVER_RUNS: usize = 7;
 /// Repository the image is pushed to.
 const PUSH_REPOSITORY: &str = "bench/image";
-/// Directory of the builder's layer cache under the cache root.
-const LAYER_CACHE_DIR: &str = "layers";
+/// Binds a child to one CPU.
+const TASKSET: &str = "/usr/bin/taskset";
 const MIB: f64 = 1024.0 * 1024.0;
 const KIB: u64 = 1024;
 
@@ -96,14 +98,19 @@ struct Measurement {
     detail: String,
 }
 
-fn run_parent() -> BenchResult<()> {
-    let scale: f64 = match std::env::var(SCALE_ENV) {
-        Ok(value) => value
+/// The package count scale from [`SCALE_ENV`] (1.0 when unset).
+fn scale() -> BenchResult<f64> {
+    match std::env::var(SCALE_ENV) {
+        Ok(value) => Ok(value
             .trim()
             .parse()
-            .map_err(|_| format!("{SCALE_ENV}={value} is not a number"))?,
-        Err(_) => 1.0,
-    };
+            .map_err(|_| format!("{SCALE_ENV}={value} is not a number"))?),
+        Err(_) => Ok(1.0),
+    }
+}
+
+fn run_parent() -> BenchResult<()> {
+    let scale = scale()?;
     let started = Instant::now();
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let work = tempfile::Builder::new()
@@ -145,9 +152,17 @@ fn run_parent() -> BenchResult<()> {
     let cold = child("build", &[&config_arg, &cache_arg, &path_arg(&cold_out)?])?;
 
     eprintln!("bench: warm build");
-    remove_dir_if_present(&cache.join(LAYER_CACHE_DIR))?;
+    remove_dir_if_present(&cache.join(CACHE_LAYERS_DIR))?;
     let warm_out = work.path().join("warm.oci");
     let warm = child("build", &[&config_arg, &cache_arg, &path_arg(&warm_out)?])?;
+
+    eprintln!("bench: warm build on one core");
+    remove_dir_if_present(&cache.join(CACHE_LAYERS_DIR))?;
+    let one_core_out = work.path().join("one-core.oci");
+    let one_core = child_on_one_core(
+        "build",
+        &[&config_arg, &cache_arg, &path_arg(&one_core_out)?],
+    )?;
 
     let target = format!("{}/{PUSH_REPOSITORY}", registry.host());
     eprintln!("bench: first push");
@@ -171,6 +186,7 @@ fn run_parent() -> BenchResult<()> {
         layer_size,
         cold,
         warm,
+        one_core,
         first_push,
         unchanged,
         decompress,
@@ -204,11 +220,23 @@ fn remove_dir_if_present(dir: &Path) -> BenchResult<()> {
 /// Runs one phase in a child process and returns what it measured.
 fn child(phase: &str, args: &[&str]) -> BenchResult<Measurement> {
     let exe = std::env::current_exe()?;
-    let output = Command::new(exe)
-        .arg(PHASE_ARG)
-        .arg(phase)
-        .args(args)
-        .output()?;
+    run_child_command(Command::new(exe), phase, args)
+}
+
+/// Runs one phase in a child process bound to the first CPU (`taskset -c 0`), so that the
+/// builder sees one core; `None` when `taskset` is not available.
+fn child_on_one_core(phase: &str, args: &[&str]) -> BenchResult<Option<Measurement>> {
+    if !Path::new(TASKSET).exists() {
+        return Ok(None);
+    }
+    let exe = std::env::current_exe()?;
+    let mut command = Command::new(TASKSET);
+    command.args(["-c", "0"]).arg(exe);
+    run_child_command(command, phase, args).map(Some)
+}
+
+fn run_child_command(mut command: Command, phase: &str, args: &[&str]) -> BenchResult<Measurement> {
+    let output = command.arg(PHASE_ARG).arg(phase).args(args).output()?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         return Err(format!(
@@ -290,6 +318,7 @@ struct Report {
     layer_size: u64,
     cold: Measurement,
     warm: Measurement,
+    one_core: Option<Measurement>,
     first_push: Measurement,
     unchanged: Measurement,
     decompress: Measurement,
@@ -378,6 +407,15 @@ impl Report {
                 verdict(warm_ratio <= TARGET_WARM_RATIO)
             ),
         );
+        if let Some(one_core) = &self.one_core {
+            row(
+                &mut out,
+                "warm build on one core",
+                one_core,
+                true,
+                "(determinism check, not a target)",
+            );
+        }
         row(
             &mut out,
             "first push",
@@ -415,16 +453,31 @@ impl Report {
             self.solve.detail
         );
         let builds = [&self.cold, &self.warm, &self.first_push, &self.unchanged];
-        let peak = builds.iter().map(|m| m.peak_rss_kib).max().unwrap_or(0) as f64 / 1024.0;
+        let peak = builds
+            .into_iter()
+            .chain(self.one_core.as_ref())
+            .map(|m| m.peak_rss_kib)
+            .max()
+            .unwrap_or(0) as f64
+            / 1024.0;
         let _ = writeln!(
             out,
             "peak RSS of any build: {peak:.1} MiB (target <= {TARGET_PEAK_RSS_MIB} MiB: {})",
             verdict(peak <= TARGET_PEAK_RSS_MIB)
         );
-        let same = self.cold.detail == self.warm.detail;
+        let same = self.cold.detail == self.warm.detail
+            && self
+                .one_core
+                .as_ref()
+                .is_none_or(|one_core| one_core.detail == self.cold.detail);
         let _ = writeln!(
             out,
-            "cold and warm builds give the same image: {} ({})",
+            "cold, warm{} builds give the same image: {} ({})",
+            if self.one_core.is_some() {
+                " and one-core"
+            } else {
+                ""
+            },
             if same { "yes" } else { "NO" },
             self.cold.detail
         );
@@ -477,11 +530,12 @@ fn run_child(phase: &str, args: &[String]) -> BenchResult<()> {
                 .and_then(|line| line.split_once(" ("))
                 .map(|(_, counts)| counts.trim_end_matches(')').to_owned())
                 .unwrap_or_default();
-            (seconds, format!("{pushed}"))
+            (seconds, pushed)
         }
         "floor-decompress" => floor_decompress(Path::new(arg(0)?))?,
         "floor-compress" => floor_compress(Path::new(arg(0)?))?,
         "solve" => solve_synthetic_index()?,
+        "generate" => generate_local(Path::new(arg(0)?))?,
         other => return Err(format!("unknown phase {other}").into()),
     };
     let peak = vm_hwm_kib()?;
@@ -490,6 +544,24 @@ fn run_child(phase: &str, args: &[String]) -> BenchResult<()> {
         detail.replace('\n', " ")
     );
     Ok(())
+}
+
+/// Writes the repository, its key and a configuration that reads the repository from disk
+/// under `dir` (to build the same inputs with two builders and compare their layers).
+fn generate_local(dir: &Path) -> BenchResult<(f64, String)> {
+    let started = Instant::now();
+    let key = TestKey::shared()?;
+    let keys_dir = dir.join("keys");
+    std::fs::create_dir_all(&keys_dir)?;
+    let key_path = key.write_public(&keys_dir)?;
+    let repo_dir = dir.join("repo");
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let repo = generate_repository(&repo_dir, &key, scale()?, cores)?;
+    let config = write_config(dir, &path_arg(&repo_dir)?, &key_path, &repo.world)?;
+    Ok((
+        started.elapsed().as_secs_f64(),
+        config.display().to_string(),
+    ))
 }
 
 /// Runs the CLI in this process; returns the seconds the command took and its output.
@@ -1113,7 +1185,7 @@ const SYLLABLES: [&str; 32] = [
 fn word(index: u64) -> String {
     let a = SYLLABLES[(index % 32) as usize];
     let b = SYLLABLES[((index / 32) % 32) as usize];
-    if index % 3 == 0 {
+    if index.is_multiple_of(3) {
         format!("{a}{b}")
     } else {
         format!("{a}_{b}")

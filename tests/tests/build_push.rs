@@ -526,6 +526,33 @@ async fn unsatisfiable_requests_name_the_package() {
     assert!(error.contains("app"), "{error}");
 }
 
+/// Makes an ECDSA P-256 key pair with Python's `cryptography` (an independent implementation):
+/// `<name>.key` (PKCS#8 PEM) and `<name>.pub` (SPKI PEM) in `dir`.
+fn generate_key_pair(python: &str, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let private = dir.join(format!("{name}.key"));
+    let public = dir.join(format!("{name}.pub"));
+    let output = Command::new(python)
+        .arg("-c")
+        .arg(
+            "import sys\n\
+             from cryptography.hazmat.primitives.asymmetric import ec\n\
+             from cryptography.hazmat.primitives import serialization as s\n\
+             k = ec.generate_private_key(ec.SECP256R1())\n\
+             open(sys.argv[1], 'wb').write(k.private_bytes(s.Encoding.PEM, s.PrivateFormat.PKCS8, s.NoEncryption()))\n\
+             open(sys.argv[2], 'wb').write(k.public_key().public_bytes(s.Encoding.PEM, s.PublicFormat.SubjectPublicKeyInfo))\n",
+        )
+        .arg(&private)
+        .arg(&public)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python} (set SECUREBUILD_PYTHON): {e}"));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (private, public)
+}
+
 /// Runs `securebuild verify` in-process.
 async fn verify(args: &[&str]) -> (bool, String, String) {
     let mut argv = vec!["securebuild", "verify"];
@@ -577,25 +604,7 @@ async fn signed_builds_carry_provenance_and_an_sbom_that_verifiers_accept() {
     let registry = TestRegistry::start().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let python = std::env::var("SECUREBUILD_PYTHON").unwrap_or_else(|_| "python3".into());
-    let keygen = Command::new(&python)
-        .arg("-c")
-        .arg(
-            "import sys\n\
-             from cryptography.hazmat.primitives.asymmetric import ec\n\
-             from cryptography.hazmat.primitives import serialization as s\n\
-             k = ec.generate_private_key(ec.SECP256R1())\n\
-             open(sys.argv[1], 'wb').write(k.private_bytes(s.Encoding.PEM, s.PrivateFormat.PKCS8, s.NoEncryption()))\n\
-             open(sys.argv[2], 'wb').write(k.public_key().public_bytes(s.Encoding.PEM, s.PublicFormat.SubjectPublicKeyInfo))\n",
-        )
-        .arg(tmp.path().join("cosign.key"))
-        .arg(tmp.path().join("cosign.pub"))
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {python} (set SECUREBUILD_PYTHON): {e}"));
-    assert!(
-        keygen.status.success(),
-        "{}",
-        String::from_utf8_lossy(&keygen.stderr)
-    );
+    let (private_key, key) = generate_key_pair(&python, tmp.path(), "cosign");
 
     let example = workspace().join("examples/hello.apko.yaml");
     let target = format!("{}/team/hello", registry.host());
@@ -607,7 +616,7 @@ async fn signed_builds_carry_provenance_and_an_sbom_that_verifiers_accept() {
         "--cache-dir",
         tmp.path().join("cache").to_str().unwrap(),
         "--sign-key",
-        tmp.path().join("cosign.key").to_str().unwrap(),
+        private_key.to_str().unwrap(),
         "--sbom",
         "--provenance",
     ])
@@ -616,7 +625,6 @@ async fn signed_builds_carry_provenance_and_an_sbom_that_verifiers_accept() {
     let index = digest_line(&stdout, "index: ");
     let amd64 = digest_line(&stdout, "linux/amd64: ");
 
-    let key = tmp.path().join("cosign.pub");
     let reference = format!("{target}@{index}");
     let (ok, report, error) = verify(&[
         &reference,
@@ -729,20 +737,7 @@ async fn signed_builds_carry_provenance_and_an_sbom_that_verifiers_accept() {
     );
 
     // The wrong key fails verification.
-    let other = tmp.path().join("other.pub");
-    let keygen = Command::new(&python)
-        .arg("-c")
-        .arg(
-            "import sys\n\
-             from cryptography.hazmat.primitives.asymmetric import ec\n\
-             from cryptography.hazmat.primitives import serialization as s\n\
-             k = ec.generate_private_key(ec.SECP256R1())\n\
-             open(sys.argv[1], 'wb').write(k.public_key().public_bytes(s.Encoding.PEM, s.PublicFormat.SubjectPublicKeyInfo))\n",
-        )
-        .arg(&other)
-        .output()
-        .unwrap();
-    assert!(keygen.status.success());
+    let (_, other) = generate_key_pair(&python, tmp.path(), "other");
     let (ok, _, _) = verify(&[&reference, "--key", other.to_str().unwrap()]).await;
     assert!(!ok, "a signature made with another key must not verify");
 }

@@ -1546,4 +1546,148 @@ mod tests {
             Err(ArchiveError::TooLarge { limit: 4, .. })
         ));
     }
+
+    /// A minimal unsigned package under `<repo>/x86_64/` and the reference to fetch it; returns
+    /// the reference and the data member's uncompressed tar.
+    fn local_package(repo: &Path, name: &str, files: &[(&str, &[u8])]) -> (PackageRef, Vec<u8>) {
+        use flate2::write::GzEncoder;
+        use std::io::Write as _;
+        let gzip = |bytes: &[u8]| {
+            let mut encoder = GzEncoder::new(Vec::new(), flate2::Compression::default());
+            encoder.write_all(bytes).unwrap();
+            encoder.finish().unwrap()
+        };
+        let mut data = tar::Builder::new(Vec::new());
+        for (path, contents) in files {
+            let mut header = tar::Header::new_ustar();
+            header.set_size(contents.len() as u64);
+            header.set_mode(0o644);
+            data.append_data(&mut header, path, *contents).unwrap();
+        }
+        let data_tar = data.into_inner().unwrap();
+        let data_member = gzip(&data_tar);
+        let pkginfo = format!(
+            "pkgname = {name}\npkgver = 1.0-r0\ndatahash = {}\n",
+            hex::encode(Sha256::digest(&data_member))
+        );
+        let mut control = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_ustar();
+        header.set_size(pkginfo.len() as u64);
+        header.set_mode(0o644);
+        control
+            .append_data(&mut header, ".PKGINFO", pkginfo.as_bytes())
+            .unwrap();
+        // abuild's control tar has no end-of-archive blocks.
+        let control_member = gzip(control.get_ref());
+        let apk = [control_member.as_slice(), &data_member].concat();
+        let arch_dir = repo.join("x86_64");
+        std::fs::create_dir_all(&arch_dir).unwrap();
+        std::fs::write(arch_dir.join(format!("{name}-1.0-r0.apk")), &apk).unwrap();
+        let record = PackageRecord {
+            checksum: encode_checksum(
+                ChecksumAlgorithm::Sha1,
+                &sha1::Sha1::digest(&control_member),
+            ),
+            name: name.to_string(),
+            version: "1.0-r0".to_string(),
+            arch: "x86_64".to_string(),
+            size: apk.len() as u64,
+            installed_size: files.iter().map(|(_, c)| c.len() as u64).sum(),
+            ..PackageRecord::default()
+        };
+        let reference = PackageRef {
+            record,
+            repository: RepositoryLocation::Directory(repo.to_path_buf()),
+            arch: "x86_64".to_string(),
+        };
+        (reference, data_tar)
+    }
+
+    fn spool_of(dir: &Path, reference: &PackageRef) -> PathBuf {
+        spool_path(dir, &reference.record.checksum().unwrap())
+    }
+
+    #[tokio::test]
+    async fn spooled_fetches_leave_the_data_tar_for_new_and_cached_packages() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = tmp.path().join("repo");
+        let (app, app_tar) = local_package(&repo, "app", &[("usr/bin/app", b"binary")]);
+        let (lib, lib_tar) = local_package(&repo, "lib", &[("usr/lib/libx.so", &[7u8; 5000])]);
+        let client = super::super::repository::http_client().unwrap();
+        let fetcher = PackageFetcher::new(client, tmp.path().join("cache"));
+        let refs = [app.clone(), lib.clone()];
+
+        let spools = tmp.path().join("spool-1");
+        let fresh = fetcher.fetch_all_spooled(&refs, &spools).await.unwrap();
+        assert!(fresh.iter().all(|p| !p.from_cache));
+        assert_eq!(std::fs::read(spool_of(&spools, &app)).unwrap(), app_tar);
+        assert_eq!(std::fs::read(spool_of(&spools, &lib)).unwrap(), lib_tar);
+
+        // Cache hits are decompressed into the spool too, and verify the same way.
+        let spools = tmp.path().join("spool-2");
+        let cached = fetcher.fetch_all_spooled(&refs, &spools).await.unwrap();
+        assert!(cached.iter().all(|p| p.from_cache));
+        assert_eq!(std::fs::read(spool_of(&spools, &app)).unwrap(), app_tar);
+        assert_eq!(std::fs::read(spool_of(&spools, &lib)).unwrap(), lib_tar);
+        let strip = |p: &VerifiedPackage| VerifiedPackage {
+            from_cache: false,
+            ..p.clone()
+        };
+        assert_eq!(
+            fresh.iter().map(strip).collect::<Vec<_>>(),
+            cached.iter().map(strip).collect::<Vec<_>>()
+        );
+        // A plain fetch writes no spool anywhere and finds the same packages.
+        let plain = fetcher.fetch_all(&refs).await.unwrap();
+        assert_eq!(
+            plain.iter().map(strip).collect::<Vec<_>>(),
+            cached.iter().map(strip).collect::<Vec<_>>()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_tampered_cache_entry_is_fetched_again_before_it_is_spooled() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = tmp.path().join("repo");
+        let (app, app_tar) = local_package(&repo, "app", &[("etc/app.conf", b"setting = 1\n")]);
+        let client = super::super::repository::http_client().unwrap();
+        let fetcher = PackageFetcher::new(client, tmp.path().join("cache"));
+        let refs = [app.clone()];
+        fetcher.fetch_all(&refs).await.unwrap();
+        let cache_path = fetcher.cache_path(&app.record.checksum().unwrap());
+        let mut bytes = std::fs::read(&cache_path).unwrap();
+        let last = bytes.len() - 12;
+        bytes[last] ^= 0xff;
+        std::fs::write(&cache_path, &bytes).unwrap();
+
+        let spools = tmp.path().join("spool");
+        let fetched = fetcher.fetch_all_spooled(&refs, &spools).await.unwrap();
+        assert!(!fetched[0].from_cache, "the tampered entry was replaced");
+        assert_eq!(std::fs::read(spool_of(&spools, &app)).unwrap(), app_tar);
+    }
+
+    #[tokio::test]
+    async fn an_unwritable_spool_fails_without_dropping_the_cache_entry() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = tmp.path().join("repo");
+        let (app, _) = local_package(&repo, "app", &[("etc/app.conf", b"x")]);
+        let client = super::super::repository::http_client().unwrap();
+        let fetcher = PackageFetcher::new(client, tmp.path().join("cache"));
+        let refs = [app.clone()];
+        fetcher.fetch_all(&refs).await.unwrap();
+        let spools = tmp.path().join("spool");
+        // A directory where the spool file should go cannot be written as a file.
+        std::fs::create_dir_all(spool_of(&spools, &app)).unwrap();
+        let error = fetcher.fetch_all_spooled(&refs, &spools).await.unwrap_err();
+        assert!(
+            matches!(&error, PackageError::Spool { package, path, .. }
+                if package == "app-1.0-r0" && *path == spool_of(&spools, &app)),
+            "{error:?}"
+        );
+        assert!(
+            fetcher
+                .cache_path(&app.record.checksum().unwrap())
+                .is_file()
+        );
+    }
 }

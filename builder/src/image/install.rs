@@ -207,6 +207,11 @@ pub struct Spools {
 }
 
 impl Spools {
+    /// Spools over these files: spool `i` is `paths[i]`.
+    pub fn from_paths(paths: Vec<PathBuf>) -> Self {
+        Self { files: paths }
+    }
+
     /// The spool file of package `index`.
     pub fn path(&self, index: usize) -> Option<&Path> {
         self.files.get(index).map(PathBuf::as_path)
@@ -950,4 +955,104 @@ fn decode_sha1(value: &[u8]) -> Option<[u8; 20]> {
     let text = std::str::from_utf8(value).ok()?;
     let bytes = hex::decode(text.trim()).ok()?;
     bytes.try_into().ok()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
+
+    /// Runs `in_order_parallel` over `count` items whose work takes longer for low indexes;
+    /// returns the consumed order and the furthest any work ran ahead of the consumer.
+    fn check(count: usize, threads: usize, ahead: usize) {
+        let consumed = AtomicUsize::new(0);
+        let furthest = AtomicUsize::new(0);
+        let mut order = Vec::new();
+        let result: Result<(), ()> = in_order_parallel(
+            &(0..count).collect::<Vec<_>>(),
+            threads,
+            ahead,
+            |index, item| {
+                let lead = index.saturating_sub(consumed.load(Ordering::SeqCst));
+                furthest.fetch_max(lead, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_micros(((count - index) % 7) as u64 * 200));
+                *item * 10
+            },
+            |index, result| {
+                assert_eq!(result, Some(index * 10));
+                order.push(index);
+                consumed.store(index + 1, Ordering::SeqCst);
+                Ok(())
+            },
+        );
+        assert_eq!(result, Ok(()));
+        assert_eq!(order, (0..count).collect::<Vec<_>>(), "{threads} threads");
+        // The consumer's own counter trails the pipeline's by at most the item it is taking.
+        assert!(
+            furthest.load(Ordering::SeqCst) <= ahead.max(1),
+            "{threads} threads ran {} ahead of {ahead}",
+            furthest.load(Ordering::SeqCst)
+        );
+    }
+
+    #[test]
+    fn results_arrive_in_order_within_the_window() {
+        for (count, threads, ahead) in [
+            (0, 2, 4),
+            (1, 1, 1),
+            (1, 4, 8),
+            (40, 1, 1),
+            (40, 2, 4),
+            (40, 8, 3),
+            (100, 3, 16),
+        ] {
+            check(count, threads, ahead);
+        }
+    }
+
+    #[test]
+    fn the_first_consumer_error_stops_the_work() {
+        let started = AtomicUsize::new(0);
+        let result = in_order_parallel(
+            &(0..1000).collect::<Vec<usize>>(),
+            4,
+            4,
+            |_, item| {
+                started.fetch_add(1, Ordering::SeqCst);
+                *item
+            },
+            |index, _| if index == 5 { Err(index) } else { Ok(()) },
+        );
+        assert_eq!(result, Err(5));
+        assert!(started.load(Ordering::SeqCst) < 20, "work continued");
+    }
+
+    #[test]
+    fn a_worker_that_dies_does_not_hang_the_consumer() {
+        let seen_none = AtomicBool::new(false);
+        let outcome = std::panic::catch_unwind(|| {
+            in_order_parallel(
+                &(0..10).collect::<Vec<usize>>(),
+                2,
+                4,
+                |index, item| {
+                    if index == 3 {
+                        panic!("worker failure");
+                    }
+                    *item
+                },
+                |_, result| match result {
+                    Some(_) => Ok(()),
+                    None => {
+                        seen_none.store(true, Ordering::SeqCst);
+                        Err(())
+                    }
+                },
+            )
+        });
+        assert!(outcome.is_err(), "the worker's panic is propagated");
+        assert!(seen_none.load(Ordering::SeqCst));
+    }
 }
