@@ -5,6 +5,7 @@ pub mod apk;
 pub mod attest;
 pub mod build;
 pub mod cli;
+pub mod digest;
 pub mod error;
 pub mod image;
 pub mod lock;

@@ -1920,10 +1920,7 @@ fn is_sha256_digest(digest: &str) -> bool {
     })
 }
 
-/// `sha256:<hex>` of `bytes`.
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    format!("{SHA256_PREFIX}{}", hex::encode(Sha256::digest(bytes)))
-}
+pub use crate::digest::sha256_digest;
 
 /// The manifest path component a reference asks for: its digest, else its tag.
 fn reference_target(reference: &Reference) -> String {

@@ -19,7 +19,6 @@ mod spdx_license_list;
 pub mod verify;
 
 use base64::Engine as _;
-use sha2::Digest as _;
 
 /// Prefix of a SHA-256 content digest (`sha256:<hex>`).
 pub const SHA256_DIGEST_PREFIX: &str = "sha256:";
@@ -42,13 +41,7 @@ pub fn sha256_hex(digest: &str) -> Result<&str, InvalidDigest> {
         })
 }
 
-/// The `sha256:<hex>` digest of `bytes`.
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    format!(
-        "{SHA256_DIGEST_PREFIX}{}",
-        hex::encode(sha2::Sha256::digest(bytes))
-    )
-}
+pub use crate::digest::sha256_digest;
 
 /// Whether `value` is exactly `len` lowercase hexadecimal digits.
 pub(crate) fn is_lower_hex(value: &str, len: usize) -> bool {

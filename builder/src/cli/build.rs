@@ -94,10 +94,8 @@ async fn build_and_publish(args: &BuildArgs, out: &mut dyn Write) -> Result<Buil
             let run = RunDetails {
                 builder_id: args.builder_id.clone(),
                 invocation_id: format!("{}@{}", published.repository, published.digest),
-                started_on: started.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
-                finished_on: jiff::Timestamp::now()
-                    .strftime("%Y-%m-%dT%H:%M:%SZ")
-                    .to_string(),
+                started_on: image_config::rfc3339(started.as_second())?,
+                finished_on: image_config::rfc3339(jiff::Timestamp::now().as_second())?,
                 created: created.clone(),
             };
             let distro = inputs::distro(

@@ -98,10 +98,7 @@ impl Descriptor {
     }
 }
 
-/// `sha256:<hex>` of bytes.
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    format!("{DIGEST_ALGORITHM}:{}", hex::encode(Sha256::digest(bytes)))
-}
+pub use crate::digest::sha256_digest;
 
 /// An OCI image manifest.
 #[derive(Clone, Debug, PartialEq, Eq)]
