@@ -234,7 +234,7 @@ pub async fn build(
     let created = options
         .source_date_epoch
         .or_else(source_date_epoch_from_env)
-        .unwrap_or_else(|| newest_build_time(&resolution));
+        .unwrap_or_else(|| resolution.newest_build_time());
     let versions: BTreeMap<String, String> = resolution
         .archs
         .first()
@@ -634,16 +634,6 @@ fn select_archs(config: &ImageConfiguration, only: &[Architecture]) -> Result<Ve
 
 fn source_date_epoch_from_env() -> Option<i64> {
     std::env::var("SOURCE_DATE_EPOCH").ok()?.trim().parse().ok()
-}
-
-fn newest_build_time(resolution: &Resolution) -> i64 {
-    resolution
-        .archs
-        .iter()
-        .flat_map(|arch| &arch.packages)
-        .filter_map(|p| p.record.build_time)
-        .max()
-        .unwrap_or(0)
 }
 
 /// The world of a lockfile: every locked package pinned to its version (the first

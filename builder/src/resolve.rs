@@ -81,6 +81,19 @@ impl Resolution {
     }
 }
 
+impl Resolution {
+    /// The newest build time of any resolved package (seconds since the epoch; 0 when none
+    /// records one): the image's creation time when `SOURCE_DATE_EPOCH` is not set.
+    pub fn newest_build_time(&self) -> i64 {
+        self.archs
+            .iter()
+            .flat_map(|arch| &arch.packages)
+            .filter_map(|p| p.record.build_time)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
 impl ArchResolution {
     /// The repository index a package came from.
     pub fn index_of(&self, package: &ResolvedPackage) -> &RepositoryIndex {

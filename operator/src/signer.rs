@@ -371,7 +371,10 @@ impl Signer {
                 .and_then(|build| build.start_time.clone())
                 .unwrap_or_else(|| now.clone()),
             finished_on: now,
-            created: created_of(&evidence.packages),
+            created: format_time(
+                Timestamp::from_second(evidence.resolved.resolution.newest_build_time())
+                    .unwrap_or(Timestamp::UNIX_EPOCH),
+            ),
         }
     }
 }
@@ -476,19 +479,6 @@ pub fn outcome_of(summary: &AttestationSummary) -> SigningOutcome {
         sbom: summary.sboms.first().map(|s| reference(&s.artifact)),
         attestations,
     }
-}
-
-/// The newest package build time as RFC 3339, the image's creation time when no
-/// `SOURCE_DATE_EPOCH` was set.
-fn created_of(packages: &[Vec<VerifiedPackage>]) -> String {
-    let newest = packages
-        .iter()
-        .flatten()
-        .filter_map(|p| p.record.build_time)
-        .max()
-        .unwrap_or(0);
-    let time = Timestamp::from_second(newest).unwrap_or(Timestamp::UNIX_EPOCH);
-    format_time(time)
 }
 
 /// What the provenance records as the operator's own choices: the ImageBuild built, and the
