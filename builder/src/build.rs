@@ -632,7 +632,8 @@ fn select_archs(config: &ImageConfiguration, only: &[Architecture]) -> Result<Ve
     Ok(selected)
 }
 
-fn source_date_epoch_from_env() -> Option<i64> {
+/// `SOURCE_DATE_EPOCH` from the environment, when set to an integer.
+pub fn source_date_epoch_from_env() -> Option<i64> {
     std::env::var("SOURCE_DATE_EPOCH").ok()?.trim().parse().ok()
 }
 

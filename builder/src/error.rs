@@ -105,6 +105,10 @@ pub enum Error {
     #[error(transparent)]
     Registry(#[from] crate::registry::RegistryError),
 
+    /// A package or package index could not be made.
+    #[error(transparent)]
+    MakePackage(#[from] crate::package::PackageError),
+
     /// A feature of the configuration this builder does not support.
     #[error("{what} is not supported")]
     Unsupported {
@@ -168,7 +172,7 @@ impl Error {
             | Self::Busybox(_)
             | Self::Ldso(_) => "BuildFailed",
             Self::Registry(_) => "PushFailed",
-            Self::Output(_) | Self::File { .. } => "BuildFailed",
+            Self::Output(_) | Self::File { .. } | Self::MakePackage(_) => "BuildFailed",
             Self::Publish(_) | Self::Verify(_) | Self::SignCommand(_) => "SigningFailed",
         }
     }

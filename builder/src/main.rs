@@ -34,6 +34,8 @@ fn main() -> ExitCode {
             Command::Resolve(args) => cli::resolve::run(args, &mut out).await,
             Command::Build(args) => cli::build::run(args, &mut out).await,
             Command::Lock(args) => cli::lock::run(args, &mut out).await,
+            Command::Package(args) => cli::package::run(args, &mut out),
+            Command::Index(args) => cli::index::run(args, &mut out),
             Command::Sign(args) => cli::sign::run(args, &mut out).await,
             Command::Verify(args) => cli::verify::run(args, &mut out).await,
         }

@@ -9,6 +9,7 @@ mod health_checks;
 mod helm_chart;
 mod install;
 mod operator_local;
+mod own_images;
 mod registry_push;
 mod sign_verify;
 mod support;

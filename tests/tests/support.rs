@@ -123,7 +123,7 @@ fn python() -> String {
 }
 
 /// Runs the inspection script on `file`, verifying the signature with `public_key` if given.
-fn inspect(file: &Path, public_key: Option<&Path>) -> Value {
+pub(crate) fn inspect(file: &Path, public_key: Option<&Path>) -> Value {
     let python = python();
     let mut command = Command::new(&python);
     command.arg("-c").arg(INSPECT_SCRIPT).arg(file);
@@ -146,11 +146,11 @@ fn inspect(file: &Path, public_key: Option<&Path>) -> Value {
     serde_json::from_slice(&output.stdout).expect("inspection prints json")
 }
 
-fn entries(member: &Value) -> &Vec<Value> {
+pub(crate) fn entries(member: &Value) -> &Vec<Value> {
     member["entries"].as_array().expect("entries array")
 }
 
-fn entry<'a>(member: &'a Value, name: &str) -> &'a Value {
+pub(crate) fn entry<'a>(member: &'a Value, name: &str) -> &'a Value {
     entries(member)
         .iter()
         .find(|entry| entry["name"] == name)

@@ -7,7 +7,9 @@ use clap::{Args, Parser, Subcommand};
 
 pub mod apk_version;
 pub mod build;
+pub mod index;
 pub mod lock;
+pub mod package;
 pub mod resolve;
 pub mod sign;
 pub mod verify;
@@ -32,8 +34,12 @@ pub enum Command {
     Apk(ApkArgs),
     /// Build an image from an apko configuration into an OCI layout or a registry.
     Build(Box<BuildArgs>),
+    /// Write a signed APKINDEX.tar.gz for APK packages (like `apk index`).
+    Index(IndexArgs),
     /// Resolve an apko configuration for all its architectures and write a lockfile.
     Lock(LockArgs),
+    /// Package a staged directory as a signed APK and re-index its repository.
+    Package(PackageArgs),
     /// Print what `apk add PACKAGE...` would install, in install order.
     Resolve(ResolveArgs),
     /// Sign an image in a registry with a cosign key (appends to `sha256-<hex>.sig`).
@@ -310,4 +316,67 @@ pub enum VerifyOutput {
     Text,
     /// The full report as JSON.
     Json,
+}
+
+/// `securebuild package CONFIG.yaml --destdir DIR --signing-key KEY [--output DIR] [--arch ARCH]`
+#[derive(Debug, Args)]
+pub struct PackageArgs {
+    /// The package description: a melange file's `package:` block.
+    #[arg(value_name = "CONFIG.yaml")]
+    pub config: PathBuf,
+
+    /// The staged directory: the package's files, laid out from the root of the image.
+    #[arg(long, value_name = "DIR")]
+    pub destdir: PathBuf,
+
+    /// The RSA private key (PEM) that signs the package and the index; its public half must
+    /// be named after it plus `.pub` in keyrings.
+    #[arg(short = 'k', long, value_name = "KEY")]
+    pub signing_key: PathBuf,
+
+    /// The repository directory; the package goes to `<DIR>/<ARCH>/`.
+    #[arg(short = 'o', long, default_value = "packages", value_name = "DIR")]
+    pub output: PathBuf,
+
+    /// The apk architecture of the package (default: this machine's).
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<String>,
+
+    /// Build date and file times, seconds since the epoch (default: `SOURCE_DATE_EPOCH`, else 0).
+    #[arg(long, value_name = "SECONDS")]
+    pub source_date_epoch: Option<i64>,
+
+    /// Do not rewrite `<DIR>/<ARCH>/APKINDEX.tar.gz`.
+    #[arg(long)]
+    pub no_index: bool,
+}
+
+/// `securebuild index PACKAGE.apk... -o APKINDEX.tar.gz --signing-key KEY`
+#[derive(Debug, Args)]
+pub struct IndexArgs {
+    /// The packages to list.
+    #[arg(required = true, value_name = "PACKAGE.apk")]
+    pub packages: Vec<PathBuf>,
+
+    /// The index file to write.
+    #[arg(
+        short = 'o',
+        long,
+        default_value = "APKINDEX.tar.gz",
+        value_name = "FILE"
+    )]
+    pub output: PathBuf,
+
+    /// The RSA private key (PEM) that signs the index.
+    #[arg(short = 'k', long, value_name = "KEY")]
+    pub signing_key: PathBuf,
+
+    /// The index's `DESCRIPTION`.
+    #[arg(short = 'd', long, default_value = "", value_name = "TEXT")]
+    pub description: String,
+
+    /// Time of the index's entries, seconds since the epoch (default: `SOURCE_DATE_EPOCH`,
+    /// else 0).
+    #[arg(long, value_name = "SECONDS")]
+    pub source_date_epoch: Option<i64>,
 }

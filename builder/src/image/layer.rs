@@ -136,6 +136,14 @@ pub enum LayerError {
         /// The attribute name.
         name: String,
     },
+    /// A PAX record key is empty or contains `=` or NUL.
+    #[error("invalid PAX record key {key:?} on {path:?}")]
+    InvalidPaxKey {
+        /// The entry path.
+        path: String,
+        /// The record key.
+        key: String,
+    },
     /// A device number does not fit the seven octal digits of a ustar header.
     #[error("device numbers {major}:{minor} of {path:?} do not fit a tar header")]
     DeviceNumberTooLarge {
@@ -267,12 +275,23 @@ impl<W: Write> LayerWriter<W> {
     pub fn append_file<R: Read>(
         &mut self,
         entry: &LayerEntry,
+        content: R,
+    ) -> Result<(), LayerError> {
+        self.append_file_with_records(entry, &BTreeMap::new(), content)
+    }
+
+    /// Like [`LayerWriter::append_file`], with extra PAX records for the entry (e.g. apk's
+    /// `APK-TOOLS.checksum.SHA1`); records force a PAX header, as Go's `PAXRecords` do.
+    pub fn append_file_with_records<R: Read>(
+        &mut self,
+        entry: &LayerEntry,
+        records: &BTreeMap<String, Vec<u8>>,
         mut content: R,
     ) -> Result<(), LayerError> {
         if self.broken {
             return Err(LayerError::Broken);
         }
-        let header = encode_header(entry)?;
+        let header = encode_header(entry, records)?;
         let size = match entry.kind {
             EntryKind::File { size } => size,
             _ => {
@@ -299,6 +318,17 @@ impl<W: Write> LayerWriter<W> {
         self.out
             .write_all(&[0u8; 2 * BLOCK_SIZE])
             .map_err(LayerError::WriteTrailer)?;
+        self.out.flush().map_err(LayerError::WriteTrailer)?;
+        Ok(self.out)
+    }
+
+    /// Flushes and returns the output without the end-of-archive marker: apk's signature and
+    /// control members are tars cut short this way, so that the concatenated members read as one
+    /// archive.
+    pub fn finish_without_trailer(mut self) -> Result<W, LayerError> {
+        if self.broken {
+            return Err(LayerError::Broken);
+        }
         self.out.flush().map_err(LayerError::WriteTrailer)?;
         Ok(self.out)
     }
@@ -419,10 +449,23 @@ struct HeaderFields<'a> {
 
 /// The header block(s) for `entry`: a ustar header, or a PAX header, its records and the main
 /// header.
-fn encode_header(entry: &LayerEntry) -> Result<Vec<u8>, LayerError> {
+fn encode_header(
+    entry: &LayerEntry,
+    records: &BTreeMap<String, Vec<u8>>,
+) -> Result<Vec<u8>, LayerError> {
     let fields = header_fields(entry)?;
     let mut pax: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut ustar = true;
+    for (key, value) in records {
+        if key.is_empty() || key.contains('=') || key.contains('\0') {
+            return Err(LayerError::InvalidPaxKey {
+                path: entry.path.clone(),
+                key: key.clone(),
+            });
+        }
+        pax.insert(key.clone(), value.clone());
+        ustar = false;
+    }
 
     if !fields.name.is_ascii() || fields.name.len() > NAME_LEN {
         pax.insert(PAX_PATH.into(), fields.name.clone().into_bytes());

@@ -9,8 +9,9 @@
 //! name), keeping ldconfig's preference between a file and a link and between versions. The
 //! cache is glibc's `glibc-ld.so.cache1.1` format with no old-format prefix and no extension
 //! section; entries are sorted with `_dl_cache_libcmp` as the loader's binary search requires.
-//! ELF parsing reads only the header, program headers, dynamic segment and soname through
-//! [`ContentSource`] ranges; anything malformed or foreign is skipped, never trusted.
+//! ELF parsing is [`crate::elf`]'s, reading only the header, program headers, interpreter,
+//! dynamic segment and names through [`ContentSource`] ranges; anything malformed or foreign is
+//! skipped, never trusted.
 
 use std::cmp::Ordering;
 use std::collections::HashSet;
@@ -21,6 +22,10 @@ use securebuild_crds::image_config::Architecture;
 use super::entry::{EntryKind, LayerEntry};
 use super::paths::{self, TreePathError};
 use super::tree::{Content, ContentSource, Node, Tree};
+use crate::elf::{
+    self, EM_386, EM_AARCH64, EM_ARM, EM_LOONGARCH, EM_PPC64, EM_RISCV, EM_S390, EM_X86_64, ET_DYN,
+    ElfSource,
+};
 
 /// The configuration file whose presence turns this step on.
 pub const LD_SO_CONF: &str = "/etc/ld.so.conf";
@@ -73,34 +78,7 @@ const MAX_CONF_SIZE: u64 = 1 << 20;
 const MAX_INCLUDE_DEPTH: usize = 8;
 /// Most configuration files read in total.
 const MAX_CONF_FILES: usize = 1024;
-/// Largest program header table read.
-const MAX_PHDR_TABLE: u64 = 1 << 20;
-/// Largest dynamic segment read.
-const MAX_DYNAMIC: u64 = 1 << 20;
-/// Longest soname read.
-const MAX_SONAME: u64 = 4096;
-
-/// ELF constants.
-const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
-const ELFCLASS32: u8 = 1;
-const ELFCLASS64: u8 = 2;
-const ELFDATA2LSB: u8 = 1;
-const ELFDATA2MSB: u8 = 2;
-const ET_DYN: u16 = 3;
-const PT_LOAD: u32 = 1;
-const PT_DYNAMIC: u32 = 2;
-const DT_NULL: u64 = 0;
-const DT_STRTAB: u64 = 5;
-const DT_STRSZ: u64 = 10;
-const DT_SONAME: u64 = 14;
-const EM_386: u16 = 3;
-const EM_PPC64: u16 = 21;
-const EM_S390: u16 = 22;
-const EM_ARM: u16 = 40;
-const EM_X86_64: u16 = 62;
-const EM_AARCH64: u16 = 183;
-const EM_RISCV: u16 = 243;
-const EM_LOONGARCH: u16 = 258;
+/// ELF `e_flags` ABI bits, for the cache flags.
 const EF_ARM_ABI_FLOAT_SOFT: u32 = 0x200;
 const EF_ARM_ABI_FLOAT_HARD: u32 = 0x400;
 const EF_RISCV_FLOAT_ABI_MASK: u32 = 0x6;
@@ -673,13 +651,9 @@ impl<'a> FileBytes<'a> {
         }
     }
 
-    fn len(&self) -> u64 {
-        self.content.len()
-    }
-
     /// Up to `len` bytes at `offset` (fewer at the end of the file).
     fn read(&self, offset: u64, len: u64) -> io::Result<Vec<u8>> {
-        let total = self.len();
+        let total = self.content.len();
         if offset >= total {
             return Ok(Vec::new());
         }
@@ -700,112 +674,32 @@ impl<'a> FileBytes<'a> {
     }
 }
 
-/// A reader of fixed-width integers in one byte order.
-struct Fields<'a> {
-    bytes: &'a [u8],
-    big_endian: bool,
-}
-
-impl Fields<'_> {
-    fn u16(&self, at: usize) -> Option<u16> {
-        let b: [u8; 2] = self.bytes.get(at..at + 2)?.try_into().ok()?;
-        Some(if self.big_endian {
-            u16::from_be_bytes(b)
-        } else {
-            u16::from_le_bytes(b)
-        })
+impl ElfSource for FileBytes<'_> {
+    fn len(&self) -> u64 {
+        self.content.len()
     }
 
-    fn u32(&self, at: usize) -> Option<u32> {
-        let b: [u8; 4] = self.bytes.get(at..at + 4)?.try_into().ok()?;
-        Some(if self.big_endian {
-            u32::from_be_bytes(b)
-        } else {
-            u32::from_le_bytes(b)
-        })
-    }
-
-    fn u64(&self, at: usize) -> Option<u64> {
-        let b: [u8; 8] = self.bytes.get(at..at + 8)?.try_into().ok()?;
-        Some(if self.big_endian {
-            u64::from_be_bytes(b)
-        } else {
-            u64::from_le_bytes(b)
-        })
-    }
-
-    /// A word: 4 bytes for ELF32, 8 for ELF64.
-    fn word(&self, at: usize, wide: bool) -> Option<u64> {
-        if wide {
-            self.u64(at)
-        } else {
-            self.u32(at).map(u64::from)
-        }
+    fn read_at(&self, offset: u64, len: u64) -> io::Result<Vec<u8>> {
+        self.read(offset, len)
     }
 }
 
 /// Parses what the cache needs; `Ok(None)` for anything that is not a well-formed shared
 /// object of the expected byte order and a known machine.
 fn read_elf(file: &FileBytes<'_>, big_endian: bool) -> io::Result<Option<ElfInfo>> {
-    let header = file.read(0, 64)?;
-    if header.len() < 52 || &header[..4] != ELF_MAGIC {
+    let Some(object) = elf::read_elf(file)? else {
+        return Ok(None);
+    };
+    if object.big_endian != big_endian || object.e_type != ET_DYN {
         return Ok(None);
     }
-    let wide = match header[4] {
-        ELFCLASS32 => false,
-        ELFCLASS64 if header.len() >= 64 => true,
-        _ => return Ok(None),
-    };
-    let file_big = match header[5] {
-        ELFDATA2LSB => false,
-        ELFDATA2MSB => true,
-        _ => return Ok(None),
-    };
-    if file_big != big_endian {
+    let Some(flags) = cache_flags(object.machine, object.wide, object.flags) else {
         return Ok(None);
-    }
-    let fields = Fields {
-        bytes: &header,
-        big_endian,
-    };
-    let parsed = (|| {
-        let e_type = fields.u16(16)?;
-        let machine = fields.u16(18)?;
-        let (phoff, e_flags, phentsize, phnum) = if wide {
-            (
-                fields.u64(32)?,
-                fields.u32(48)?,
-                fields.u16(54)?,
-                fields.u16(56)?,
-            )
-        } else {
-            (
-                u64::from(fields.u32(28)?),
-                fields.u32(36)?,
-                fields.u16(42)?,
-                fields.u16(44)?,
-            )
-        };
-        Some((e_type, machine, phoff, e_flags, phentsize, phnum))
-    })();
-    let Some((e_type, machine, phoff, e_flags, phentsize, phnum)) = parsed else {
-        return Ok(None);
-    };
-    if e_type != ET_DYN {
-        return Ok(None);
-    }
-    let Some(flags) = cache_flags(machine, wide, e_flags) else {
-        return Ok(None);
-    };
-    let soname = match read_soname(file, wide, big_endian, phoff, phentsize, phnum)? {
-        Soname::Absent => None,
-        Soname::Present(soname) => Some(soname),
-        Soname::Malformed => return Ok(None),
     };
     Ok(Some(ElfInfo {
-        machine,
+        machine: object.machine,
         flags,
-        soname,
+        soname: object.soname,
     }))
 }
 
@@ -835,126 +729,6 @@ fn cache_flags(machine: u16, wide: bool, e_flags: u32) -> Option<u32> {
         _ => return None,
     };
     Some(abi | FLAG_ELF_LIBC6)
-}
-
-/// What the dynamic section says about the soname.
-enum Soname {
-    /// No `DT_SONAME` (or no dynamic section).
-    Absent,
-    /// The soname.
-    Present(String),
-    /// The headers or dynamic section are inconsistent.
-    Malformed,
-}
-
-/// The `DT_SONAME` string, found through the program headers: `PT_DYNAMIC` for the dynamic
-/// entries and `PT_LOAD` to map `DT_STRTAB`'s address to a file offset.
-fn read_soname(
-    file: &FileBytes<'_>,
-    wide: bool,
-    big_endian: bool,
-    phoff: u64,
-    phentsize: u16,
-    phnum: u16,
-) -> io::Result<Soname> {
-    let min_entsize = if wide { 56 } else { 32 };
-    let table_size = u64::from(phentsize) * u64::from(phnum);
-    if usize::from(phentsize) < min_entsize || table_size > MAX_PHDR_TABLE {
-        return Ok(Soname::Malformed);
-    }
-    let table = file.read(phoff, table_size)?;
-    if (table.len() as u64) < table_size {
-        return Ok(Soname::Malformed);
-    }
-    let fields = Fields {
-        bytes: &table,
-        big_endian,
-    };
-    // (type, offset, vaddr, filesz) of each program header.
-    let mut segments = Vec::new();
-    for i in 0..usize::from(phnum) {
-        let at = i * usize::from(phentsize);
-        let segment = if wide {
-            (|| {
-                Some((
-                    fields.u32(at)?,
-                    fields.u64(at + 8)?,
-                    fields.u64(at + 16)?,
-                    fields.u64(at + 32)?,
-                ))
-            })()
-        } else {
-            (|| {
-                Some((
-                    fields.u32(at)?,
-                    u64::from(fields.u32(at + 4)?),
-                    u64::from(fields.u32(at + 8)?),
-                    u64::from(fields.u32(at + 16)?),
-                ))
-            })()
-        };
-        match segment {
-            Some(segment) => segments.push(segment),
-            None => return Ok(Soname::Malformed),
-        }
-    }
-    let Some(&(_, dyn_offset, _, dyn_size)) = segments.iter().find(|s| s.0 == PT_DYNAMIC) else {
-        return Ok(Soname::Absent);
-    };
-    let dyn_size = dyn_size.min(MAX_DYNAMIC);
-    let dynamic = file.read(dyn_offset, dyn_size)?;
-    if (dynamic.len() as u64) < dyn_size {
-        return Ok(Soname::Malformed);
-    }
-    let fields = Fields {
-        bytes: &dynamic,
-        big_endian,
-    };
-    let entry_size = if wide { 16 } else { 8 };
-    let (mut soname, mut strtab, mut strsz) = (None, None, None);
-    for at in (0..dynamic.len() / entry_size).map(|i| i * entry_size) {
-        let (Some(tag), Some(value)) = (
-            fields.word(at, wide),
-            fields.word(at + entry_size / 2, wide),
-        ) else {
-            break;
-        };
-        match tag {
-            DT_NULL => break,
-            DT_SONAME => soname = Some(value),
-            DT_STRTAB => strtab = Some(value),
-            DT_STRSZ => strsz = Some(value),
-            _ => {}
-        }
-    }
-    let Some(name_offset) = soname else {
-        return Ok(Soname::Absent);
-    };
-    let Some(strtab) = strtab else {
-        return Ok(Soname::Malformed);
-    };
-    let Some(table_offset) = segments
-        .iter()
-        .filter(|s| s.0 == PT_LOAD)
-        .find(|&&(_, _, vaddr, filesz)| {
-            vaddr <= strtab && strtab.checked_sub(vaddr).is_some_and(|d| d < filesz)
-        })
-        .and_then(|&(_, offset, vaddr, _)| offset.checked_add(strtab - vaddr))
-    else {
-        return Ok(Soname::Malformed);
-    };
-    if strsz.is_some_and(|size| name_offset >= size) {
-        return Ok(Soname::Malformed);
-    }
-    let limit = strsz.map_or(MAX_SONAME, |size| (size - name_offset).min(MAX_SONAME));
-    let Some(start) = table_offset.checked_add(name_offset) else {
-        return Ok(Soname::Malformed);
-    };
-    let bytes = file.read(start, limit)?;
-    let Some(end) = bytes.iter().position(|&b| b == 0) else {
-        return Ok(Soname::Malformed);
-    };
-    Ok(String::from_utf8(bytes[..end].to_vec()).map_or(Soname::Malformed, Soname::Present))
 }
 
 /// glibc's `_dl_cache_libcmp`: digit runs compare numerically, everything else bytewise.
@@ -1108,6 +882,7 @@ fn write_cache(tree: &mut Tree, bytes: Vec<u8>, mtime: i64) -> Result<(), LdsoEr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::elf::fixture::{Spec, build};
 
     /// Serves spool 0 from a byte vector.
     struct OneSpool(Vec<u8>);
@@ -1125,119 +900,17 @@ mod tests {
         }
     }
 
-    /// A minimal ELF shared object: header, PT_LOAD (whole file at vaddr 0x1000 offset 0),
-    /// PT_DYNAMIC, dynamic entries and a string table.
+    /// A minimal ELF shared object (`ET_DYN`, no interpreter, no `DT_NEEDED`).
     fn elf(wide: bool, big: bool, machine: u16, e_flags: u32, soname: Option<&str>) -> Vec<u8> {
-        let put16 = |v: u16| {
-            if big {
-                v.to_be_bytes()
-            } else {
-                v.to_le_bytes()
-            }
-        };
-        let put32 = |v: u32| {
-            if big {
-                v.to_be_bytes()
-            } else {
-                v.to_le_bytes()
-            }
-        };
-        let put64 = |v: u64| {
-            if big {
-                v.to_be_bytes()
-            } else {
-                v.to_le_bytes()
-            }
-        };
-        let word = |v: u64| -> Vec<u8> {
-            if wide {
-                put64(v).to_vec()
-            } else {
-                put32(v as u32).to_vec()
-            }
-        };
-        let (ehsize, phentsize) = if wide { (64u64, 56u64) } else { (52, 32) };
-        let phoff = ehsize;
-        let dyn_offset = phoff + 2 * phentsize;
-        let vaddr = 0x1000u64;
-        let mut strtab = vec![0u8];
-        if let Some(name) = soname {
-            strtab.extend_from_slice(name.as_bytes());
-            strtab.push(0);
-        }
-        let mut dynamic = Vec::new();
-        let entries: Vec<(u64, u64)> = soname
-            .map(|_| vec![(DT_SONAME, 1)])
-            .unwrap_or_default()
-            .into_iter()
-            .chain([
-                (DT_STRTAB, 0),
-                (DT_STRSZ, strtab.len() as u64),
-                (DT_NULL, 0),
-            ])
-            .collect();
-        let dyn_size = entries.len() as u64 * if wide { 16 } else { 8 };
-        let strtab_offset = dyn_offset + dyn_size;
-        for (tag, value) in entries {
-            let value = if tag == DT_STRTAB {
-                vaddr + strtab_offset
-            } else {
-                value
-            };
-            dynamic.extend(word(tag));
-            dynamic.extend(word(value));
-        }
-        let total = strtab_offset + strtab.len() as u64;
-
-        let mut out = Vec::new();
-        out.extend_from_slice(ELF_MAGIC);
-        out.push(if wide { ELFCLASS64 } else { ELFCLASS32 });
-        out.push(if big { ELFDATA2MSB } else { ELFDATA2LSB });
-        out.push(1);
-        out.extend_from_slice(&[0; 9]);
-        out.extend_from_slice(&put16(ET_DYN));
-        out.extend_from_slice(&put16(machine));
-        out.extend_from_slice(&put32(1));
-        out.extend(word(0)); // e_entry
-        out.extend(word(phoff));
-        out.extend(word(0)); // e_shoff
-        out.extend_from_slice(&put32(e_flags));
-        out.extend_from_slice(&put16(ehsize as u16));
-        out.extend_from_slice(&put16(phentsize as u16));
-        out.extend_from_slice(&put16(2));
-        out.extend_from_slice(&put16(0));
-        out.extend_from_slice(&put16(0));
-        out.extend_from_slice(&put16(0));
-        assert_eq!(out.len() as u64, ehsize);
-        let phdr = |p_type: u32, offset: u64, addr: u64, size: u64| -> Vec<u8> {
-            let mut h = Vec::new();
-            if wide {
-                h.extend_from_slice(&put32(p_type));
-                h.extend_from_slice(&put32(4));
-                h.extend(word(offset));
-                h.extend(word(addr));
-                h.extend(word(addr));
-                h.extend(word(size));
-                h.extend(word(size));
-                h.extend(word(8));
-            } else {
-                h.extend_from_slice(&put32(p_type));
-                h.extend(word(offset));
-                h.extend(word(addr));
-                h.extend(word(addr));
-                h.extend(word(size));
-                h.extend(word(size));
-                h.extend_from_slice(&put32(4));
-                h.extend(word(4));
-            }
-            h
-        };
-        out.extend(phdr(PT_LOAD, 0, vaddr, total));
-        out.extend(phdr(PT_DYNAMIC, dyn_offset, vaddr + dyn_offset, dyn_size));
-        out.extend(dynamic);
-        out.extend(strtab);
-        assert_eq!(out.len() as u64, total);
-        out
+        build(&Spec {
+            wide,
+            big,
+            machine,
+            flags: e_flags,
+            soname: soname.map(str::as_bytes),
+            ..Spec::default()
+        })
+        .bytes
     }
 
     fn x86_64_lib(soname: Option<&str>) -> Vec<u8> {
@@ -1334,11 +1007,13 @@ mod tests {
         let mut executable = x86_64_lib(Some("libz.so.1"));
         executable[16] = 2;
         check(executable, false, None);
-        // A soname offset past the string table.
-        let mut bad = x86_64_lib(Some("libz.so.1"));
-        let at = 64 + 2 * 56 + 8;
-        bad[at..at + 8].copy_from_slice(&1000u64.to_le_bytes());
-        check(bad, false, None);
+        // A soname offset past the string table (DT_SONAME is the first dynamic entry).
+        let mut bad = build(&Spec {
+            soname: Some(b"libz.so.1"),
+            ..Spec::default()
+        });
+        bad.set_dynamic_value(0, 1000);
+        check(bad.bytes, false, None);
     }
 
     #[test]

@@ -1,0 +1,134 @@
+//! Making signed APK packages and repositories from files already built: the step that turns a
+//! staged directory (for SecureBuild's own images, the `securebuild` and `securebuild-operator`
+//! binaries) into what `securebuild build` installs.
+//!
+//! The output is what melange and abuild produce and what apk-tools and apko read: a v2 `.apk`
+//! (signature, control and data gzip members; `.SIGN.RSA256.<key>.pub` over the control member,
+//! `datahash` over the data member, `APK-TOOLS.checksum.SHA1` on every regular file) and a
+//! signed `APKINDEX.tar.gz`. Given the same staged files, configuration, key and
+//! `SOURCE_DATE_EPOCH`, the bytes are the same on any machine.
+//!
+//! - `config`: the package description (melange's `package:` block).
+//! - `stage`: walking the staged directory into tar entries.
+//! - `depends`: `so:` and `cmd:` dependencies and provides found in the staged ELF files.
+//! - `sign`: the RSA signing key and `.SIGN.RSA256.*` members.
+//! - `write`: one `.apk`.
+//! - `index`: `APKINDEX.tar.gz` from `.apk` files.
+
+use std::io;
+use std::path::PathBuf;
+
+pub mod config;
+pub mod depends;
+pub mod index;
+pub mod sign;
+pub mod stage;
+pub mod write;
+
+pub use config::PackageConfig;
+pub use index::{IndexOptions, write_repository_index};
+pub use sign::SigningKey;
+pub use write::{PackageOptions, WrittenPackage, write_package};
+
+/// Why a package or index could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PackageError {
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The package configuration is not valid.
+    #[error("package configuration {}: {message}", path.display())]
+    Config {
+        /// The configuration file.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+
+    /// The staged directory holds something a package cannot carry.
+    #[error("{}: {message}", path.display())]
+    Staged {
+        /// The staged file.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+
+    /// A staged program or library is built for another architecture than the package.
+    #[error(
+        "{} is a {found} ELF file, but the package is for {arch}: build it for {arch} (or package it with --arch {found})",
+        path.display()
+    )]
+    ForeignBinary {
+        /// The staged file.
+        path: PathBuf,
+        /// Its architecture.
+        found: String,
+        /// The package's architecture.
+        arch: String,
+    },
+
+    /// The signing key cannot be used.
+    #[error("signing key {}: {message}", path.display())]
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+
+    /// Signing failed.
+    #[error("signing with {key} failed: {message}")]
+    Sign {
+        /// The key name.
+        key: String,
+        /// The signature library's error.
+        message: String,
+    },
+
+    /// A tar member could not be written.
+    #[error(transparent)]
+    Tar(#[from] crate::image::layer::LayerError),
+
+    /// Compression failed.
+    #[error("compressing {what} failed: {message}")]
+    Compress {
+        /// Which member.
+        what: &'static str,
+        /// The compressor's error.
+        message: String,
+    },
+
+    /// A package to index could not be read.
+    #[error("{}: not a valid APK package: {source}", path.display())]
+    Read {
+        /// The package file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: crate::apk::archive::ArchiveError,
+    },
+
+    /// A package to index has a `.PKGINFO` value the index cannot hold.
+    #[error("{}: {message}", path.display())]
+    Invalid {
+        /// The package file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl PackageError {
+    pub(crate) fn file(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::File { path, source }
+    }
+}
