@@ -2,6 +2,7 @@
 //! a user runs them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -84,6 +85,14 @@ fn package_then_index_from_the_command_line() {
         "{stdout}"
     );
     let first = std::fs::read(dir.join("packages/x86_64/doc-1.0.0-r0.apk")).unwrap();
+    // Readable by everyone, as a repository served over HTTP must be.
+    for file in ["doc-1.0.0-r0.apk", "APKINDEX.tar.gz"] {
+        let mode = std::fs::metadata(dir.join("packages/x86_64").join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o644, "{file}");
+    }
 
     let output = index_doc(dir, &[]);
     assert!(

@@ -137,7 +137,7 @@ pub fn write_index_file(
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
-    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(PackageError::file(dir))?;
+    let mut file = super::readable_temp_file(dir)?;
     std::io::Write::write_all(&mut file, &bytes).map_err(PackageError::file(output))?;
     file.as_file()
         .sync_all()

@@ -126,6 +126,22 @@ pub enum PackageError {
     },
 }
 
+/// Mode of written packages and indexes: readable by everyone, as a repository served over
+/// HTTP needs.
+pub const OUTPUT_MODE: u32 = 0o644;
+
+/// A temporary file in `dir` that becomes a package or index by renaming.
+pub(crate) fn readable_temp_file(
+    dir: &std::path::Path,
+) -> Result<tempfile::NamedTempFile, PackageError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    tempfile::Builder::new()
+        .prefix(".securebuild-")
+        .permissions(std::fs::Permissions::from_mode(OUTPUT_MODE))
+        .tempfile_in(dir)
+        .map_err(PackageError::file(dir))
+}
+
 impl PackageError {
     pub(crate) fn file(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
         let path = path.into();

@@ -5,8 +5,8 @@
 //! or when.
 //!
 //! Devices, FIFOs and sockets, and names that are not UTF-8, are refused with the path. The
-//! SHA-1 of each regular file is computed here, because apk's per-file checksum travels in the
-//! PAX header in front of the content.
+//! SHA-1 of each regular file (and, as abuild-tar does, of each symlink's target) is computed
+//! here, because apk's per-file checksum travels in the PAX header in front of the content.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -29,7 +29,7 @@ pub struct StagedEntry {
     pub entry: LayerEntry,
     /// The file on disk, for regular files.
     pub source: Option<PathBuf>,
-    /// SHA-1 of a regular file's content.
+    /// SHA-1 of a regular file's content, or of a symlink's target.
     pub sha1: Option<[u8; 20]>,
 }
 
@@ -114,10 +114,12 @@ impl Walk {
                         message: "the link target is not UTF-8".into(),
                     });
                 };
+                // abuild-tar records the SHA-1 of a link's target, as apk's database does.
+                let sha1: [u8; 20] = Sha1::digest(target.as_bytes()).into();
                 self.push(
                     LayerEntry::symlink(&relative, target, self.mtime),
                     None,
-                    None,
+                    Some(sha1),
                 );
             } else if kind.is_file() {
                 let key = (metadata.dev(), metadata.ino());
@@ -243,6 +245,8 @@ mod tests {
                 target: "tool".into()
             }
         );
+        let link_sum: [u8; 20] = Sha1::digest(b"tool").into();
+        assert_eq!(entries[5].sha1, Some(link_sum));
         let tool = &entries[6];
         assert_eq!(tool.entry.mode, 0o4755);
         assert_eq!(tool.size(), 12);

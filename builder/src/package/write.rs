@@ -105,8 +105,7 @@ pub fn write_package(
 
     let file_name = format!("{}-{version}.apk", config.name);
     let path = arch_dir.join(&file_name);
-    let mut out =
-        tempfile::NamedTempFile::new_in(&arch_dir).map_err(PackageError::file(&arch_dir))?;
+    let mut out = super::readable_temp_file(&arch_dir)?;
     {
         let mut writer = BufWriter::new(out.as_file_mut());
         writer
@@ -176,6 +175,9 @@ fn write_data(
                     return Err(stage::changed(source));
                 }
             }
+            (EntryKind::Symlink { .. }, _, Some(sha1)) => {
+                tar.append_file_with_records(&entry.entry, &checksum_record(sha1), io::empty())?;
+            }
             _ => tar.append(&entry.entry)?,
         }
     }
@@ -190,6 +192,11 @@ fn write_data(
         .strip_prefix("sha256:")
         .unwrap_or(&digests.digest)
         .to_owned())
+}
+
+/// apk's per-entry checksum PAX record.
+fn checksum_record(sha1: [u8; 20]) -> BTreeMap<String, Vec<u8>> {
+    BTreeMap::from([(PAX_APK_CHECKSUM.to_owned(), hex::encode(sha1).into_bytes())])
 }
 
 /// The declared atoms first, in their order, then the generated ones; no atom twice.
@@ -391,6 +398,14 @@ package:
                 assert_eq!(
                     checksum.as_deref(),
                     Some(hex::encode(Sha1::digest(&content)).as_str()),
+                    "{path}"
+                );
+            } else if header.entry_type().is_symlink() {
+                let target = header.link_name().unwrap().unwrap();
+                let target = target.to_str().unwrap().as_bytes().to_vec();
+                assert_eq!(
+                    checksum.as_deref(),
+                    Some(hex::encode(Sha1::digest(&target)).as_str()),
                     "{path}"
                 );
             } else {
