@@ -456,13 +456,10 @@ pub fn outcome_of(summary: &AttestationSummary) -> SigningOutcome {
             .get(artifact.reference.as_str())
             .map_or_else(|| artifact.digest.clone(), |d| (*d).to_string()),
     };
-    let attestation = |predicate_type: &str, artifact| {
-        let ArtifactReference { reference, digest } = reference(artifact);
-        AttestationReference {
-            predicate_type: predicate_type.to_string(),
-            reference,
-            digest,
-        }
+    let attestation = |predicate_type: &str, artifact: &ArtifactRef| AttestationReference {
+        predicate_type: predicate_type.to_string(),
+        reference: artifact.reference.clone(),
+        digest: artifact.layer.clone(),
     };
     let mut attestations = Vec::new();
     if let Some(provenance) = &summary.provenance {
@@ -860,29 +857,30 @@ mod tests {
         assert!(error.to_string().contains("platform amd64"), "{error}");
     }
 
-    fn artifact(reference: &str, digest: &str) -> ArtifactRef {
+    fn artifact(reference: &str, digest: &str, layer: &str) -> ArtifactRef {
         ArtifactRef {
             reference: reference.into(),
             digest: digest.into(),
+            layer: layer.into(),
             appended: true,
         }
     }
 
     #[test]
-    fn outcome_reports_final_manifests() {
+    fn outcome_reports_final_manifests_and_own_layers() {
         let summary = AttestationSummary {
-            signature: artifact("r/app:sha256-aa.sig", "sha256:s1"),
-            provenance: Some(artifact("r/app:sha256-aa.att", "sha256:a1")),
+            signature: artifact("r/app:sha256-aa.sig", "sha256:s1", "sha256:l0"),
+            provenance: Some(artifact("r/app:sha256-aa.att", "sha256:a1", "sha256:l1")),
             sboms: vec![
                 SbomAttestation {
                     digest: "sha256:aa".into(),
                     arch: None,
-                    artifact: artifact("r/app:sha256-aa.att", "sha256:a2"),
+                    artifact: artifact("r/app:sha256-aa.att", "sha256:a2", "sha256:l2"),
                 },
                 SbomAttestation {
                     digest: "sha256:bb".into(),
                     arch: Some("amd64".into()),
-                    artifact: artifact("r/app:sha256-bb.att", "sha256:b1"),
+                    artifact: artifact("r/app:sha256-bb.att", "sha256:b1", "sha256:l3"),
                 },
             ],
         };
@@ -909,9 +907,9 @@ mod tests {
         assert_eq!(
             listed,
             [
-                (SLSA_PROVENANCE_V1, "r/app:sha256-aa.att", "sha256:a2"),
-                (SPDX_PREDICATE_TYPE, "r/app:sha256-aa.att", "sha256:a2"),
-                (SPDX_PREDICATE_TYPE, "r/app:sha256-bb.att", "sha256:b1"),
+                (SLSA_PROVENANCE_V1, "r/app:sha256-aa.att", "sha256:l1"),
+                (SPDX_PREDICATE_TYPE, "r/app:sha256-aa.att", "sha256:l2"),
+                (SPDX_PREDICATE_TYPE, "r/app:sha256-bb.att", "sha256:l3"),
             ]
         );
     }

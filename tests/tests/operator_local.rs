@@ -443,6 +443,39 @@ async fn local_backend_builds_pushes_signs_and_reports() {
     assert_eq!(report.signatures.len(), 1);
     assert!(report.rejected_signatures.is_empty());
 
+    // Each status attestation names its own DSSE envelope: a layer of the manifest under its
+    // tag, whose statement has the recorded predicate type.
+    for attestation in &status.attestations {
+        let reference = parse_reference(&attestation.reference).unwrap();
+        let manifest = reader.fetch_manifest(&reference).await.unwrap();
+        let manifest: Value = serde_json::from_slice(&manifest.bytes).unwrap();
+        let layers: Vec<&str> = manifest["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|layer| layer["digest"].as_str())
+            .collect();
+        assert!(
+            layers.contains(&attestation.digest.as_str()),
+            "{} is not a layer of {}: {layers:?}",
+            attestation.digest,
+            attestation.reference
+        );
+        let blob = reader
+            .fetch_blob(&reference, &attestation.digest)
+            .await
+            .unwrap();
+        let envelope: Value = serde_json::from_slice(&blob).unwrap();
+        let payload = BASE64
+            .decode(envelope["payload"].as_str().unwrap())
+            .unwrap();
+        let statement: Value = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(
+            statement["predicateType"],
+            attestation.predicate_type.as_str()
+        );
+    }
+
     // The provenance names the operator and every index, key and package it resolved.
     let statements = attached_statements(&reader, &repository, &digest).await;
     let provenance = statements

@@ -296,6 +296,10 @@ pub struct ArtifactRef {
     pub reference: String,
     /// Digest of the manifest now under that tag.
     pub digest: String,
+    /// Digest of this artifact's own layer in that manifest: the simple-signing payload of a
+    /// signature, the DSSE envelope of an attestation. Stays valid when later signatures or
+    /// attestations are appended to the same tag, which changes `digest`.
+    pub layer: String,
     /// Whether this call appended a layer (false when an identical one was already there).
     pub appended: bool,
 }
@@ -555,6 +559,7 @@ async fn append_layer<S: SignatureStore>(
     layer: &SignatureLayer,
 ) -> Result<ArtifactRef, PublishError> {
     let reference = format!("{repository}:{tag}");
+    let layer_digest = sha256_digest(&layer.payload);
     for _ in 0..MAX_MERGE_ATTEMPTS {
         let existing = read_existing(store, repository, tag, &reference).await?;
         let image: Box<SignatureImage> =
@@ -564,6 +569,7 @@ async fn append_layer<S: SignatureStore>(
                     return Ok(ArtifactRef {
                         reference,
                         digest,
+                        layer: layer_digest,
                         appended: false,
                     });
                 }
@@ -575,7 +581,7 @@ async fn append_layer<S: SignatureStore>(
             .await
             .map_err(|source| PublishError::Store {
                 operation: StoreOperation::PushBlob,
-                target: blob_target(&sha256_digest(&layer.payload)),
+                target: blob_target(&layer_digest),
                 error: Box::new(source),
             })?;
         store
@@ -612,6 +618,7 @@ async fn append_layer<S: SignatureStore>(
             return Ok(ArtifactRef {
                 reference,
                 digest: expected,
+                layer: layer_digest,
                 appended: true,
             });
         }
