@@ -219,6 +219,15 @@ fn registry_client(docker_config: &Path) -> Registry {
 }
 
 /// The statements attached under `repository:sha256-<hex>.att`, decoded from their envelopes.
+/// The in-toto statement inside a DSSE envelope blob.
+fn statement_of(envelope: &[u8]) -> Value {
+    let envelope: Value = serde_json::from_slice(envelope).unwrap();
+    let payload = BASE64
+        .decode(envelope["payload"].as_str().unwrap())
+        .unwrap();
+    serde_json::from_slice(&payload).unwrap()
+}
+
 async fn attached_statements(registry: &Registry, repository: &str, digest: &str) -> Vec<Value> {
     let tag = format!("{}.att", digest.replace(':', "-"));
     let reference = parse_reference(&format!("{repository}:{tag}")).unwrap();
@@ -230,11 +239,7 @@ async fn attached_statements(registry: &Registry, repository: &str, digest: &str
             .fetch_blob(&reference, layer["digest"].as_str().unwrap())
             .await
             .unwrap();
-        let envelope: Value = serde_json::from_slice(&blob).unwrap();
-        let payload = BASE64
-            .decode(envelope["payload"].as_str().unwrap())
-            .unwrap();
-        statements.push(serde_json::from_slice(&payload).unwrap());
+        statements.push(statement_of(&blob));
     }
     statements
 }
@@ -465,11 +470,7 @@ async fn local_backend_builds_pushes_signs_and_reports() {
             .fetch_blob(&reference, &attestation.digest)
             .await
             .unwrap();
-        let envelope: Value = serde_json::from_slice(&blob).unwrap();
-        let payload = BASE64
-            .decode(envelope["payload"].as_str().unwrap())
-            .unwrap();
-        let statement: Value = serde_json::from_slice(&payload).unwrap();
+        let statement = statement_of(&blob);
         assert_eq!(
             statement["predicateType"],
             attestation.predicate_type.as_str()
