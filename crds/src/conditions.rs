@@ -108,8 +108,9 @@ impl Reason {
         Self::ALL.into_iter().find(|r| r.as_str() == name)
     }
 
-    /// Whether a failure with this reason needs a spec change (or a manual rebuild request)
-    /// before another attempt can succeed; such failures set `Stalled`.
+    /// Whether another attempt with the same inputs cannot succeed: the spec, the packages or
+    /// the limits must change first. Every failed build sets `Stalled` (the operator does not
+    /// retry on its own); for the other reasons a rebuild request alone may be enough.
     pub fn is_terminal(self) -> bool {
         matches!(
             self,

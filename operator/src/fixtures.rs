@@ -279,17 +279,17 @@ impl TestImageBuild {
             Some(generation),
             at(0),
         );
-        if reason.is_terminal() {
-            set_condition(
-                &mut status.conditions,
-                ConditionType::Stalled,
-                true,
-                reason,
-                "failed",
-                Some(generation),
-                at(0),
-            );
-        }
+        // As `status` records every failed build: Stalled until the spec or a rebuild request
+        // changes.
+        set_condition(
+            &mut status.conditions,
+            ConditionType::Stalled,
+            true,
+            reason,
+            "failed",
+            Some(generation),
+            at(0),
+        );
         self
     }
 }

@@ -25,8 +25,8 @@
 //!
 //! A running build is never interrupted: a spec change during a build waits for it to finish
 //! (row 2), then builds the new generation (row 5). A finished build is never repeated for the
-//! same generation and trigger, so a failure cannot loop: after a failure that is not
-//! terminal, the next spec change, rebuild request or lock change builds again.
+//! same generation and trigger, so a failure cannot loop: every failed build is `Stalled`
+//! (row 7), and only the next spec change or rebuild request builds again.
 
 use std::time::Duration;
 
