@@ -4,9 +4,8 @@
 --              condition's observedGeneration equal metadata.generation).
 -- Progressing: no status yet, a status that describes an older generation, Reconciling=True
 --              (a build is queued, pending or running), or Ready not yet decided.
--- Degraded:    Stalled=True (a failure that needs a spec change or a rebuild request), or
---              Ready=False with a failure reason (the last build failed; the next trigger
---              retries it).
+-- Degraded:    Stalled=True (the last build failed; a spec change or a rebuild request
+--              builds again), or Ready=False with a failure reason.
 -- Messages come from the conditions, as "Reason: message".
 --
 -- Install it as the argocd-cm key resource.customizations.health.securebuild.dev_ImageBuild
