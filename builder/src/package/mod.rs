@@ -52,6 +52,15 @@ pub enum PackageError {
         message: String,
     },
 
+    /// The package cannot be made for the architecture asked for.
+    #[error("--arch {arch}: {message}")]
+    Arch {
+        /// The architecture asked for.
+        arch: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+
     /// The staged directory holds something a package cannot carry.
     #[error("{}: {message}", path.display())]
     Staged {
@@ -63,7 +72,7 @@ pub enum PackageError {
 
     /// A staged program or library is built for another architecture than the package.
     #[error(
-        "{} is a {found} ELF file, but the package is for {arch}: build it for {arch} (or package it with --arch {found})",
+        "{} is built for {found}, but the package is for {arch}: build it for {arch} (or package it with --arch {found})",
         path.display()
     )]
     ForeignBinary {

@@ -66,16 +66,16 @@ pub fn write_package(
 ) -> Result<WrittenPackage, PackageError> {
     let arch = options.arch.as_str();
     if arch.is_empty() || !arch.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        return Err(PackageError::Config {
-            path: destdir.to_path_buf(),
-            message: format!("{arch:?} is not an apk architecture (e.g. x86_64, aarch64)"),
+        return Err(PackageError::Arch {
+            arch: arch.to_owned(),
+            message: "not an apk architecture (e.g. x86_64, aarch64)".into(),
         });
     }
     if !config.allows_arch(arch) {
-        return Err(PackageError::Config {
-            path: destdir.to_path_buf(),
+        return Err(PackageError::Arch {
+            arch: arch.to_owned(),
             message: format!(
-                "package {} is for {} only (target-architecture), not {arch}",
+                "package {} is for {} only (package.target-architecture)",
                 config.name,
                 config.target_architecture.join(", ")
             ),
