@@ -107,7 +107,7 @@ pub enum Error {
 
     /// A package or package index could not be made.
     #[error(transparent)]
-    MakePackage(#[from] crate::package::PackageError),
+    MakePackage(#[from] crate::package::PackagingError),
 
     /// A feature of the configuration this builder does not support.
     #[error("{what} is not supported")]

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::PackageError;
+use super::PackagingError;
 use crate::apk::constraint::Dependency;
 use crate::apk::version;
 
@@ -116,9 +116,9 @@ pub struct Options {
 
 impl PackageConfig {
     /// Reads and validates a package configuration file.
-    pub fn load(path: &Path) -> Result<Self, PackageError> {
-        let text = std::fs::read_to_string(path).map_err(PackageError::file(path))?;
-        Self::from_yaml(&text).map_err(|message| PackageError::Config {
+    pub fn load(path: &Path) -> Result<Self, PackagingError> {
+        let text = std::fs::read_to_string(path).map_err(PackagingError::file(path))?;
+        Self::from_yaml(&text).map_err(|message| PackagingError::Config {
             path: path.to_path_buf(),
             message,
         })

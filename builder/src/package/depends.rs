@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::Path;
 
-use super::PackageError;
+use super::PackagingError;
 use super::config::Options;
 use super::stage::StagedEntry;
 use crate::elf::{self, ET_DYN, ET_EXEC};
@@ -42,7 +42,7 @@ pub fn analyze(
     arch: &str,
     full_version: &str,
     options: &Options,
-) -> Result<Generated, PackageError> {
+) -> Result<Generated, PackagingError> {
     let machine = elf::machine_for_apk_arch(arch);
     let mut depends = BTreeSet::new();
     // soname → version, for provides and for dropping self-satisfied dependencies.
@@ -62,8 +62,8 @@ pub fn analyze(
         let Some(source) = &staged.source else {
             continue;
         };
-        let file = File::open(source).map_err(PackageError::file(source))?;
-        let Some(parsed) = elf::read_elf(&file).map_err(PackageError::file(source))? else {
+        let file = File::open(source).map_err(PackagingError::file(source))?;
+        let Some(parsed) = elf::read_elf(&file).map_err(PackagingError::file(source))? else {
             continue;
         };
         if parsed.e_type != ET_EXEC && parsed.e_type != ET_DYN {
@@ -72,7 +72,7 @@ pub fn analyze(
         if let Some(expected) = machine
             && parsed.machine != expected
         {
-            return Err(PackageError::ForeignBinary {
+            return Err(PackagingError::ForeignBinary {
                 path: Path::new(&entry.path).to_path_buf(),
                 found: elf::machine_name(parsed.machine),
                 arch: arch.to_owned(),

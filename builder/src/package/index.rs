@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-use super::PackageError;
+use super::PackagingError;
 use super::sign::{SigningKey, gzip_member};
 use crate::apk::archive::{DESCRIPTION_ENTRY, INDEX_ENTRY, Limits, PkgInfo, read_package};
 use crate::apk::constraint::Dependency;
@@ -31,37 +31,43 @@ pub struct IndexOptions {
 }
 
 /// The index record of one `.apk` file.
-pub fn package_record(path: &Path) -> Result<PackageRecord, PackageError> {
-    let file = File::open(path).map_err(PackageError::file(path))?;
-    let size = file.metadata().map_err(PackageError::file(path))?.len();
+pub fn package_record(path: &Path) -> Result<PackageRecord, PackagingError> {
+    let file = File::open(path).map_err(PackagingError::file(path))?;
+    let size = file.metadata().map_err(PackagingError::file(path))?.len();
     let archive = read_package(BufReader::new(file), &Limits::default()).map_err(|source| {
-        PackageError::Read {
+        PackagingError::Read {
             path: path.to_path_buf(),
             source,
         }
     })?;
     let control = archive.control;
-    record_from(&control.pkginfo, control.digests.checksum(), size).map_err(|message| {
-        PackageError::Invalid {
+    record_from(&control.pkginfo, control.digests.checksum(), size).map_err(
+        |(field, value, problem)| PackagingError::InvalidPkgInfo {
             path: path.to_path_buf(),
-            message,
-        }
-    })
+            field,
+            value,
+            problem,
+        },
+    )
 }
 
-fn record_from(info: &PkgInfo, checksum: String, size: u64) -> Result<PackageRecord, String> {
-    if info.pkgname.is_empty() || info.pkgver.is_empty() {
-        return Err(".PKGINFO has no pkgname or pkgver".into());
+/// A `.PKGINFO` field the index cannot hold: (field, value, problem).
+type FieldProblem = (&'static str, String, String);
+
+fn record_from(info: &PkgInfo, checksum: String, size: u64) -> Result<PackageRecord, FieldProblem> {
+    if info.pkgname.is_empty() {
+        return Err(("pkgname", String::new(), "missing".into()));
     }
     if !version::is_valid(&info.pkgver) {
-        return Err(format!(
-            "pkgver {:?} is not a valid apk version",
-            info.pkgver
+        return Err((
+            "pkgver",
+            info.pkgver.clone(),
+            "not a valid apk version".into(),
         ));
     }
-    let atoms = |field: &str, list: &[String]| -> Result<Vec<Dependency>, String> {
+    let atoms = |field: &'static str, list: &[String]| -> Result<Vec<Dependency>, FieldProblem> {
         list.iter()
-            .map(|atom| Dependency::parse(atom).map_err(|e| format!("{field} {atom:?}: {e}")))
+            .map(|atom| Dependency::parse(atom).map_err(|e| (field, atom.clone(), e.to_string())))
             .collect()
     };
     Ok(PackageRecord {
@@ -93,7 +99,7 @@ pub fn index_bytes(
     mut records: Vec<PackageRecord>,
     key: &SigningKey,
     options: &IndexOptions,
-) -> Result<Vec<u8>, PackageError> {
+) -> Result<Vec<u8>, PackagingError> {
     records.sort_by(|a, b| {
         a.name
             .cmp(&b.name)
@@ -126,7 +132,7 @@ pub fn write_index_file(
     output: &Path,
     key: &SigningKey,
     options: &IndexOptions,
-) -> Result<usize, PackageError> {
+) -> Result<usize, PackagingError> {
     let records = packages
         .iter()
         .map(|path| package_record(path))
@@ -138,12 +144,12 @@ pub fn write_index_file(
         _ => Path::new("."),
     };
     let mut file = super::readable_temp_file(dir)?;
-    std::io::Write::write_all(&mut file, &bytes).map_err(PackageError::file(output))?;
+    std::io::Write::write_all(&mut file, &bytes).map_err(PackagingError::file(output))?;
     file.as_file()
         .sync_all()
-        .map_err(PackageError::file(output))?;
+        .map_err(PackagingError::file(output))?;
     file.persist(output)
-        .map_err(|error| PackageError::file(output)(error.error))?;
+        .map_err(|error| PackagingError::file(output)(error.error))?;
     Ok(count)
 }
 
@@ -153,15 +159,15 @@ pub fn write_repository_index(
     arch_dir: &Path,
     key: &SigningKey,
     options: &IndexOptions,
-) -> Result<usize, PackageError> {
+) -> Result<usize, PackagingError> {
     let mut packages = Vec::new();
-    for entry in std::fs::read_dir(arch_dir).map_err(PackageError::file(arch_dir))? {
-        let entry = entry.map_err(PackageError::file(arch_dir))?;
+    for entry in std::fs::read_dir(arch_dir).map_err(PackagingError::file(arch_dir))? {
+        let entry = entry.map_err(PackagingError::file(arch_dir))?;
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "apk")
             && entry
                 .file_type()
-                .map_err(PackageError::file(&path))?
+                .map_err(PackagingError::file(&path))?
                 .is_file()
         {
             packages.push(path);

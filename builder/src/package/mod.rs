@@ -32,7 +32,7 @@ pub use write::{PackageOptions, WrittenPackage, write_package};
 
 /// Why a package or index could not be made.
 #[derive(Debug, thiserror::Error)]
-pub enum PackageError {
+pub enum PackagingError {
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     File {
@@ -48,26 +48,74 @@ pub enum PackageError {
     Config {
         /// The configuration file.
         path: PathBuf,
-        /// What is wrong and how to fix it.
+        /// What is wrong and how to fix it (serde's or the validation's words).
         message: String,
     },
 
-    /// The package cannot be made for the architecture asked for.
-    #[error("--arch {arch}: {message}")]
-    Arch {
+    /// `--arch` is not an apk architecture name.
+    #[error("--arch {arch:?} is not an apk architecture (e.g. x86_64, aarch64)")]
+    InvalidArch {
         /// The architecture asked for.
         arch: String,
-        /// What is wrong and how to fix it.
-        message: String,
     },
 
-    /// The staged directory holds something a package cannot carry.
-    #[error("{}: {message}", path.display())]
-    Staged {
+    /// The configuration's `target-architecture` leaves out the architecture asked for.
+    #[error(
+        "package {package} is for {} only (package.target-architecture), not --arch {arch}",
+        targets.join(", ")
+    )]
+    ArchNotTargeted {
+        /// The package name.
+        package: String,
+        /// The architecture asked for.
+        arch: String,
+        /// The configured architectures.
+        targets: Vec<String>,
+    },
+
+    /// `--destdir` is not a directory.
+    #[error("{} is not a directory: pass the directory the files were installed into", path.display())]
+    NotADirectory {
+        /// The path given.
+        path: PathBuf,
+    },
+
+    /// A staged name or link target is not UTF-8, which apk cannot record.
+    #[error("{}: {what} is not UTF-8, which apk cannot record: rename it", path.display())]
+    NotUtf8 {
+        /// The staged entry.
+        path: PathBuf,
+        /// `the name` or `the link target`.
+        what: &'static str,
+    },
+
+    /// The staged directory holds a device, FIFO or socket.
+    #[error(
+        "{}: devices, FIFOs and sockets cannot be packaged: remove it from the staged directory (images get device nodes from the runtime)",
+        path.display()
+    )]
+    UnsupportedFileType {
+        /// The staged entry.
+        path: PathBuf,
+    },
+
+    /// The staged directory holds more entries than one package may.
+    #[error("{}: more than {limit} entries in one package", path.display())]
+    TooManyEntries {
+        /// The entry past the limit.
+        path: PathBuf,
+        /// The limit.
+        limit: usize,
+    },
+
+    /// A staged file changed between hashing and writing.
+    #[error(
+        "{}: changed while it was being packaged: package again once nothing writes to the staged directory",
+        path.display()
+    )]
+    ChangedWhilePackaging {
         /// The staged file.
         path: PathBuf,
-        /// What is wrong and how to fix it.
-        message: String,
     },
 
     /// A staged program or library is built for another architecture than the package.
@@ -85,21 +133,33 @@ pub enum PackageError {
     },
 
     /// The signing key cannot be used.
-    #[error("signing key {}: {message}", path.display())]
+    #[error("signing key {}: {source}", path.display())]
     Key {
         /// The key file.
         path: PathBuf,
-        /// What is wrong and how to fix it.
-        message: String,
+        /// Why.
+        #[source]
+        source: sign::KeyError,
     },
 
     /// Signing failed.
-    #[error("signing with {key} failed: {message}")]
+    #[error("signing with {key} failed: {source}")]
     Sign {
         /// The key name.
         key: String,
         /// The signature library's error.
-        message: String,
+        #[source]
+        source: rsa::signature::Error,
+    },
+
+    /// The public key could not be encoded.
+    #[error("encoding the public key of {key} failed: {source}")]
+    PublicKey {
+        /// The key name.
+        key: String,
+        /// The encoder's error.
+        #[source]
+        source: rsa::pkcs8::spki::Error,
     },
 
     /// A tar member could not be written.
@@ -107,12 +167,13 @@ pub enum PackageError {
     Tar(#[from] crate::image::layer::LayerError),
 
     /// Compression failed.
-    #[error("compressing {what} failed: {message}")]
+    #[error("compressing {what} failed: {source}")]
     Compress {
         /// Which member.
         what: &'static str,
         /// The compressor's error.
-        message: String,
+        #[source]
+        source: io::Error,
     },
 
     /// A package to index could not be read.
@@ -126,12 +187,16 @@ pub enum PackageError {
     },
 
     /// A package to index has a `.PKGINFO` value the index cannot hold.
-    #[error("{}: {message}", path.display())]
-    Invalid {
+    #[error("{}: .PKGINFO {field} {value:?}: {problem}", path.display())]
+    InvalidPkgInfo {
         /// The package file.
         path: PathBuf,
-        /// What is wrong.
-        message: String,
+        /// The field, e.g. `pkgver` or `depend`.
+        field: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong with it.
+        problem: String,
     },
 }
 
@@ -142,16 +207,16 @@ pub const OUTPUT_MODE: u32 = 0o644;
 /// A temporary file in `dir` that becomes a package or index by renaming.
 pub(crate) fn readable_temp_file(
     dir: &std::path::Path,
-) -> Result<tempfile::NamedTempFile, PackageError> {
+) -> Result<tempfile::NamedTempFile, PackagingError> {
     use std::os::unix::fs::PermissionsExt as _;
     tempfile::Builder::new()
         .prefix(".securebuild-")
         .permissions(std::fs::Permissions::from_mode(OUTPUT_MODE))
         .tempfile_in(dir)
-        .map_err(PackageError::file(dir))
+        .map_err(PackagingError::file(dir))
 }
 
-impl PackageError {
+impl PackagingError {
     pub(crate) fn file(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
         let path = path.into();
         move |source| Self::File { path, source }

@@ -21,13 +21,37 @@ use rsa::signature::hazmat::PrehashSigner;
 use rsa::traits::PublicKeyParts;
 use sha2::{Digest, Sha256};
 
-use super::PackageError;
+use super::PackagingError;
 use crate::apk::signature::SCHEME_RSA_SHA256;
 use crate::image::entry::LayerEntry;
 use crate::image::layer::LayerWriter;
 
 /// Smallest key accepted, in bits.
 pub const MIN_KEY_BITS: usize = 2048;
+
+/// Why a private key cannot sign packages.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The PEM is encrypted.
+    #[error(
+        "encrypted keys are not supported: decrypt it with `openssl rsa -in KEY -out KEY.plain`"
+    )]
+    Encrypted,
+    /// Not an RSA private key in PEM.
+    #[error(
+        "not an RSA private key in PEM (`RSA PRIVATE KEY` or `PRIVATE KEY`); make one with `openssl genrsa -out NAME.rsa 4096`"
+    )]
+    NotRsa,
+    /// The modulus is too short.
+    #[error("a {bits}-bit key is too small: use at least {MIN_KEY_BITS} bits")]
+    TooSmall {
+        /// The key's size.
+        bits: usize,
+    },
+    /// The file name cannot name the public key in keyrings.
+    #[error("the file name must be UTF-8 without `/`: it names the public key in keyrings")]
+    FileName,
+}
 
 /// An RSA private key and the name its public half goes by.
 pub struct SigningKey {
@@ -45,43 +69,33 @@ impl std::fmt::Debug for SigningKey {
 
 impl SigningKey {
     /// Reads a PEM private key; its name is the file name plus `.pub`.
-    pub fn load(path: &Path) -> Result<Self, PackageError> {
-        let pem = std::fs::read_to_string(path).map_err(PackageError::file(path))?;
+    pub fn load(path: &Path) -> Result<Self, PackagingError> {
+        let pem = std::fs::read_to_string(path).map_err(PackagingError::file(path))?;
+        let key_error = |source| PackagingError::Key {
+            path: path.to_path_buf(),
+            source,
+        };
         let base = path
             .file_name()
             .and_then(|n| n.to_str())
-            .ok_or_else(|| PackageError::Key {
-                path: path.to_path_buf(),
-                message: "the file name must be UTF-8: it names the public key".into(),
-            })?;
-        Self::from_pem(&format!("{base}.pub"), &pem).map_err(|message| PackageError::Key {
-            path: path.to_path_buf(),
-            message,
-        })
+            .ok_or_else(|| key_error(KeyError::FileName))?;
+        Self::from_pem(&format!("{base}.pub"), &pem).map_err(key_error)
     }
 
     /// A key from PEM text, named `name` (e.g. `packages.rsa.pub`).
-    pub fn from_pem(name: &str, pem: &str) -> Result<Self, String> {
+    pub fn from_pem(name: &str, pem: &str) -> Result<Self, KeyError> {
         if pem.contains("ENCRYPTED") {
-            return Err("encrypted keys are not supported: decrypt it with \
-                        `openssl rsa -in KEY -out KEY.plain`"
-                .into());
+            return Err(KeyError::Encrypted);
         }
         let key = PrivateKey::from_pkcs1_pem(pem)
             .or_else(|_| PrivateKey::from_pkcs8_pem(pem))
-            .map_err(|_| {
-                "not an RSA private key in PEM (`RSA PRIVATE KEY` or `PRIVATE KEY`); make one \
-                 with `openssl genrsa -out NAME.rsa 4096`"
-                    .to_string()
-            })?;
+            .map_err(|_| KeyError::NotRsa)?;
         let bits = key.size() * 8;
         if bits < MIN_KEY_BITS {
-            return Err(format!(
-                "a {bits}-bit key is too small: use at least {MIN_KEY_BITS} bits"
-            ));
+            return Err(KeyError::TooSmall { bits });
         }
         if name.is_empty() || name.contains(['/', '\0']) {
-            return Err(format!("{name:?} cannot name a key"));
+            return Err(KeyError::FileName);
         }
         Ok(Self {
             name: name.to_owned(),
@@ -95,31 +109,31 @@ impl SigningKey {
     }
 
     /// The public key as SPKI PEM (`PUBLIC KEY`), what keyrings hold.
-    pub fn public_key_pem(&self) -> Result<String, PackageError> {
+    pub fn public_key_pem(&self) -> Result<String, PackagingError> {
         self.key
             .to_public_key()
             .to_public_key_pem(LineEnding::LF)
-            .map_err(|error| PackageError::Sign {
+            .map_err(|source| PackagingError::PublicKey {
                 key: self.name.clone(),
-                message: error.to_string(),
+                source,
             })
     }
 
     /// RSASSA-PKCS1-v1_5 with SHA-256 over `message`.
-    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, PackageError> {
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, PackagingError> {
         let signer = Pkcs1v15SigningKey::<Sha256>::new(self.key.clone());
         signer
             .sign_prehash(&Sha256::digest(message))
             .map(|signature| signature.to_vec())
-            .map_err(|error| PackageError::Sign {
+            .map_err(|source| PackagingError::Sign {
                 key: self.name.clone(),
-                message: error.to_string(),
+                source,
             })
     }
 
     /// The gzipped signature member over `signed` (a member's compressed bytes), its entry
     /// dated `mtime`.
-    pub fn signature_member(&self, signed: &[u8], mtime: i64) -> Result<Vec<u8>, PackageError> {
+    pub fn signature_member(&self, signed: &[u8], mtime: i64) -> Result<Vec<u8>, PackagingError> {
         let signature = self.sign(signed)?;
         let entry = LayerEntry::file(
             format!(".SIGN.{SCHEME_RSA_SHA256}.{}", self.name),
@@ -134,11 +148,8 @@ impl SigningKey {
 }
 
 /// One gzip member of `bytes` at the best compression, with no name and a zero mtime.
-pub fn gzip_member(bytes: &[u8], what: &'static str) -> Result<Vec<u8>, PackageError> {
-    let compress = |error: std::io::Error| PackageError::Compress {
-        what,
-        message: error.to_string(),
-    };
+pub fn gzip_member(bytes: &[u8], what: &'static str) -> Result<Vec<u8>, PackagingError> {
+    let compress = |source: std::io::Error| PackagingError::Compress { what, source };
     let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
     encoder.write_all(bytes).map_err(compress)?;
     encoder.finish().map_err(compress)
@@ -203,8 +214,11 @@ pub(crate) mod tests {
             ("-----BEGIN ENCRYPTED PRIVATE KEY-----\n", "encrypted keys"),
         ];
         for (pem, expected) in cases {
-            let error = SigningKey::from_pem("k.pub", pem).unwrap_err();
+            let error = SigningKey::from_pem("k.pub", pem).unwrap_err().to_string();
             assert!(error.contains(expected), "{error}");
         }
+        let pem = test_key().key.to_pkcs8_pem(LineEnding::LF).unwrap();
+        let error = SigningKey::from_pem("a/b.pub", &pem).unwrap_err();
+        assert!(matches!(error, KeyError::FileName), "{error}");
     }
 }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use sha1::{Digest, Sha1};
 
-use super::PackageError;
+use super::PackagingError;
 use crate::image::entry::{EntryKind, LayerEntry};
 
 /// Most entries a staged directory may hold.
@@ -44,12 +44,11 @@ impl StagedEntry {
 }
 
 /// Walks `root` into entries with modification time `mtime`.
-pub fn stage(root: &Path, mtime: i64) -> Result<Vec<StagedEntry>, PackageError> {
-    let metadata = fs::metadata(root).map_err(PackageError::file(root))?;
+pub fn stage(root: &Path, mtime: i64) -> Result<Vec<StagedEntry>, PackagingError> {
+    let metadata = fs::metadata(root).map_err(PackagingError::file(root))?;
     if !metadata.is_dir() {
-        return Err(PackageError::Staged {
+        return Err(PackagingError::NotADirectory {
             path: root.to_path_buf(),
-            message: "is not a directory: pass the directory the files were installed into".into(),
         });
     }
     let mut walk = Walk {
@@ -69,15 +68,15 @@ struct Walk {
 }
 
 impl Walk {
-    fn dir(&mut self, dir: &Path, prefix: &str) -> Result<(), PackageError> {
+    fn dir(&mut self, dir: &Path, prefix: &str) -> Result<(), PackagingError> {
         let mut names = Vec::new();
-        for child in fs::read_dir(dir).map_err(PackageError::file(dir))? {
-            let child = child.map_err(PackageError::file(dir))?;
+        for child in fs::read_dir(dir).map_err(PackagingError::file(dir))? {
+            let child = child.map_err(PackagingError::file(dir))?;
             let name = child.file_name();
             let Some(name) = name.to_str() else {
-                return Err(PackageError::Staged {
+                return Err(PackagingError::NotUtf8 {
                     path: child.path(),
-                    message: "the name is not UTF-8, which apk cannot record: rename it".into(),
+                    what: "the name",
                 });
             };
             names.push(name.to_owned());
@@ -91,12 +90,12 @@ impl Walk {
                 format!("{prefix}/{name}")
             };
             if self.entries.len() >= MAX_ENTRIES {
-                return Err(PackageError::Staged {
+                return Err(PackagingError::TooManyEntries {
                     path,
-                    message: format!("more than {MAX_ENTRIES} entries in one package"),
+                    limit: MAX_ENTRIES,
                 });
             }
-            let metadata = fs::symlink_metadata(&path).map_err(PackageError::file(&path))?;
+            let metadata = fs::symlink_metadata(&path).map_err(PackagingError::file(&path))?;
             let mode = metadata.permissions().mode() & 0o7777;
             let kind = metadata.file_type();
             if kind.is_dir() {
@@ -107,11 +106,11 @@ impl Walk {
                 );
                 self.dir(&path, &relative)?;
             } else if kind.is_symlink() {
-                let target = fs::read_link(&path).map_err(PackageError::file(&path))?;
+                let target = fs::read_link(&path).map_err(PackagingError::file(&path))?;
                 let Some(target) = target.to_str() else {
-                    return Err(PackageError::Staged {
+                    return Err(PackagingError::NotUtf8 {
                         path,
-                        message: "the link target is not UTF-8".into(),
+                        what: "the link target",
                     });
                 };
                 // abuild-tar records the SHA-1 of a link's target, as apk's database does.
@@ -144,12 +143,7 @@ impl Walk {
                     Some(sha1),
                 );
             } else {
-                return Err(PackageError::Staged {
-                    path,
-                    message: "devices, FIFOs and sockets cannot be packaged: remove it from the \
-                              staged directory (images get device nodes from the runtime)"
-                        .into(),
-                });
+                return Err(PackagingError::UnsupportedFileType { path });
             }
         }
         Ok(())
@@ -165,18 +159,15 @@ impl Walk {
 }
 
 /// The error for a staged file that changed while it was being packaged.
-pub(crate) fn changed(path: &Path) -> PackageError {
-    PackageError::Staged {
+pub(crate) fn changed(path: &Path) -> PackagingError {
+    PackagingError::ChangedWhilePackaging {
         path: path.to_path_buf(),
-        message: "changed while it was being packaged: package again once nothing writes to \
-                  the staged directory"
-            .into(),
     }
 }
 
 /// Size and SHA-1 of a file's content.
-fn hash_file(path: &Path) -> Result<(u64, [u8; 20]), PackageError> {
-    let mut file = File::open(path).map_err(PackageError::file(path))?;
+fn hash_file(path: &Path) -> Result<(u64, [u8; 20]), PackagingError> {
+    let mut file = File::open(path).map_err(PackagingError::file(path))?;
     let mut hasher = Sha1::new();
     let mut buffer = vec![0u8; 256 * 1024];
     let mut size = 0u64;
@@ -185,7 +176,7 @@ fn hash_file(path: &Path) -> Result<(u64, [u8; 20]), PackageError> {
             Ok(0) => break,
             Ok(read) => read,
             Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-            Err(error) => return Err(PackageError::file(path)(error)),
+            Err(error) => return Err(PackagingError::file(path)(error)),
         };
         hasher.update(&buffer[..read]);
         size += read as u64;
@@ -255,7 +246,8 @@ mod tests {
     }
 
     #[test]
-    fn refuses_fifos_and_non_directories() {
+    fn refuses_fifos_odd_names_and_non_directories() {
+        use std::os::unix::ffi::OsStrExt as _;
         let tmp = tempfile::tempdir().unwrap();
         let fifo = tmp.path().join("pipe");
         let status = std::process::Command::new("mkfifo")
@@ -265,6 +257,34 @@ mod tests {
         assert!(status.success());
         let error = stage(tmp.path(), 0).unwrap_err().to_string();
         assert!(error.contains("pipe") && error.contains("FIFOs"), "{error}");
+
+        std::fs::remove_file(&fifo).unwrap();
+        let odd = std::ffi::OsStr::from_bytes(b"caf\xe9");
+        fs::write(tmp.path().join(odd), b"x").unwrap();
+        let error = stage(tmp.path(), 0).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                PackagingError::NotUtf8 {
+                    what: "the name",
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        fs::remove_file(tmp.path().join(odd)).unwrap();
+        std::os::unix::fs::symlink(odd, tmp.path().join("link")).unwrap();
+        let error = stage(tmp.path(), 0).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                PackagingError::NotUtf8 {
+                    what: "the link target",
+                    ..
+                }
+            ),
+            "{error}"
+        );
 
         let file = tmp.path().join("file");
         fs::write(&file, b"x").unwrap();

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use sha1::{Digest, Sha1};
 
-use super::PackageError;
+use super::PackagingError;
 use super::config::PackageConfig;
 use super::depends::{self, Generated};
 use super::sign::{SigningKey, gzip_member};
@@ -63,22 +63,18 @@ pub fn write_package(
     key: &SigningKey,
     options: &PackageOptions,
     output: &Path,
-) -> Result<WrittenPackage, PackageError> {
+) -> Result<WrittenPackage, PackagingError> {
     let arch = options.arch.as_str();
     if arch.is_empty() || !arch.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        return Err(PackageError::Arch {
+        return Err(PackagingError::InvalidArch {
             arch: arch.to_owned(),
-            message: "not an apk architecture (e.g. x86_64, aarch64)".into(),
         });
     }
     if !config.allows_arch(arch) {
-        return Err(PackageError::Arch {
+        return Err(PackagingError::ArchNotTargeted {
+            package: config.name.clone(),
             arch: arch.to_owned(),
-            message: format!(
-                "package {} is for {} only (package.target-architecture)",
-                config.name,
-                config.target_architecture.join(", ")
-            ),
+            targets: config.target_architecture.clone(),
         });
     }
     let version = config.full_version();
@@ -87,8 +83,8 @@ pub fn write_package(
     let installed_size: u64 = staged.iter().map(StagedEntry::size).sum();
 
     let arch_dir = output.join(arch);
-    std::fs::create_dir_all(&arch_dir).map_err(PackageError::file(&arch_dir))?;
-    let mut data = tempfile::tempfile_in(&arch_dir).map_err(PackageError::file(&arch_dir))?;
+    std::fs::create_dir_all(&arch_dir).map_err(PackagingError::file(&arch_dir))?;
+    let mut data = tempfile::tempfile_in(&arch_dir).map_err(PackagingError::file(&arch_dir))?;
     let datahash = write_data(&staged, &mut data, options.threads)?;
 
     let (depends, provides) = merged(config, &generated);
@@ -114,18 +110,18 @@ pub fn write_package(
             .and_then(|()| data.rewind())
             .and_then(|()| io::copy(&mut data, &mut writer).map(drop))
             .and_then(|()| writer.flush())
-            .map_err(PackageError::file(&path))?;
+            .map_err(PackagingError::file(&path))?;
     }
     out.as_file()
         .sync_all()
-        .map_err(PackageError::file(&path))?;
+        .map_err(PackagingError::file(&path))?;
     let size = out
         .as_file()
         .metadata()
-        .map_err(PackageError::file(&path))?
+        .map_err(PackagingError::file(&path))?
         .len();
     out.persist(&path)
-        .map_err(|error| PackageError::file(&path)(error.error))?;
+        .map_err(|error| PackagingError::file(&path)(error.error))?;
     Ok(WrittenPackage {
         path,
         name: config.name.clone(),
@@ -143,7 +139,7 @@ fn write_data(
     staged: &[StagedEntry],
     out: &mut File,
     threads: usize,
-) -> Result<String, PackageError> {
+) -> Result<String, PackagingError> {
     let sink = LayerSink::with_threads(
         BufWriter::new(out),
         Compression::Gzip {
@@ -157,7 +153,7 @@ fn write_data(
             (EntryKind::File { .. }, Some(source), Some(sha1)) => {
                 let records =
                     BTreeMap::from([(PAX_APK_CHECKSUM.to_owned(), hex::encode(sha1).into_bytes())]);
-                let file = File::open(source).map_err(PackageError::file(source))?;
+                let file = File::open(source).map_err(PackagingError::file(source))?;
                 let mut reader = HashingReader {
                     inner: file,
                     hasher: Sha1::new(),
@@ -183,9 +179,9 @@ fn write_data(
     }
     let sink = tar.finish()?;
     let (digests, mut writer) = sink.finish_into_inner()?;
-    writer.flush().map_err(|error| PackageError::Compress {
+    writer.flush().map_err(|source| PackagingError::Compress {
         what: "the data member",
-        message: error.to_string(),
+        source,
     })?;
     Ok(digests
         .digest
@@ -264,7 +260,7 @@ fn pkginfo(
 }
 
 /// The gzipped control tar holding `.PKGINFO`, without end-of-archive blocks.
-fn control_member(pkginfo: &str, mtime: i64) -> Result<Vec<u8>, PackageError> {
+fn control_member(pkginfo: &str, mtime: i64) -> Result<Vec<u8>, PackagingError> {
     let entry = LayerEntry::file(PKGINFO_ENTRY, pkginfo.len() as u64, 0o644, mtime);
     let mut tar = LayerWriter::new(Vec::new());
     tar.append_file(&entry, pkginfo.as_bytes())?;
