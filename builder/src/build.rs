@@ -545,27 +545,13 @@ fn generate_files(
     installed: &mut Installed,
     created: i64,
 ) -> Result<(Option<String>, ReleaseInfo)> {
-    let scripts: Vec<Vec<apkdb::PackageScript>> = installed
-        .packages
-        .iter()
-        .map(|p| {
-            p.scripts
-                .iter()
-                .map(|(name, content)| apkdb::PackageScript {
-                    name: name.clone(),
-                    content: content.clone(),
-                })
-                .collect()
-        })
-        .collect();
     let packages: Vec<apkdb::DbPackage<'_>> = installed
         .packages
         .iter()
-        .zip(&scripts)
-        .map(|(p, scripts)| apkdb::DbPackage {
+        .map(|p| apkdb::DbPackage {
             record: &verified[p.index].record,
             files: &p.paths,
-            scripts,
+            scripts: &p.scripts,
             triggers: &p.triggers,
         })
         .collect();
@@ -659,7 +645,7 @@ fn locked_world(lock: &Lock, archs: &[Architecture]) -> Result<Vec<String>> {
 /// Checks that a resolution installs exactly the lock's packages (names, versions, checksums).
 fn check_against_lock(resolution: &Resolution, lock: &Lock) -> Result<()> {
     for arch in &resolution.archs {
-        let locked: Vec<(&str, &str, &str)> = lock
+        let mut expected: Vec<(&str, &str, &str)> = lock
             .contents
             .packages
             .iter()
@@ -677,7 +663,6 @@ fn check_against_lock(resolution: &Resolution, lock: &Lock) -> Result<()> {
                 )
             })
             .collect();
-        let mut expected = locked.clone();
         expected.sort_unstable();
         resolved.sort_unstable();
         if expected != resolved {
@@ -738,13 +723,9 @@ pub fn lock_from(
         .and_then(Path::file_name)
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let checksum = config.to_yaml().map(|yaml| {
-        use base64::Engine;
-        format!(
-            "sha256-{}",
-            base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(yaml.as_bytes()))
-        )
-    });
+    let checksum = config
+        .to_yaml()
+        .map(|yaml| crate::lock::checksum("sha256", &sha2::Sha256::digest(yaml.as_bytes())));
     let keyring = resolution
         .keys
         .iter()

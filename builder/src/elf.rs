@@ -71,8 +71,6 @@ const MAX_PHDR_TABLE: u64 = 1 << 20;
 const MAX_DYNAMIC: u64 = 1 << 20;
 /// Longest string read (soname, needed name, interpreter), terminating NUL included.
 const MAX_STRING: u64 = 4096;
-/// Largest span of the string table read at once to resolve several names.
-const MAX_STRING_WINDOW: u64 = 1 << 20;
 
 /// Random-access bytes of one file.
 pub trait ElfSource {
@@ -445,53 +443,10 @@ fn read_names(
         .iter()
         .map(|&name| span(name))
         .collect::<Parsed<Vec<_>>>()?;
-    let strings = Strings::read(source, soname.iter().chain(&needed))?;
-    let soname = soname
-        .map(|(start, limit)| strings.get(source, start, limit))
-        .transpose()?;
-    let needed = needed
-        .into_iter()
-        .map(|(start, limit)| strings.get(source, start, limit))
-        .collect::<Parsed<Vec<_>>>()?;
+    let read = |(start, limit): (u64, u64)| terminated(&source.read_at(start, limit)?);
+    let soname = soname.map(read).transpose()?;
+    let needed = needed.into_iter().map(read).collect::<Parsed<Vec<_>>>()?;
     Ok((soname, needed))
-}
-
-/// The part of the string table holding the names, read at once when it is small.
-struct Strings {
-    /// File offset and bytes of the window; `None` to read each name on its own.
-    window: Option<(u64, Vec<u8>)>,
-}
-
-impl Strings {
-    fn read<'a>(
-        source: &(impl ElfSource + ?Sized),
-        spans: impl Iterator<Item = &'a (u64, u64)> + Clone,
-    ) -> Parsed<Self> {
-        let start = spans.clone().map(|&(start, _)| start).min();
-        let end = spans
-            .map(|&(start, limit)| start.saturating_add(limit))
-            .max();
-        let window = match (start, end) {
-            (Some(start), Some(end)) if end - start <= MAX_STRING_WINDOW => {
-                Some((start, source.read_at(start, end - start)?))
-            }
-            _ => None,
-        };
-        Ok(Self { window })
-    }
-
-    /// The NUL-terminated UTF-8 string at `start`, within `limit` bytes.
-    fn get(&self, source: &(impl ElfSource + ?Sized), start: u64, limit: u64) -> Parsed<String> {
-        match &self.window {
-            Some((window_start, bytes)) => {
-                let from = usize::try_from(start - window_start).map_err(|_| Failure::Malformed)?;
-                let rest = bytes.get(from..).unwrap_or_default();
-                let take = usize::try_from(limit).map_or(rest.len(), |l| l.min(rest.len()));
-                terminated(&rest[..take])
-            }
-            None => terminated(&source.read_at(start, limit)?),
-        }
-    }
 }
 
 /// The UTF-8 text before the first NUL; malformed without a NUL or when not UTF-8.
@@ -913,7 +868,7 @@ mod tests {
         let image = build(&Spec {
             soname: Some(b"libfar.so.1"),
             needed: &[b"libc.so.6", b"libm.so.6"],
-            padding: (MAX_STRING_WINDOW + 10) as usize,
+            padding: (1 << 20) + 10,
             ..Spec::default()
         });
         let file = image.read().unwrap();

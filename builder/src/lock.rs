@@ -8,6 +8,8 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::digest::finish_sha256;
+
 /// The lockfile format version apko writes.
 pub const LOCK_VERSION: &str = "v1";
 
@@ -122,15 +124,20 @@ pub enum LockError {
 impl LockRange {
     /// A range from offsets (`end` exclusive) and a digest with its algorithm name.
     pub fn new(start: u64, end: u64, algorithm: &str, digest: &[u8]) -> Self {
-        use base64::Engine;
         Self {
             range: format!("bytes={start}-{}", end.saturating_sub(1)),
-            checksum: format!(
-                "{algorithm}-{}",
-                base64::engine::general_purpose::STANDARD.encode(digest)
-            ),
+            checksum: checksum(algorithm, digest),
         }
     }
+}
+
+/// A lockfile checksum: `<algorithm>-<base64 digest>`, e.g. `sha256-…`.
+pub fn checksum(algorithm: &str, digest: &[u8]) -> String {
+    use base64::Engine;
+    format!(
+        "{algorithm}-{}",
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    )
 }
 
 impl Lock {
@@ -187,7 +194,7 @@ pub fn resolution_digest<'a>(
     for (arch, name, version, checksum) in packages {
         hasher.update(format!("{arch} {name} {version} {checksum}\n").as_bytes());
     }
-    format!("sha256:{}", hex::encode(hasher.finalize()))
+    finish_sha256(hasher)
 }
 
 #[cfg(test)]

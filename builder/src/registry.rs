@@ -39,14 +39,16 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncReadExt as _;
 
-use crate::registry_auth::{AuthError, CredentialSource, Credentials, DockerConfig};
+use crate::digest::{SHA256_PREFIX, finish_sha256};
+use crate::image::layout;
+use crate::registry_auth::{AuthError, CredentialSource, Credentials, DockerConfig, shorten};
 
 pub use oci_client::Reference;
 
 /// OCI image manifest.
-pub const OCI_MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_MANIFEST_MEDIA_TYPE: &str = layout::MEDIA_TYPE_IMAGE_MANIFEST;
 /// OCI image index.
-pub const OCI_INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+pub const OCI_INDEX_MEDIA_TYPE: &str = layout::MEDIA_TYPE_IMAGE_INDEX;
 /// Docker image manifest, schema 2.
 pub const DOCKER_MANIFEST_MEDIA_TYPE: &str = "application/vnd.docker.distribution.manifest.v2+json";
 /// Docker manifest list.
@@ -62,13 +64,13 @@ pub const MANIFEST_MEDIA_TYPES: [&str; 4] = [
 /// The header in which registries report a manifest's or blob's digest.
 pub const DOCKER_CONTENT_DIGEST_HEADER: &str = "docker-content-digest";
 /// The layout marker file.
-pub const OCI_LAYOUT_FILE: &str = "oci-layout";
+pub const OCI_LAYOUT_FILE: &str = layout::OCI_LAYOUT_FILE;
 /// The layout's entry point.
-pub const LAYOUT_INDEX_FILE: &str = "index.json";
+pub const LAYOUT_INDEX_FILE: &str = layout::INDEX_FILE;
 /// The layout's blob directory.
-pub const LAYOUT_BLOBS_DIR: &str = "blobs";
+pub const LAYOUT_BLOBS_DIR: &str = layout::BLOBS_DIR;
 /// The only layout version there is.
-pub const LAYOUT_VERSION: &str = "1.0.0";
+pub const LAYOUT_VERSION: &str = layout::IMAGE_LAYOUT_VERSION;
 /// Largest manifest read or pushed (the limit `distribution` enforces).
 pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 /// Largest blob [`Registry::fetch_blob`] reads into memory.
@@ -79,20 +81,18 @@ pub const MAX_INDEX_DEPTH: usize = 4;
 pub const DEFAULT_UPLOAD_CONCURRENCY: usize = 4;
 /// Default number of retries after a transient failure.
 pub const DEFAULT_RETRIES: usize = 4;
+/// The tag a reference with neither tag nor digest stands for.
+pub const PLACEHOLDER_TAG: &str = "latest";
 
-const SHA256_PREFIX: &str = "sha256:";
-const SHA256_HEX_LEN: usize = 64;
 const MAX_TAG_LEN: usize = 128;
 const MAX_ERROR_BODY_BYTES: u64 = 64 << 10;
 const MAX_TOKEN_BYTES: u64 = 1 << 20;
-const MAX_DETAIL_CHARS: usize = 512;
 const READ_BUFFER_BYTES: usize = 1 << 20;
 const USER_AGENT: &str = concat!("securebuild/", env!("CARGO_PKG_VERSION"));
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const READ_TIMEOUT: Duration = Duration::from_secs(300);
 const RETRY_MIN_DELAY: Duration = Duration::from_millis(250);
 const RETRY_MAX_DELAY: Duration = Duration::from_secs(8);
-const PLACEHOLDER_TAG: &str = "latest";
 /// The `client_id` docker's OAuth2 token request sends; ours names this tool.
 const TOKEN_CLIENT_ID: &str = "securebuild";
 const OAUTH_GRANT_TYPE: &str = "grant_type";
@@ -821,8 +821,8 @@ impl Registry {
         reference: &Reference,
     ) -> Result<FetchedManifest, RegistryError> {
         let session = self.session(reference).await?;
-        let target = reference_target(reference);
-        self.retrying(|| self.get_manifest(&session, &target)).await
+        let target = tag_or_digest(reference);
+        self.retrying(|| self.get_manifest(&session, target)).await
     }
 
     /// Reads a blob (at most [`MAX_FETCHED_BLOB_BYTES`]) and checks its digest. Only the
@@ -913,9 +913,9 @@ impl Registry {
     /// Whether the manifest `reference` names (by digest, else by tag) exists.
     pub async fn manifest_exists(&self, reference: &Reference) -> Result<bool, RegistryError> {
         let session = self.session(reference).await?;
-        let target = reference_target(reference);
+        let target = tag_or_digest(reference);
         let found = self
-            .manifest_digest(&session, &target, Action::CheckingManifest)
+            .manifest_digest(&session, target, Action::CheckingManifest)
             .await?;
         Ok(found.is_some())
     }
@@ -1771,7 +1771,9 @@ impl Walk<'_> {
 
 fn blob_path(dir: &Path, digest: &str) -> PathBuf {
     let hex = digest.strip_prefix(SHA256_PREFIX).unwrap_or(digest);
-    dir.join(LAYOUT_BLOBS_DIR).join("sha256").join(hex)
+    dir.join(LAYOUT_BLOBS_DIR)
+        .join(layout::DIGEST_ALGORITHM)
+        .join(hex)
 }
 
 fn check_layout_digest(path: &Path, digest: &str) -> Result<(), LayoutError> {
@@ -1857,7 +1859,7 @@ async fn verify_file(path: &Path, digest: &str, size: u64) -> Result<(), LayoutE
             actual: total,
         });
     }
-    let actual = format!("{SHA256_PREFIX}{}", hex::encode(hasher.finalize()));
+    let actual = finish_sha256(hasher);
     if actual != digest {
         return Err(LayoutError::Content {
             path: path.to_owned(),
@@ -1912,23 +1914,18 @@ fn check_digest(digest: &str) -> Result<(), RegistryError> {
 }
 
 fn is_sha256_digest(digest: &str) -> bool {
-    digest.strip_prefix(SHA256_PREFIX).is_some_and(|hex| {
-        hex.len() == SHA256_HEX_LEN
-            && hex
-                .bytes()
-                .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
-    })
+    crate::digest::sha256_hex(digest).is_some()
 }
 
 pub use crate::digest::sha256_digest;
 
-/// The manifest path component a reference asks for: its digest, else its tag.
-fn reference_target(reference: &Reference) -> String {
+/// The tag or digest `reference` names: its digest when it has one, else its tag
+/// ([`PLACEHOLDER_TAG`] when it has neither).
+pub fn tag_or_digest(reference: &Reference) -> &str {
     reference
         .digest()
         .or(reference.tag())
         .unwrap_or(PLACEHOLDER_TAG)
-        .to_owned()
 }
 
 fn accept_manifests() -> String {
@@ -2038,19 +2035,10 @@ fn parse_bearer_challenge(value: &str) -> Option<BearerChallenge> {
     })
 }
 
-fn shorten(text: &str) -> String {
-    if text.chars().count() <= MAX_DETAIL_CHARS {
-        text.to_owned()
-    } else {
-        let mut short: String = text.chars().take(MAX_DETAIL_CHARS).collect();
-        short.push('…');
-        short
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry_auth::MAX_MESSAGE_CHARS as MAX_DETAIL_CHARS;
 
     #[test]
     fn plain_http_is_for_loopback_and_listed_registries() {

@@ -50,7 +50,8 @@ const PATH_ENV: &str = "PATH";
 const TEXT_FILE_BUSY: i32 = 26;
 const SPAWN_ATTEMPTS: u32 = 5;
 const SPAWN_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
-const MAX_MESSAGE_CHARS: usize = 512;
+/// Longest registry or helper message kept in an error, in characters.
+pub(crate) const MAX_MESSAGE_CHARS: usize = 512;
 
 /// Base64 as docker writes it, accepting input with or without padding.
 const AUTH_BASE64: GeneralPurpose = GeneralPurpose::new(
@@ -675,7 +676,8 @@ fn spawn_helper(executable: &Path) -> std::io::Result<std::process::Child> {
     }
 }
 
-fn shorten(message: &str) -> String {
+/// `message` cut to [`MAX_MESSAGE_CHARS`] characters, with `…` marking a cut.
+pub(crate) fn shorten(message: &str) -> String {
     if message.chars().count() <= MAX_MESSAGE_CHARS {
         message.to_owned()
     } else {

@@ -79,9 +79,7 @@ impl Resolution {
             })
         }))
     }
-}
 
-impl Resolution {
     /// The newest build time of any resolved package (seconds since the epoch; 0 when none
     /// records one): the image's creation time when `SOURCE_DATE_EPOCH` is not set.
     pub fn newest_build_time(&self) -> i64 {

@@ -17,10 +17,12 @@
 //! history limits delete them, or `jobTtlSecondsAfterFinished` after they ended.
 
 use std::collections::BTreeMap;
+use std::fmt::Debug;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
 use k8s_openapi::api::core::v1::{
     ConfigMap, ContainerState, ContainerStateTerminated, ContainerStatus, Pod, PodStatus,
@@ -28,13 +30,14 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use securebuild_builder::build::build;
 use securebuild_builder::registry::parse_reference;
 use securebuild_builder::result::BuildResult;
 use securebuild_crds::conditions::Reason;
 use securebuild_crds::{ImageBuild, ImageConfiguration};
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, broadcast};
 use tokio_util::sync::CancellationToken;
 
@@ -129,10 +132,76 @@ pub struct PodBackend {
     client: Client,
 }
 
+/// A namespaced built-in Kubernetes object the Pod backend lists, creates or deletes; its
+/// kind names it in errors.
+trait ApiObject:
+    k8s_openapi::Resource
+    + Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + Debug
+    + DeserializeOwned
+{
+}
+
+impl<K> ApiObject for K where
+    K: k8s_openapi::Resource
+        + Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + Debug
+        + DeserializeOwned
+{
+}
+
 impl PodBackend {
     /// A backend that creates Jobs with `client`.
     pub fn new(client: Client) -> Self {
         Self { client }
+    }
+
+    /// The objects of kind `K` in `namespace` that match the label `selector`.
+    async fn list<K>(&self, namespace: &str, selector: String) -> Result<Vec<K>>
+    where
+        K: ApiObject,
+    {
+        let kind = <K as k8s_openapi::Resource>::KIND;
+        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
+        let listed = api
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(Error::kube("list", kind, namespace))?;
+        Ok(listed.items)
+    }
+
+    /// Creates `object`; returns `false` when it already exists.
+    async fn create<K>(&self, namespace: &str, object: &K) -> Result<bool>
+    where
+        K: ApiObject + Serialize,
+    {
+        let kind = <K as k8s_openapi::Resource>::KIND;
+        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..PostParams::default()
+        };
+        match api.create(&params, object).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(false),
+            Err(error) => Err(Error::kube("create", kind, &object.name_any())(error)),
+        }
+    }
+
+    /// Deletes the object `name` of kind `K`; one that is already gone is success.
+    async fn delete<K>(&self, namespace: &str, name: &str, params: DeleteParams) -> Result<()>
+    where
+        K: ApiObject,
+    {
+        let kind = <K as k8s_openapi::Resource>::KIND;
+        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
+        match api.delete(name, &params).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
+            Err(error) => Err(Error::kube("delete", kind, name)(error)),
+        }
     }
 }
 
@@ -142,14 +211,7 @@ impl BuildBackend for PodBackend {
         namespace: &'a str,
         image_build: &'a str,
     ) -> BoxFuture<'a, Result<Vec<Job>>> {
-        Box::pin(async move {
-            let jobs: Api<Job> = Api::namespaced(self.client.clone(), namespace);
-            let listed = jobs
-                .list(&ListParams::default().labels(&crate::job::selector(image_build)))
-                .await
-                .map_err(Error::kube("list", "Job", namespace))?;
-            Ok(listed.items)
-        })
+        Box::pin(self.list(namespace, crate::job::selector(image_build)))
     }
 
     /// Creates the ConfigMap and the Job; `AlreadyExists` for either is success (a restarted
@@ -162,26 +224,8 @@ impl BuildBackend for PodBackend {
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             let namespace = ib.namespace().unwrap_or_default();
-            let params = PostParams {
-                field_manager: Some(FIELD_MANAGER.to_string()),
-                ..PostParams::default()
-            };
-            let config_maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), &namespace);
-            match config_maps.create(&params, config_map).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(status)) if status.is_already_exists() => {}
-                Err(error) => {
-                    return Err(Error::kube("create", "ConfigMap", &config_map.name_any())(
-                        error,
-                    ));
-                }
-            }
-            let jobs: Api<Job> = Api::namespaced(self.client.clone(), &namespace);
-            match jobs.create(&params, job).await {
-                Ok(_) => Ok(true),
-                Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(false),
-                Err(error) => Err(Error::kube("create", "Job", &job.name_any())(error)),
-            }
+            self.create(&namespace, config_map).await?;
+            self.create(&namespace, job).await
         })
     }
 
@@ -190,14 +234,7 @@ impl BuildBackend for PodBackend {
         namespace: &'a str,
         build: &'a str,
     ) -> BoxFuture<'a, Result<Vec<Pod>>> {
-        Box::pin(async move {
-            let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-            let listed = pods
-                .list(&ListParams::default().labels(&format!("{JOB_NAME_LABEL}={build}")))
-                .await
-                .map_err(Error::kube("list", "Pod", namespace))?;
-            Ok(listed.items)
-        })
+        Box::pin(self.list(namespace, format!("{JOB_NAME_LABEL}={build}")))
     }
 
     /// Deletes the input ConfigMap: the build's Pods are done with it.
@@ -206,26 +243,12 @@ impl BuildBackend for PodBackend {
         namespace: &'a str,
         build: &'a str,
     ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            let config_maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
-            match config_maps.delete(build, &DeleteParams::default()).await {
-                Ok(_) => Ok(()),
-                Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
-                Err(error) => Err(Error::kube("delete", "ConfigMap", build)(error)),
-            }
-        })
+        Box::pin(self.delete::<ConfigMap>(namespace, build, DeleteParams::default()))
     }
 
     /// Deletes the Job with its Pods (background propagation).
     fn delete_build<'a>(&'a self, namespace: &'a str, build: &'a str) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            let jobs: Api<Job> = Api::namespaced(self.client.clone(), namespace);
-            match jobs.delete(build, &DeleteParams::background()).await {
-                Ok(_) => Ok(()),
-                Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
-                Err(error) => Err(Error::kube("delete", "Job", build)(error)),
-            }
-        })
+        Box::pin(self.delete::<Job>(namespace, build, DeleteParams::background()))
     }
 }
 

@@ -604,26 +604,6 @@ fn overlay_env(
             .map(str::to_string)
             .collect()
     };
-    let number = |name: &str, value: String| -> Result<i64, ConfigError> {
-        value
-            .trim()
-            .parse::<i64>()
-            .map_err(|source| ConfigError::EnvNumber {
-                variable: format!("{ENV_PREFIX}{name}"),
-                value,
-                source,
-            })
-    };
-    let small = |name: &str, value: String| -> Result<u16, ConfigError> {
-        value
-            .trim()
-            .parse::<u16>()
-            .map_err(|source| ConfigError::EnvNumber {
-                variable: format!("{ENV_PREFIX}{name}"),
-                value,
-                source,
-            })
-    };
 
     if let Some(value) = var("REGISTRY_PREFIX") {
         raw.registry_prefix = Some(value);
@@ -654,10 +634,10 @@ fn overlay_env(
         raw.backend = Some(backend);
     }
     if let Some(value) = var("MAX_CONCURRENT_BUILDS") {
-        raw.max_concurrent_builds = Some(small("MAX_CONCURRENT_BUILDS", value)?);
+        raw.max_concurrent_builds = Some(env_number("MAX_CONCURRENT_BUILDS", value)?);
     }
     if let Some(value) = var("RECONCILE_CONCURRENCY") {
-        raw.reconcile_concurrency = Some(small("RECONCILE_CONCURRENCY", value)?);
+        raw.reconcile_concurrency = Some(env_number("RECONCILE_CONCURRENCY", value)?);
     }
     if let Some(value) = var("WATCH_NAMESPACES") {
         raw.watch_namespaces = Some(list(value));
@@ -666,7 +646,7 @@ fn overlay_env(
         raw.job_ttl_seconds_after_finished = if value.trim().is_empty() {
             None
         } else {
-            Some(number("JOB_TTL_SECONDS", value)?)
+            Some(env_number("JOB_TTL_SECONDS", value)?)
         };
     }
     if let Some(value) = var("WORK_SIZE_LIMIT") {
@@ -688,6 +668,21 @@ fn overlay_env(
         raw.deployment_name = Some(value);
     }
     Ok(())
+}
+
+/// The number in the value of the variable `SECUREBUILD_<name>`.
+fn env_number<T: std::str::FromStr<Err = ParseIntError>>(
+    name: &str,
+    value: String,
+) -> Result<T, ConfigError> {
+    value
+        .trim()
+        .parse::<T>()
+        .map_err(|source| ConfigError::EnvNumber {
+            variable: format!("{ENV_PREFIX}{name}"),
+            value,
+            source,
+        })
 }
 
 /// A DNS-1123 label: at most 63 lower-case alphanumerics or `-`, starting and ending with an

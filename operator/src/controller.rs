@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{self, Action, Controller};
@@ -147,12 +146,6 @@ pub struct Context {
 }
 
 impl Context {
-    /// A context with empty build slots that builds with Jobs (the `pod` backend).
-    pub fn new(client: Client, config: Arc<Config>, metrics: Arc<Metrics>, hooks: Hooks) -> Self {
-        let backend = Arc::new(PodBackend::new(client.clone()));
-        Self::with_backend(client, config, metrics, hooks, backend)
-    }
-
     /// A context with empty build slots that builds with `backend`.
     pub fn with_backend(
         client: Client,
@@ -385,12 +378,7 @@ impl Reconciler<'_> {
             .backend
             .build_pods(self.namespace, job_name)
             .await?;
-        job_pods.sort_by(|a, b| {
-            let created = |pod: &Pod| pod.metadata.creation_timestamp.as_ref().map(|t| t.0);
-            created(b)
-                .cmp(&created(a))
-                .then_with(|| b.name_any().cmp(&a.name_any()))
-        });
+        job_pods.sort_by(job::newest_first);
         let finish = match status::job_outcome(job, job_pods.first()) {
             JobOutcome::Succeeded(image) => match self
                 .ctx

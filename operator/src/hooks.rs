@@ -6,6 +6,7 @@
 //! it signs nothing and resolves nothing itself.
 
 use futures::future::BoxFuture;
+use kube::ResourceExt;
 use securebuild_builder::result::ImageResult;
 use securebuild_crds::ImageBuild;
 use securebuild_crds::imagebuild::{ArtifactReference, AttestationReference};
@@ -44,6 +45,21 @@ pub enum HookError {
         #[source]
         source: BoxError,
     },
+}
+
+impl HookError {
+    /// [`HookError::Failed`] of `hook` for `ib`.
+    pub fn failed(
+        hook: &'static str,
+        ib: &ImageBuild,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Failed {
+            hook,
+            image_build: format!("{}/{}", ib.namespace().unwrap_or_default(), ib.name_any()),
+            source: Box::new(source),
+        }
+    }
 }
 
 /// Work after a successful build, before the ImageBuild is reported `Ready`: signing the image
@@ -87,7 +103,7 @@ impl LockResolver for NoResolver {
     fn resolve<'a>(&'a self, _ib: &'a ImageBuild) -> BoxFuture<'a, Result<String, HookError>> {
         Box::pin(async {
             Err(HookError::NotConfigured {
-                hook: "package re-resolution",
+                hook: crate::resolver::HOOK_NAME,
             })
         })
     }

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::{
-    Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement,
+    Job, JobCondition, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement,
     PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
 };
 use k8s_openapi::api::core::v1::{
@@ -190,23 +190,23 @@ pub enum JobState {
 /// `SuccessCriteriaMet` and `FailureTarget` conditions still count as active, since Pods may
 /// still be terminating).
 pub fn job_state(job: &Job) -> JobState {
-    let conditions = job
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_deref())
-        .unwrap_or_default();
-    let is_true = |kind: &str| {
-        conditions
-            .iter()
-            .any(|c| c.type_ == kind && c.status == CONDITION_TRUE)
-    };
-    if is_true(JOB_COMPLETE) {
+    if true_condition(job, JOB_COMPLETE).is_some() {
         JobState::Succeeded
-    } else if is_true(JOB_FAILED) {
+    } else if true_condition(job, JOB_FAILED).is_some() {
         JobState::Failed
     } else {
         JobState::Active
     }
+}
+
+/// The Job's condition of type `kind`, when its status is `True`.
+pub fn true_condition<'a>(job: &'a Job, kind: &str) -> Option<&'a JobCondition> {
+    job.status
+        .as_ref()?
+        .conditions
+        .as_deref()?
+        .iter()
+        .find(|c| c.type_ == kind && c.status == CONDITION_TRUE)
 }
 
 /// The generation a Job builds, from its label.
@@ -216,12 +216,14 @@ pub fn job_generation(job: &Job) -> Option<i64> {
 
 /// Why a Job runs, from its label.
 pub fn job_reason(job: &Job) -> Option<BuildReason> {
-    match job.labels().get(TRIGGER_LABEL)?.as_str() {
-        "SpecChanged" => Some(BuildReason::SpecChanged),
-        "Manual" => Some(BuildReason::Manual),
-        "PackageUpdate" => Some(BuildReason::PackageUpdate),
-        _ => None,
-    }
+    let label = job.labels().get(TRIGGER_LABEL)?;
+    [
+        BuildReason::SpecChanged,
+        BuildReason::Manual,
+        BuildReason::PackageUpdate,
+    ]
+    .into_iter()
+    .find(|reason| reason_name(*reason) == label)
 }
 
 /// The lock digest that triggered a `PackageUpdate` Job.
@@ -242,9 +244,10 @@ pub fn is_owned_by(job: &Job, ib: &ImageBuild) -> bool {
         .any(|o| o.controller == Some(true) && o.uid == uid)
 }
 
-/// Orders Jobs newest first: by creation time, then by name, so that the order is total.
-pub fn newest_first(a: &Job, b: &Job) -> std::cmp::Ordering {
-    let created = |job: &Job| job.meta().creation_timestamp.as_ref().map(|t| t.0);
+/// Orders objects (Jobs, their Pods) newest first: by creation time, then by name, so that the
+/// order is total.
+pub fn newest_first<K: Resource>(a: &K, b: &K) -> std::cmp::Ordering {
+    let created = |object: &K| object.meta().creation_timestamp.as_ref().map(|t| t.0);
     created(b)
         .cmp(&created(a))
         .then_with(|| b.name_any().cmp(&a.name_any()))

@@ -10,7 +10,6 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use kube::ResourceExt;
 use securebuild_builder::build::{BuildOptions, resolve_config};
 use securebuild_builder::resolve::Resolution;
 use securebuild_crds::image_config::Architecture;
@@ -69,15 +68,20 @@ pub fn build_options(config: &Config, archs: Vec<Architecture>) -> BuildOptions 
     }
 }
 
+/// An OCI platform as `architecture[/variant]` (`amd64`, `arm/v7`).
+pub fn platform_name(architecture: &str, variant: Option<&str>) -> String {
+    match variant {
+        Some(variant) => format!("{architecture}/{variant}"),
+        None => architecture.to_string(),
+    }
+}
+
 /// The architecture of an OCI platform (`amd64`, `arm` + `v7`).
 pub fn platform_architecture(
     architecture: &str,
     variant: Option<&str>,
 ) -> Result<Architecture, ResolveError> {
-    let platform = match variant {
-        Some(variant) => format!("{architecture}/{variant}"),
-        None => architecture.to_string(),
-    };
+    let platform = platform_name(architecture, variant);
     Architecture::parse(&platform).map_err(|source| ResolveError::Platform { platform, source })
 }
 
@@ -147,15 +151,7 @@ impl LockResolver for PackageResolver {
             resolve_image(ib, &self.config, &platforms)
                 .await
                 .map(|resolved| resolved.resolution.digest())
-                .map_err(|error| HookError::Failed {
-                    hook: HOOK_NAME,
-                    image_build: format!(
-                        "{}/{}",
-                        ib.namespace().unwrap_or_default(),
-                        ib.name_any()
-                    ),
-                    source: Box::new(error),
-                })
+                .map_err(|error| HookError::failed(HOOK_NAME, ib, error))
         })
     }
 }

@@ -18,7 +18,7 @@ pub fn jobs_to_delete(
     keep: Option<&str>,
 ) -> Vec<String> {
     let mut sorted: Vec<&Job> = jobs.iter().collect();
-    sorted.sort_by(|a, b| newest_first(a, b));
+    sorted.sort_by(|a, b| newest_first(*a, *b));
     let limit = |value: u32| usize::try_from(value).unwrap_or(usize::MAX);
     let (mut succeeded, mut failed) = (0usize, 0usize);
     let mut doomed = Vec::new();

@@ -70,7 +70,9 @@ use serde_json::json;
 use crate::config::{Config, SecretRef};
 use crate::credentials::{CredentialsError, registry_for};
 use crate::hooks::{HookError, PostBuild, SigningOutcome};
-use crate::resolver::{ResolveError, Resolved, platform_architecture, resolve_image};
+use crate::resolver::{
+    ResolveError, Resolved, platform_architecture, platform_name, resolve_image,
+};
 use crate::status::format_time;
 
 /// The hook name in errors and events.
@@ -148,7 +150,7 @@ pub enum SignerError {
     /// A platform of the image has no resolved architecture.
     #[error("platform {platform} of the image was not resolved")]
     Platform {
-        /// The platform (`arch` or `arch-variant`).
+        /// The platform (`arch` or `arch/variant`).
         platform: String,
     },
     /// A verified package cannot be read back for its `os-release`.
@@ -388,15 +390,7 @@ impl PostBuild for Signer {
         Box::pin(async move {
             self.sign(ib, result)
                 .await
-                .map_err(|error| HookError::Failed {
-                    hook: HOOK_NAME,
-                    image_build: format!(
-                        "{}/{}",
-                        ib.namespace().unwrap_or_default(),
-                        ib.name_any()
-                    ),
-                    source: Box::new(error),
-                })
+                .map_err(|error| HookError::failed(HOOK_NAME, ib, error))
         })
     }
 }
@@ -507,10 +501,7 @@ fn internal_parameters(ib: &ImageBuild, evidence: &Evidence) -> serde_json::Valu
 /// order (the SBOMs pair them up).
 fn check_platforms(image: &ImageResult, resolution: &Resolution) -> Result<(), SignerError> {
     let mismatch = |platform: &securebuild_builder::result::PlatformResult| SignerError::Platform {
-        platform: match &platform.variant {
-            Some(variant) => format!("{}/{variant}", platform.arch),
-            None => platform.arch.clone(),
-        },
+        platform: platform_name(&platform.arch, platform.variant.as_deref()),
     };
     if image.platforms.len() != resolution.archs.len() {
         return match image.platforms.get(resolution.archs.len()) {

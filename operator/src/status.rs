@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated, Pod};
+use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated, ContainerStatus, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use securebuild_builder::result::{BuildResult, FailureResult, ImageResult};
@@ -26,7 +26,7 @@ use securebuild_crds::imagebuild::{
 use crate::hooks::SigningOutcome;
 use crate::job::{
     CONDITION_TRUE, CONTAINER_NAME, JOB_COMPLETE, JOB_FAILED, JobState, TERMINATION_LOG,
-    job_generation, job_lock_digest, job_reason, job_state,
+    job_generation, job_lock_digest, job_reason, job_state, true_condition,
 };
 use crate::triggers::Trigger;
 
@@ -99,20 +99,29 @@ pub fn format_time(time: Timestamp) -> String {
 
 /// The builder container's termination message: the current state's, else the previous one's.
 pub fn termination_message(pod: &Pod) -> Option<&str> {
-    let status = pod
-        .status
+    builder_termination(pod)?
+        .message
+        .as_deref()
+        .filter(|m| !m.trim().is_empty())
+}
+
+/// The status of the builder container of `pod`.
+fn builder_container(pod: &Pod) -> Option<&ContainerStatus> {
+    pod.status
         .as_ref()?
         .container_statuses
         .as_deref()?
         .iter()
-        .find(|c| c.name == CONTAINER_NAME)?;
+        .find(|c| c.name == CONTAINER_NAME)
+}
+
+/// How the builder container terminated: its current state, else its previous one.
+fn builder_termination(pod: &Pod) -> Option<&ContainerStateTerminated> {
+    let status = builder_container(pod)?;
     fn terminated(state: Option<&ContainerState>) -> Option<&ContainerStateTerminated> {
         state.and_then(|s| s.terminated.as_ref())
     }
-    terminated(status.state.as_ref())
-        .or_else(|| terminated(status.last_state.as_ref()))
-        .and_then(|t| t.message.as_deref())
-        .filter(|m| !m.trim().is_empty())
+    terminated(status.state.as_ref()).or_else(|| terminated(status.last_state.as_ref()))
 }
 
 /// Reads how a finished Job ended. The builder's result decides when there is one; otherwise,
@@ -156,13 +165,7 @@ pub fn job_outcome(job: &Job, pod: Option<&Pod>) -> JobOutcome {
             format!("the builder image cannot be pulled: {reason}: {detail}"),
         );
     }
-    let failed_condition = job
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_deref())
-        .unwrap_or_default()
-        .iter()
-        .find(|c| c.type_ == JOB_FAILED && c.status == CONDITION_TRUE);
+    let failed_condition = true_condition(job, JOB_FAILED);
     if failed_condition.and_then(|c| c.reason.as_deref()) == Some(DEADLINE_EXCEEDED) {
         let deadline = job.spec.as_ref().and_then(|s| s.active_deadline_seconds);
         let message = match deadline {
@@ -231,14 +234,7 @@ fn failure_from_result(error: &FailureResult) -> Failure {
 
 /// The reason and message of a builder container stuck pulling its image.
 fn image_pull_error(pod: &Pod) -> Option<(String, String)> {
-    let status = pod
-        .status
-        .as_ref()?
-        .container_statuses
-        .as_deref()?
-        .iter()
-        .find(|c| c.name == CONTAINER_NAME)?;
-    let waiting = status.state.as_ref()?.waiting.as_ref()?;
+    let waiting = builder_container(pod)?.state.as_ref()?.waiting.as_ref()?;
     let reason = waiting.reason.as_deref()?;
     IMAGE_PULL_REASONS.contains(&reason).then(|| {
         (
@@ -250,23 +246,7 @@ fn image_pull_error(pod: &Pod) -> Option<(String, String)> {
 
 /// The terminated reason and exit code of the builder container.
 fn builder_terminated(pod: &Pod) -> Option<(String, i32)> {
-    let status = pod
-        .status
-        .as_ref()?
-        .container_statuses
-        .as_deref()?
-        .iter()
-        .find(|c| c.name == CONTAINER_NAME)?;
-    let terminated = status
-        .state
-        .as_ref()
-        .and_then(|s| s.terminated.as_ref())
-        .or_else(|| {
-            status
-                .last_state
-                .as_ref()
-                .and_then(|s| s.terminated.as_ref())
-        })?;
+    let terminated = builder_termination(pod)?;
     Some((
         terminated
             .reason
@@ -598,26 +578,38 @@ fn record_failure(
         message: failure.message.clone(),
         log_snippet: failure.log_snippet.clone(),
     });
+    // The operator never repeats a finished build on its own (a Job already retried a transient
+    // failure once), so every failed build waits for a spec change or a rebuild request: it is
+    // Stalled, which is what kstatus and Flux need to report it as Failed rather than Current.
+    set_stalled(status, failure.reason, &failure.message, generation, now);
+}
+
+/// `Ready=False` and `Stalled=True` with `reason`, and no `Reconciling`: nothing happens until
+/// the spec or the rebuild request changes.
+fn set_stalled(
+    status: &mut ImageBuildStatus,
+    reason: Reason,
+    message: &str,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
     let conditions = &mut status.conditions;
     set_condition(
         conditions,
         ConditionType::Ready,
         false,
-        failure.reason,
-        failure.message.clone(),
+        reason,
+        message,
         generation,
         now,
     );
     remove_condition(conditions, ConditionType::Reconciling);
-    // The operator never repeats a finished build on its own (a Job already retried a transient
-    // failure once), so every failed build waits for a spec change or a rebuild request: it is
-    // Stalled, which is what kstatus and Flux need to report it as Failed rather than Current.
     set_condition(
         conditions,
         ConditionType::Stalled,
         true,
-        failure.reason,
-        failure.message.clone(),
+        reason,
+        message,
         generation,
         now,
     );
@@ -627,25 +619,12 @@ fn record_failure(
 /// with reason `InvalidSpec`.
 pub fn invalid_spec(ib: &ImageBuild, message: &str, now: Timestamp) -> ImageBuildStatus {
     let mut status = base(ib);
-    let generation = ib.metadata.generation;
     let message = truncate(message, MESSAGE_LIMIT);
-    set_condition(
-        &mut status.conditions,
-        ConditionType::Ready,
-        false,
+    set_stalled(
+        &mut status,
         Reason::InvalidSpec,
-        message.clone(),
-        generation,
-        now,
-    );
-    remove_condition(&mut status.conditions, ConditionType::Reconciling);
-    set_condition(
-        &mut status.conditions,
-        ConditionType::Stalled,
-        true,
-        Reason::InvalidSpec,
-        message,
-        generation,
+        &message,
+        ib.metadata.generation,
         now,
     );
     status

@@ -154,7 +154,7 @@ pub fn decide(
         .iter()
         .filter(|j| is_owned_by(j, ib))
         .collect();
-    owned.sort_by(|a, b| newest_first(a, b));
+    owned.sort_by(|a, b| newest_first(*a, *b));
     if let Some(active) = owned.iter().find(|j| job_state(j) == JobState::Active) {
         return Decision::Observe {
             job: active.name_any(),

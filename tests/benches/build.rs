@@ -40,7 +40,7 @@ use securebuild_builder::cli::{Cli, Command as CliCommand};
 use securebuild_builder::image::layer::DEFAULT_GZIP_LEVEL;
 use securebuild_builder::image::pgzip::ParallelGzWriter;
 use securebuild_builder::image::write::CACHE_LAYERS_DIR;
-use securebuild_tests::apkgen::{PackageSpec, SignatureAlgorithm, TestKey};
+use securebuild_tests::apkgen::{PackageSpec, Repository, TestKey};
 use securebuild_tests::registry::TestRegistry;
 use securebuild_tests::serve::ServedDir;
 
@@ -909,10 +909,10 @@ fn generate_repository(
         index_text.push_str(&summary.index_record);
         index_text.push('\n');
     }
-    std::fs::write(
-        arch_dir.join("APKINDEX.tar.gz"),
-        signed_index(key, &index_text)?,
-    )?;
+    let index = Repository::new(key)
+        .description("securebuild benchmark repository")
+        .index_archive(ARCH, &index_text)?;
+    std::fs::write(arch_dir.join("APKINDEX.tar.gz"), index)?;
     Ok(GeneratedRepository {
         packages: count,
         installed_bytes: summaries.iter().map(|s| s.installed_size).sum(),
@@ -1097,56 +1097,6 @@ fn build_package(plan: &PackagePlan, key: &TestKey, arch_dir: &Path) -> BenchRes
         apk_size: built.size(),
         files,
     })
-}
-
-/// `APKINDEX.tar.gz`: a signature member (`.SIGN.RSA.<key>`, PKCS#1 v1.5 over SHA-1 of the
-/// index member, a tar without end-of-archive blocks) followed by the index member (a tar of
-/// `DESCRIPTION` and `APKINDEX`), as `apk index` and `abuild-sign` write them.
-fn signed_index(key: &TestKey, text: &str) -> BenchResult<Vec<u8>> {
-    let mut index_tar = Vec::new();
-    append_tar_file(
-        &mut index_tar,
-        "DESCRIPTION",
-        b"securebuild benchmark repository",
-    )?;
-    append_tar_file(&mut index_tar, "APKINDEX", text.as_bytes())?;
-    index_tar.extend_from_slice(&[0u8; 1024]);
-    let index_member = gzip_best(&index_tar)?;
-    let signature = key.sign(SignatureAlgorithm::RsaSha1, &index_member)?;
-    let mut signature_tar = Vec::new();
-    append_tar_file(
-        &mut signature_tar,
-        &SignatureAlgorithm::RsaSha1.entry_name(key.name()),
-        &signature,
-    )?;
-    let mut archive = gzip_best(&signature_tar)?;
-    archive.extend_from_slice(&index_member);
-    Ok(archive)
-}
-
-fn append_tar_file(out: &mut Vec<u8>, name: &str, contents: &[u8]) -> BenchResult<()> {
-    let mut header = tar::Header::new_ustar();
-    header.set_path(name)?;
-    header.set_size(contents.len() as u64);
-    header.set_mode(0o644);
-    header.set_uid(0);
-    header.set_gid(0);
-    header.set_mtime(0);
-    header.set_entry_type(tar::EntryType::Regular);
-    header.set_cksum();
-    out.extend_from_slice(header.as_bytes());
-    out.extend_from_slice(contents);
-    let padding = (512 - contents.len() % 512) % 512;
-    out.extend(std::iter::repeat_n(0u8, padding));
-    Ok(())
-}
-
-fn gzip_best(bytes: &[u8]) -> BenchResult<Vec<u8>> {
-    let mut encoder = flate2::GzBuilder::new()
-        .mtime(0)
-        .write(Vec::new(), flate2::Compression::best());
-    encoder.write_all(bytes)?;
-    Ok(encoder.finish()?)
 }
 
 // ---------------------------------------------------------------------------------------------

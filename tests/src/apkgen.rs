@@ -193,24 +193,22 @@ impl TestKey {
     /// Generates a fresh 2048-bit key from the operating system RNG (slow in debug builds;
     /// prefer [`TestKey::shared`] or [`TestKey::cached`]).
     pub fn generate(name: &str) -> Result<Self, ApkGenError> {
-        let private =
-            PrivateKey::new(&mut SysRng, RSA_BITS).map_err(|source| ApkGenError::GenerateKey {
-                name: name.to_owned(),
-                source,
-            })?;
-        Ok(Self {
-            name: name.to_owned(),
-            private: Arc::new(private),
-        })
+        Self::from_rng(name, &mut SysRng)
     }
 
     /// Derives a 2048-bit key deterministically from `seed`: the same seed gives the same key
     /// on every machine, so signed artifacts are byte-for-byte reproducible.
     pub fn from_seed(name: &str, seed: &[u8]) -> Result<Self, ApkGenError> {
         let seed: [u8; 32] = Sha256::digest(seed).into();
-        let mut rng = StdRng::from_seed(seed);
+        Self::from_rng(name, &mut StdRng::from_seed(seed))
+    }
+
+    fn from_rng<R: rsa::rand_core::TryCryptoRng + ?Sized>(
+        name: &str,
+        rng: &mut R,
+    ) -> Result<Self, ApkGenError> {
         let private =
-            PrivateKey::new(&mut rng, RSA_BITS).map_err(|source| ApkGenError::GenerateKey {
+            PrivateKey::new(rng, RSA_BITS).map_err(|source| ApkGenError::GenerateKey {
                 name: name.to_owned(),
                 source,
             })?;
@@ -463,12 +461,8 @@ impl TarEntry {
             EntryKind::File(contents) => Some(hex::encode(Sha1::digest(contents))),
             EntryKind::Zeros(size) => {
                 let mut hasher = Sha1::new();
-                let chunk = [0u8; ZERO_CHUNK];
-                let mut left = *size;
-                while left > 0 {
-                    let take = left.min(ZERO_CHUNK as u64) as usize;
-                    hasher.update(&chunk[..take]);
-                    left -= take as u64;
+                for chunk in zero_chunks(*size) {
+                    hasher.update(chunk);
                 }
                 Some(hex::encode(hasher.finalize()))
             }
@@ -1337,15 +1331,34 @@ impl Repository {
         arch: &str,
         packages: Vec<BuiltPackage>,
     ) -> Result<BuiltArch, ApkGenError> {
-        let index_error = |source| ApkGenError::Index {
-            arch: arch.to_owned(),
-            source,
-        };
         let mut text = String::new();
         for package in &packages {
             text.push_str(&package.index_record());
             text.push('\n');
         }
+        let (index_text, index_archive, signature_len) = self.index(arch, text)?;
+        Ok(BuiltArch {
+            packages,
+            index_text,
+            index_archive,
+            signature_len,
+        })
+    }
+
+    /// The `APKINDEX.tar.gz` for `arch` whose `APKINDEX` entry is `text` (records as
+    /// [`BuiltPackage::index_record`] writes them, each followed by a blank line), signed and
+    /// tampered as this repository's options say; for callers that build the packages
+    /// themselves.
+    pub fn index_archive(&self, arch: &str, text: &str) -> Result<Vec<u8>, ApkGenError> {
+        Ok(self.index(arch, text.to_owned())?.1)
+    }
+
+    /// The index text as written, the whole archive and the length of its signature member.
+    fn index(&self, arch: &str, text: String) -> Result<(String, Vec<u8>, usize), ApkGenError> {
+        let index_error = |source| ApkGenError::Index {
+            arch: arch.to_owned(),
+            source,
+        };
         let member = index_gzip(&self.description, &text).map_err(index_error)?;
         let signer = match &self.index_signature {
             IndexSignature::Unsigned => None,
@@ -1371,12 +1384,7 @@ impl Repository {
         let mut index_archive = signature;
         let signature_len = index_archive.len();
         index_archive.extend_from_slice(&member);
-        Ok(BuiltArch {
-            packages,
-            index_text: text,
-            index_archive,
-            signature_len,
-        })
+        Ok((text, index_archive, signature_len))
     }
 }
 
@@ -1448,6 +1456,16 @@ fn gzip_writer() -> flate2::write::GzEncoder<Vec<u8>> {
     GzBuilder::new()
         .mtime(0)
         .write(Vec::new(), Compression::best())
+}
+
+/// `total` zero bytes as slices of at most [`ZERO_CHUNK`], so a huge entry is never held in
+/// memory.
+fn zero_chunks(total: u64) -> impl Iterator<Item = &'static [u8]> {
+    static ZEROS: [u8; ZERO_CHUNK] = [0; ZERO_CHUNK];
+    let chunk = ZERO_CHUNK as u64;
+    let rest = (total % chunk) as usize;
+    std::iter::repeat_n(&ZEROS[..], (total / chunk) as usize)
+        .chain((rest > 0).then(|| &ZEROS[..rest]))
 }
 
 fn plain_entry(name: &str, contents: &[u8], mode: u32) -> TarEntry {
@@ -1652,12 +1670,8 @@ impl<W: Write> TarWriter<W> {
         match &entry.kind {
             EntryKind::File(contents) => self.out.write_all(contents)?,
             EntryKind::Zeros(total) => {
-                let chunk = [0u8; ZERO_CHUNK];
-                let mut left = *total;
-                while left > 0 {
-                    let take = left.min(ZERO_CHUNK as u64) as usize;
-                    self.out.write_all(&chunk[..take])?;
-                    left -= take as u64;
+                for chunk in zero_chunks(*total) {
+                    self.out.write_all(chunk)?;
                 }
             }
             _ => {}

@@ -344,12 +344,7 @@ fn spawn(binary: &Path, config: &Path, log: &Path) -> Result<Child, RegistryErro
         .append(true)
         .open(log)
         .map_err(prepare)?;
-    let stderr = stdout
-        .try_clone()
-        .map_err(|source| RegistryError::Prepare {
-            path: log.to_owned(),
-            source,
-        })?;
+    let stderr = stdout.try_clone().map_err(prepare)?;
     let mut command = Command::new(binary);
     command
         .arg("serve")

@@ -114,11 +114,16 @@ pub struct RecordedRequest {
 impl RecordedRequest {
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
+        header(&self.headers, name)
     }
+}
+
+/// The first value of header `name` (case-insensitive) in `headers`.
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.as_str())
 }
 
 struct FaultRule {
@@ -316,10 +321,7 @@ struct Request {
 
 impl Request {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
+        header(&self.headers, name)
     }
 }
 
@@ -332,15 +334,11 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
         let fault = shared.take_fault(&request.path);
         match respond(reader.get_mut(), &shared, &request, fault.as_ref()).await {
             After::Reset => return,
-            After::Close => {
+            After::KeepAlive if !request.wants_close => {}
+            After::Close | After::KeepAlive => {
                 let _ = reader.get_mut().shutdown().await;
                 return;
             }
-            After::KeepAlive if request.wants_close => {
-                let _ = reader.get_mut().shutdown().await;
-                return;
-            }
-            After::KeepAlive => {}
         }
     }
 }
@@ -375,10 +373,8 @@ async fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
         headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
     }
 
-    let body_len = headers
-        .iter()
-        .find(|(name, _)| name == HEADER_CONTENT_LENGTH)
-        .and_then(|(_, value)| value.parse::<u64>().ok())
+    let body_len = header(&headers, HEADER_CONTENT_LENGTH)
+        .and_then(|value| value.parse::<u64>().ok())
         .unwrap_or(0);
     if body_len > MAX_REQUEST_BODY {
         return None;
@@ -386,10 +382,7 @@ async fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
     let mut discard = vec![0u8; usize::try_from(body_len).ok()?];
     reader.read_exact(&mut discard).await.ok()?;
 
-    let connection = headers
-        .iter()
-        .find(|(name, _)| name == HEADER_CONNECTION)
-        .map(|(_, value)| value.to_ascii_lowercase());
+    let connection = header(&headers, HEADER_CONNECTION).map(str::to_ascii_lowercase);
     let wants_close = match connection.as_deref() {
         Some(value) if value.contains("close") => true,
         Some(value) if value.contains("keep-alive") => false,

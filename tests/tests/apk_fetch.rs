@@ -74,6 +74,14 @@ impl Fixture {
         }
     }
 
+    /// [`Self::options`] that also accept unsigned and untrusted indexes.
+    fn untrusted_options(&self) -> IndexFetchOptions {
+        IndexFetchOptions {
+            allow_untrusted: true,
+            ..self.options()
+        }
+    }
+
     fn fetcher(&self) -> PackageFetcher {
         let mut fetcher = PackageFetcher::new(http_client().unwrap(), &self.cache);
         fetcher.retries = fast_retries();
@@ -177,6 +185,19 @@ fn incompressible(len: usize) -> Vec<u8> {
             state.to_le_bytes()[0]
         })
         .collect()
+}
+
+/// A repository holding only `big-2.0-r0`, whose one file is `len` incompressible bytes.
+fn big_repository(len: usize) -> impl FnOnce(Repository) -> Repository {
+    move |repository| {
+        repository.package(PackageSpec::new("big", "2.0-r0").file(
+            "usr/share/big/blob",
+            incompressible(len),
+            0o644,
+            0,
+            0,
+        ))
+    }
 }
 
 fn small_repository(repository: Repository) -> Repository {
@@ -313,10 +334,7 @@ async fn plain_apkindex_needs_allow_untrusted() {
     );
     assert!(error.to_string().contains("--allow-untrusted"), "{error}");
 
-    let options = IndexFetchOptions {
-        allow_untrusted: true,
-        ..fixture.options()
-    };
+    let options = fixture.untrusted_options();
     let index = fixture
         .index_with(&path_text(&text_path), &options)
         .await
@@ -441,10 +459,7 @@ async fn unsigned_index_is_refused_unless_untrusted_is_allowed() {
         "a refused index is not cached"
     );
 
-    let options = IndexFetchOptions {
-        allow_untrusted: true,
-        ..fixture.options()
-    };
+    let options = fixture.untrusted_options();
     let index = fixture
         .index_with(&served.base_url(), &options)
         .await
@@ -468,10 +483,7 @@ async fn index_signed_by_an_unknown_key_names_the_key() {
     assert!(message.contains("add the key to the keyring"), "{message}");
     assert!(message.contains("--allow-untrusted"), "{message}");
 
-    let options = IndexFetchOptions {
-        allow_untrusted: true,
-        ..fixture.options()
-    };
+    let options = fixture.untrusted_options();
     let index = fixture
         .index_with(&path_text(&fixture.root), &options)
         .await
@@ -482,15 +494,11 @@ async fn index_signed_by_an_unknown_key_names_the_key() {
 #[tokio::test]
 async fn tampered_or_forged_index_is_refused_even_when_untrusted_is_allowed() {
     let other = TestKey::cached(OTHER_KEY_NAME).unwrap();
-    let lenient = |fixture: &Fixture| IndexFetchOptions {
-        allow_untrusted: true,
-        ..fixture.options()
-    };
     for fixture in [
         Fixture::new(|repository| small_repository(repository).tamper_index_after_signing()),
         Fixture::new(|repository| small_repository(repository).index_forged_by(&other)),
     ] {
-        for options in [fixture.options(), lenient(&fixture)] {
+        for options in [fixture.options(), fixture.untrusted_options()] {
             let error = fixture
                 .index_with(&path_text(&fixture.root), &options)
                 .await
@@ -691,15 +699,7 @@ async fn client_errors_are_not_retried() {
 
 #[tokio::test]
 async fn truncated_download_resumes_with_range() {
-    let fixture = Fixture::new(|repository| {
-        repository.package(PackageSpec::new("big", "2.0-r0").file(
-            "usr/share/big/blob",
-            incompressible(256 * 1024),
-            0o644,
-            0,
-            0,
-        ))
-    });
+    let fixture = Fixture::new(big_repository(256 * 1024));
     let served = fixture.serve().await;
     let index = fixture.index(&served.base_url()).await.unwrap();
     let path = format!("{ARCH}/big-2.0-r0.apk");
@@ -733,15 +733,7 @@ async fn truncated_download_resumes_with_range() {
 
 #[tokio::test]
 async fn interrupted_download_resumes_in_the_next_run() {
-    let fixture = Fixture::new(|repository| {
-        repository.package(PackageSpec::new("big", "2.0-r0").file(
-            "usr/share/big/blob",
-            incompressible(128 * 1024),
-            0o644,
-            0,
-            0,
-        ))
-    });
+    let fixture = Fixture::new(big_repository(128 * 1024));
     let served = fixture.serve().await;
     let index = fixture.index(&served.base_url()).await.unwrap();
     let path = format!("{ARCH}/big-2.0-r0.apk");
@@ -778,15 +770,7 @@ async fn interrupted_download_resumes_in_the_next_run() {
 
 #[tokio::test]
 async fn corrupted_resume_falls_back_to_a_fresh_download() {
-    let fixture = Fixture::new(|repository| {
-        repository.package(PackageSpec::new("big", "2.0-r0").file(
-            "usr/share/big/blob",
-            incompressible(128 * 1024),
-            0o644,
-            0,
-            0,
-        ))
-    });
+    let fixture = Fixture::new(big_repository(128 * 1024));
     let served = fixture.serve().await;
     let index = fixture.index(&served.base_url()).await.unwrap();
     let path = format!("{ARCH}/big-2.0-r0.apk");
@@ -850,15 +834,7 @@ async fn gzip_bombs_are_refused_with_a_size_error() {
 
 #[tokio::test]
 async fn oversized_download_is_refused() {
-    let fixture = Fixture::new(|repository| {
-        repository.package(PackageSpec::new("big", "2.0-r0").file(
-            "usr/share/big/blob",
-            incompressible(64 * 1024),
-            0o644,
-            0,
-            0,
-        ))
-    });
+    let fixture = Fixture::new(big_repository(64 * 1024));
     let served = fixture.serve().await;
     let index = fixture.index(&served.base_url()).await.unwrap();
     let mut package = only_ref(&index, "big");

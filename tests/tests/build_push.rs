@@ -6,18 +6,17 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use clap::Parser;
+use securebuild_builder::attest::cosign::attestation_tag;
 use securebuild_builder::cli::{Cli, Command as CliCommand};
+use securebuild_builder::digest::sha256_digest;
 use securebuild_tests::apkgen::{PackageSpec, Repository, TarEntry, TestKey};
 use securebuild_tests::registry::TestRegistry;
 use serde_json::Value;
 
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+use crate::{PYTHON_ENV, python, workspace_root};
 
 /// Runs the CLI in-process with `args` (without the program name); returns (ok, stdout, error).
 async fn securebuild(args: &[&str]) -> (bool, String, String) {
@@ -29,6 +28,7 @@ async fn securebuild(args: &[&str]) -> (bool, String, String) {
         CliCommand::Build(args) => securebuild_builder::cli::build::run(args, &mut out).await,
         CliCommand::Lock(args) => securebuild_builder::cli::lock::run(args, &mut out).await,
         CliCommand::Resolve(args) => securebuild_builder::cli::resolve::run(args, &mut out).await,
+        CliCommand::Verify(args) => securebuild_builder::cli::verify::run(args, &mut out).await,
         other => panic!("unexpected command {other:?}"),
     };
     let stdout = String::from_utf8(out).unwrap();
@@ -135,7 +135,7 @@ fn layer_entries(layout: &Path, arch: &str) -> Vec<(String, u32, u64, u64, Optio
 
 #[tokio::test]
 async fn the_offline_example_builds_reproducibly_and_unpacks() {
-    let example = workspace().join("examples/hello.apko.yaml");
+    let example = workspace_root().join("examples/hello.apko.yaml");
     let tmp = tempfile::tempdir().unwrap();
     let mut digests = Vec::new();
     for run in 0..2 {
@@ -264,7 +264,7 @@ async fn the_offline_example_builds_reproducibly_and_unpacks() {
 
 #[tokio::test]
 async fn lockfile_builds_exactly_the_locked_packages() {
-    let example = workspace().join("examples/hello.apko.yaml");
+    let example = workspace_root().join("examples/hello.apko.yaml");
     let tmp = tempfile::tempdir().unwrap();
     let lock = tmp.path().join("hello.lock.json");
     let cache = tmp.path().join("cache");
@@ -417,11 +417,7 @@ async fn push_then_push_again_uploads_nothing() {
             "--tls-verify=false",
             &format!("docker://{target}:{tag}"),
         ]);
-        let digest = format!(
-            "sha256:{}",
-            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(raw.as_bytes()))
-        );
-        assert_eq!(digest, index, "tag {tag}");
+        assert_eq!(sha256_digest(raw.as_bytes()), index, "tag {tag}");
     }
     let result: Value = serde_json::from_str(&std::fs::read_to_string(&result).unwrap()).unwrap();
     assert_eq!(result["image"]["digest"], index.as_str());
@@ -544,7 +540,7 @@ fn generate_key_pair(python: &str, dir: &Path, name: &str) -> (PathBuf, PathBuf)
         .arg(&private)
         .arg(&public)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {python} (set SECUREBUILD_PYTHON): {e}"));
+        .unwrap_or_else(|e| panic!("cannot run {python} (set {PYTHON_ENV}): {e}"));
     assert!(
         output.status.success(),
         "{}",
@@ -555,19 +551,7 @@ fn generate_key_pair(python: &str, dir: &Path, name: &str) -> (PathBuf, PathBuf)
 
 /// Runs `securebuild verify` in-process.
 async fn verify(args: &[&str]) -> (bool, String, String) {
-    let mut argv = vec!["securebuild", "verify"];
-    argv.extend_from_slice(args);
-    let cli = Cli::try_parse_from(argv).unwrap();
-    let CliCommand::Verify(args) = &cli.command else {
-        panic!("not a verify command");
-    };
-    let mut out = Vec::new();
-    let result = securebuild_builder::cli::verify::run(args, &mut out).await;
-    let stdout = String::from_utf8(out).unwrap();
-    match result {
-        Ok(()) => (true, stdout, String::new()),
-        Err(err) => (false, stdout, err.to_string()),
-    }
+    securebuild(&[&["verify"], args].concat()).await
 }
 
 /// Fetches a blob from the test registry.
@@ -599,14 +583,24 @@ fn registry_manifest(registry: &TestRegistry, repository: &str, tag: &str) -> Va
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
+/// The in-toto statement in the DSSE envelope stored as blob `digest`.
+fn registry_statement(registry: &TestRegistry, repository: &str, digest: &str) -> Value {
+    let envelope: Value =
+        serde_json::from_slice(&registry_blob(registry, repository, digest)).unwrap();
+    let payload = BASE64
+        .decode(envelope["payload"].as_str().unwrap())
+        .unwrap();
+    serde_json::from_slice(&payload).unwrap()
+}
+
 #[tokio::test]
 async fn signed_builds_carry_provenance_and_an_sbom_that_verifiers_accept() {
     let registry = TestRegistry::start().unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let python = std::env::var("SECUREBUILD_PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = python();
     let (private_key, key) = generate_key_pair(&python, tmp.path(), "cosign");
 
-    let example = workspace().join("examples/hello.apko.yaml");
+    let example = workspace_root().join("examples/hello.apko.yaml");
     let target = format!("{}/team/hello", registry.host());
     let (ok, stdout, error) = securebuild(&[
         "build",
@@ -643,23 +637,11 @@ async fn signed_builds_carry_provenance_and_an_sbom_that_verifiers_accept() {
     );
 
     // The provenance lists every package with its digest and purl, every index and the key.
-    let tag = format!("sha256-{}.att", index.strip_prefix("sha256:").unwrap());
-    let manifest = registry_manifest(&registry, "team/hello", &tag);
+    let manifest = registry_manifest(&registry, "team/hello", &attestation_tag(&index).unwrap());
     let mut predicates = BTreeMap::new();
     for layer in manifest["layers"].as_array().unwrap() {
-        let envelope: Value = serde_json::from_slice(&registry_blob(
-            &registry,
-            "team/hello",
-            layer["digest"].as_str().unwrap(),
-        ))
-        .unwrap();
-        use base64::Engine;
-        let statement: Value = serde_json::from_slice(
-            &base64::engine::general_purpose::STANDARD
-                .decode(envelope["payload"].as_str().unwrap())
-                .unwrap(),
-        )
-        .unwrap();
+        let statement =
+            registry_statement(&registry, "team/hello", layer["digest"].as_str().unwrap());
         predicates.insert(
             statement["predicateType"].as_str().unwrap().to_string(),
             statement,
@@ -690,21 +672,12 @@ async fn signed_builds_carry_provenance_and_an_sbom_that_verifiers_accept() {
     );
 
     // The platform SBOM is valid SPDX 2.3 for pyspdxtools.
-    let tag = format!("sha256-{}.att", amd64.strip_prefix("sha256:").unwrap());
-    let manifest = registry_manifest(&registry, "team/hello", &tag);
-    let envelope: Value = serde_json::from_slice(&registry_blob(
+    let manifest = registry_manifest(&registry, "team/hello", &attestation_tag(&amd64).unwrap());
+    let statement = registry_statement(
         &registry,
         "team/hello",
         manifest["layers"][0]["digest"].as_str().unwrap(),
-    ))
-    .unwrap();
-    use base64::Engine;
-    let statement: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::STANDARD
-            .decode(envelope["payload"].as_str().unwrap())
-            .unwrap(),
-    )
-    .unwrap();
+    );
     assert_eq!(statement["predicateType"], "https://spdx.dev/Document");
     let spdx_path = tmp.path().join("sbom.spdx.json");
     std::fs::write(

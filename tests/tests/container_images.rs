@@ -12,7 +12,7 @@
 //! not expand other variables and does not read heredocs.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use clap::Parser;
 use securebuild_builder::apk::constraint::Dependency;
@@ -23,6 +23,8 @@ use securebuild_crds::ImageConfiguration;
 use securebuild_operator::config::DEFAULT_BUILDER_IMAGE;
 use securebuild_operator::job::BUILDER_UID;
 use serde_json::Value;
+
+use crate::workspace_root;
 
 const DOCKERFILE: &str = "images/Dockerfile";
 const DOCKERIGNORE: &str = ".dockerignore";
@@ -51,13 +53,6 @@ const SHELLS: &[&str] = &["sh", "ash", "bash", "dash", "zsh", "busybox"];
 const LABEL_SOURCE: &str = "org.opencontainers.image.source";
 const LABEL_LICENSES: &str = "org.opencontainers.image.licenses";
 const LABEL_VERSION: &str = "org.opencontainers.image.version";
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tests package lives in the workspace")
-        .to_path_buf()
-}
 
 fn read(relative: &str) -> String {
     let path = workspace_root().join(relative);

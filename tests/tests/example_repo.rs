@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::workspace_root;
+
 fn files_under(root: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     let mut stack = vec![root.to_path_buf()];
@@ -23,7 +25,7 @@ fn files_under(root: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn committed_example_repository_is_up_to_date() {
-    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let examples = workspace_root().join("examples");
     let fresh = tempfile::tempdir().unwrap();
     securebuild_tests::example_repo::write_example(fresh.path()).unwrap();
     for sub in ["repo", "keys"] {

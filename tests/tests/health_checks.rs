@@ -9,7 +9,6 @@
 //! what the script may use.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -18,6 +17,8 @@ use securebuild_crds::conditions::{ConditionType, Reason, set_condition};
 use securebuild_crds::imagebuild::{BuildFailure, BuildOutcome, BuildReason, BuildRecord};
 use securebuild_crds::{ImageBuild, ImageBuildSpec, ImageBuildStatus};
 use serde_json::{Value, json};
+
+use crate::workspace_root;
 
 /// The variable naming the Lua interpreter; `lua5.4` when unset.
 const LUA_ENV: &str = "SECUREBUILD_LUA";
@@ -29,13 +30,6 @@ const LUA_GLOBALS: [&str; 2] = ["ipairs", "tostring"];
 
 const GENERATION: i64 = 3;
 const IMAGE: &str = "registry.example.com/team/app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tests package lives in the workspace")
-        .to_path_buf()
-}
 
 fn now() -> Timestamp {
     Timestamp::from_second(1_750_000_000).expect("a valid timestamp")

@@ -9,7 +9,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -23,9 +22,8 @@ use securebuild_operator::triggers::{Trigger, TriggerKind};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-/// The variable naming the Python interpreter that has `helm-python-sdk`; `python3` when unset.
-const PYTHON_ENV: &str = "SECUREBUILD_PYTHON";
-const DEFAULT_PYTHON: &str = "python3";
+use crate::{PYTHON_ENV, python, workspace_root};
+
 const CHART_DIR: &str = "charts/securebuild";
 const RELEASE: &str = "securebuild";
 const NAMESPACE: &str = "securebuild-system";
@@ -60,13 +58,6 @@ with helm.Chart.load(request["chart"]) as chart:
 json.dump({"helm": helm.helm_sdk_version(), "results": results}, sys.stdout)
 "#;
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tests package lives in the workspace")
-        .to_path_buf()
-}
-
 // ---------------------------------------------------------------------------------------------
 // Rendering
 
@@ -90,7 +81,7 @@ struct HelmOutput {
 
 /// Runs Helm on each values document (`null` for the chart's defaults).
 fn helm(cases: &[Value]) -> Vec<HelmResult> {
-    let python = std::env::var(PYTHON_ENV).unwrap_or_else(|_| DEFAULT_PYTHON.to_string());
+    let python = python();
     let chart = workspace_root().join(CHART_DIR);
     let request = json!({
         "chart": chart.to_string_lossy(),

@@ -13,3 +13,19 @@ mod own_images;
 mod registry_push;
 mod sign_verify;
 mod support;
+
+/// The variable naming the Python interpreter the checkers run under; `python3` when unset.
+const PYTHON_ENV: &str = "SECUREBUILD_PYTHON";
+
+/// The Python interpreter the checkers run under ([`PYTHON_ENV`], else `python3`).
+fn python() -> String {
+    std::env::var(PYTHON_ENV).unwrap_or_else(|_| "python3".to_owned())
+}
+
+/// The workspace root, the parent of this package.
+fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests package lives in the workspace")
+        .to_path_buf()
+}

@@ -20,6 +20,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::client::Body;
 use kube::runtime::controller::Action;
+use securebuild_builder::attest::cosign::attestation_tag;
 use securebuild_builder::attest::keys::SigningKey;
 use securebuild_builder::attest::provenance::SLSA_PROVENANCE_V1;
 use securebuild_builder::attest::sbom::SPDX_PREDICATE_TYPE;
@@ -218,7 +219,6 @@ fn registry_client(docker_config: &Path) -> Registry {
     .unwrap()
 }
 
-/// The statements attached under `repository:sha256-<hex>.att`, decoded from their envelopes.
 /// The in-toto statement inside a DSSE envelope blob.
 fn statement_of(envelope: &[u8]) -> Value {
     let envelope: Value = serde_json::from_slice(envelope).unwrap();
@@ -228,8 +228,9 @@ fn statement_of(envelope: &[u8]) -> Value {
     serde_json::from_slice(&payload).unwrap()
 }
 
+/// The statements attached under `repository:sha256-<hex>.att`, decoded from their envelopes.
 async fn attached_statements(registry: &Registry, repository: &str, digest: &str) -> Vec<Value> {
-    let tag = format!("{}.att", digest.replace(':', "-"));
+    let tag = attestation_tag(digest).unwrap();
     let reference = parse_reference(&format!("{repository}:{tag}")).unwrap();
     let manifest = registry.fetch_manifest(&reference).await.unwrap();
     let manifest: Value = serde_json::from_slice(&manifest.bytes).unwrap();

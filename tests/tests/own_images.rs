@@ -21,18 +21,12 @@ use securebuild_tests::registry::TestRegistry;
 use serde_json::Value;
 
 use crate::support::{entry, inspect};
+use crate::workspace_root;
 
 const IMAGES: [&str; 2] = ["securebuild", "securebuild-operator"];
 const PACKAGE_KEY_FILE: &str = "securebuild-packages.rsa";
 const SOURCE_DATE_EPOCH: &str = "1750000000";
 const COSIGN_PASSWORD: &str = "correct horse battery staple";
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 /// The workspace's own binaries, built next to this test by `cargo test --workspace`.
 fn workspace_binary(name: &str) -> PathBuf {
@@ -49,11 +43,7 @@ fn workspace_binary(name: &str) -> PathBuf {
 }
 
 fn apk_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "x86_64",
-        "aarch64" => "aarch64",
-        other => panic!("no apk architecture for {other}"),
-    }
+    securebuild_builder::resolve::host_arch()
 }
 
 fn rust_target() -> String {

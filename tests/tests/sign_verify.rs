@@ -29,13 +29,14 @@ use securebuild_builder::attest::sbom::{
 };
 use securebuild_builder::attest::verify::{AttestationType, VerificationReport, verify_image};
 use securebuild_builder::cli::{Cli, Command as CliCommand};
+use securebuild_builder::digest::sha256_digest as sha256;
 use securebuild_builder::registry::{Registry, RegistryOptions};
 use securebuild_builder::registry_auth::DockerConfig;
 use securebuild_tests::registry::TestRegistry;
 use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256};
 
-const PYTHON_ENV: &str = "SECUREBUILD_PYTHON";
+use crate::{PYTHON_ENV, python};
+
 const REPOSITORY_PATH: &str = "team/app";
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -115,10 +116,6 @@ struct PushedImage {
     repository: String,
     index: String,
     platforms: Vec<(String, String)>,
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
 fn client() -> Registry {
@@ -275,6 +272,23 @@ fn sboms(image: &PushedImage) -> BuildSboms {
     }
 }
 
+/// Attests `image` with provenance and SBOMs, signed by `key`.
+async fn attest(
+    registry: &Registry,
+    image: &PushedImage,
+    key: &SigningKey,
+) -> publish::AttestationSummary {
+    publish::attest_build(
+        registry,
+        &published(image),
+        key,
+        Some(&provenance(&image.repository)),
+        Some(&sboms(image)),
+    )
+    .await
+    .unwrap()
+}
+
 fn published(image: &PushedImage) -> PublishedImage {
     PublishedImage {
         repository: image.repository.clone(),
@@ -298,7 +312,7 @@ fn python_check(
     key: &VerifyingKey,
     attestations: bool,
 ) -> Value {
-    let python = std::env::var(PYTHON_ENV).unwrap_or_else(|_| "python3".to_owned());
+    let python = python();
     let dir = tempfile::tempdir().unwrap();
     let key_path = dir.path().join("cosign.pub");
     std::fs::write(&key_path, key.to_pem().unwrap()).unwrap();
@@ -424,15 +438,7 @@ async fn build_attestations_verify_and_tampering_is_caught() {
     let image = push_image(&registry, &server).await;
     let key = SigningKey::generate().unwrap();
     let public = key.verifying_key();
-    let summary = publish::attest_build(
-        &registry,
-        &published(&image),
-        &key,
-        Some(&provenance(&image.repository)),
-        Some(&sboms(&image)),
-    )
-    .await
-    .unwrap();
+    let summary = attest(&registry, &image, &key).await;
     assert_eq!(summary.sboms.len(), 3);
     let att_tag = attestation_tag(&image.index).unwrap();
     assert_eq!(
@@ -473,15 +479,7 @@ async fn build_attestations_verify_and_tampering_is_caught() {
     );
 
     // Attesting the same build again stores nothing new.
-    let again = publish::attest_build(
-        &registry,
-        &published(&image),
-        &key,
-        Some(&provenance(&image.repository)),
-        Some(&sboms(&image)),
-    )
-    .await
-    .unwrap();
+    let again = attest(&registry, &image, &key).await;
     assert_eq!(
         again.provenance.unwrap().digest,
         summary.sboms[0].artifact.digest
@@ -839,15 +837,7 @@ async fn sign_and_verify_subcommands_against_an_authenticated_registry() {
     .unwrap_err();
     assert!(error.contains("no attestations found for"), "{error}");
 
-    publish::attest_build(
-        &registry,
-        &published(&image),
-        &key,
-        Some(&provenance(&image.repository)),
-        Some(&sboms(&image)),
-    )
-    .await
-    .unwrap();
+    attest(&registry, &image, &key).await;
     let by_digest = format!("{}@{}", image.repository, image.index);
     let out = run_cli(&[
         "verify",

@@ -20,8 +20,9 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+use crate::{PYTHON_ENV, python};
+
 const OTHER_KEY_NAME: &str = "other@example.com-0badc0de.rsa.pub";
-const PYTHON_ENV: &str = "SECUREBUILD_PYTHON";
 
 /// Splits gzip members, lists each member's tar entries and verifies the leading signature
 /// entry over the next member with the given public key. Prints one JSON document.
@@ -117,10 +118,6 @@ for member in members:
     del member["raw"]
 print(json.dumps({"file_size": len(data), "members": members, "signature": signature}))
 "#;
-
-fn python() -> String {
-    std::env::var(PYTHON_ENV).unwrap_or_else(|_| "python3".to_owned())
-}
 
 /// Runs the inspection script on `file`, verifying the signature with `public_key` if given.
 pub(crate) fn inspect(file: &Path, public_key: Option<&Path>) -> Value {

@@ -21,7 +21,7 @@ use flate2::bufread::GzDecoder;
 use sha1::{Digest, Sha1};
 use sha2::{Sha256, Sha512};
 
-use super::index::{ChecksumAlgorithm, encode_checksum};
+use super::index::{ChecksumAlgorithm, encode_checksum, parse_decimal, quote};
 
 /// Prefix of the signature entries' names: `.SIGN.<scheme>.<key name>`.
 pub const SIGNATURE_ENTRY_PREFIX: &str = ".SIGN.";
@@ -82,7 +82,6 @@ const MIB: u64 = 1024 * 1024;
 /// Compressed bytes allowed beyond a member's decompressed cap: room for gzip header fields
 /// (up to 64 KiB each) and deflate's stored-block overhead.
 const COMPRESSED_SLACK: u64 = 256 * 1024;
-const MAX_QUOTED_CHARS: usize = 80;
 
 /// Which gzip member of a package or index an error or digest refers to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -518,23 +517,6 @@ fn is_single_valued_key(key: &str) -> bool {
     )
 }
 
-fn parse_decimal<T: std::str::FromStr>(value: &str) -> Option<T> {
-    if value.is_empty() || !value.bytes().all(|byte| byte.is_ascii_digit()) {
-        return None;
-    }
-    value.parse().ok()
-}
-
-fn quote(text: &str) -> String {
-    if text.chars().count() <= MAX_QUOTED_CHARS {
-        text.to_owned()
-    } else {
-        let mut quoted: String = text.chars().take(MAX_QUOTED_CHARS).collect();
-        quoted.push('…');
-        quoted
-    }
-}
-
 /// The control member of a package.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ControlMember {
@@ -568,25 +550,8 @@ pub fn read_package<R: Read>(
     limits: &Limits,
 ) -> Result<PackageArchive<R>, ArchiveError> {
     let mut tap = Tap::new(reader);
-    let first = read_buffered_member(
-        &mut tap,
-        Member::Control,
-        (Member::Signature, limits.max_signature_size),
-        (Member::Control, limits.max_control_size),
-    )?;
-    let (signatures, control) = match first.member {
-        Member::Signature => {
-            let signatures = parse_signatures(&first.bytes)?;
-            let control = read_buffered_member(
-                &mut tap,
-                Member::Control,
-                (Member::Control, limits.max_control_size),
-                (Member::Control, limits.max_control_size),
-            )?;
-            (signatures, control)
-        }
-        _ => (Vec::new(), first),
-    };
+    let (signatures, control) =
+        read_signed_member(&mut tap, limits, Member::Control, limits.max_control_size)?;
     let control = parse_control(control)?;
     let expected = control
         .pkginfo
@@ -641,25 +606,8 @@ pub fn read_index_archive<R: Read>(
     limits: &Limits,
 ) -> Result<IndexArchive, ArchiveError> {
     let mut tap = Tap::new(reader);
-    let first = read_buffered_member(
-        &mut tap,
-        Member::Index,
-        (Member::Signature, limits.max_signature_size),
-        (Member::Index, limits.max_index_size),
-    )?;
-    let (signatures, index_member) = match first.member {
-        Member::Signature => {
-            let signatures = parse_signatures(&first.bytes)?;
-            let index_member = read_buffered_member(
-                &mut tap,
-                Member::Index,
-                (Member::Index, limits.max_index_size),
-                (Member::Index, limits.max_index_size),
-            )?;
-            (signatures, index_member)
-        }
-        _ => (Vec::new(), first),
-    };
+    let (signatures, index_member) =
+        read_signed_member(&mut tap, limits, Member::Index, limits.max_index_size)?;
     let end = tap.offset;
     tap.begin_member(u64::MAX, Hashes::none());
     if !tap
@@ -750,11 +698,7 @@ impl<R: Read> Read for DataReader<R> {
         if buf.is_empty() {
             return Ok(0);
         }
-        let allowed = self
-            .limit
-            .saturating_sub(self.decompressed)
-            .saturating_add(1);
-        let len = usize::try_from(allowed).map_or(buf.len(), |allowed| allowed.min(buf.len()));
+        let len = capped_len(self.limit, self.decompressed, buf.len());
         let (kind, failure) = match self.decoder.read(&mut buf[..len]) {
             Ok(read) => {
                 self.decompressed += read as u64;
@@ -874,8 +818,7 @@ impl<R: Read> Read for CappedReader<R> {
         if buf.is_empty() {
             return Ok(0);
         }
-        let allowed = self.limit.saturating_sub(self.read).saturating_add(1);
-        let len = usize::try_from(allowed).map_or(buf.len(), |allowed| allowed.min(buf.len()));
+        let len = capped_len(self.limit, self.read, buf.len());
         let read = self.inner.read(&mut buf[..len])?;
         self.read += read as u64;
         if self.read > self.limit {
@@ -886,6 +829,13 @@ impl<R: Read> Read for CappedReader<R> {
         }
         Ok(read)
     }
+}
+
+/// How much of a `buffer_len` buffer the next read past `read` bytes of a `limit` cap may fill:
+/// one byte over the cap at most, so that passing it is noticed.
+fn capped_len(limit: u64, read: u64, buffer_len: usize) -> usize {
+    let allowed = limit.saturating_sub(read).saturating_add(1);
+    usize::try_from(allowed).map_or(buffer_len, |allowed| allowed.min(buffer_len))
 }
 
 /// The compressed-size cap that goes with a decompressed-size cap.
@@ -1133,6 +1083,29 @@ fn read_buffered_member<R: Read>(
         bytes,
         digests,
     })
+}
+
+/// Reads the optional signature member and then `member` (capped at `limit`): the first member
+/// is the signature member when its first entry is named `.SIGN.*`, otherwise it is `member`
+/// itself (unsigned).
+fn read_signed_member<R: Read>(
+    tap: &mut Tap<R>,
+    limits: &Limits,
+    member: Member,
+    limit: u64,
+) -> Result<(Vec<SignatureEntry>, BufferedMember), ArchiveError> {
+    let first = read_buffered_member(
+        tap,
+        member,
+        (Member::Signature, limits.max_signature_size),
+        (member, limit),
+    )?;
+    if first.member != Member::Signature {
+        return Ok((Vec::new(), first));
+    }
+    let signatures = parse_signatures(&first.bytes)?;
+    let signed = read_buffered_member(tap, member, (member, limit), (member, limit))?;
+    Ok((signatures, signed))
 }
 
 /// Whether the first entry of a tar stream's beginning is named `.SIGN.*` (long names given by

@@ -235,6 +235,11 @@ impl PackageRecord {
         self.checksum().map(|checksum| checksum.bytes)
     }
 
+    /// `name-version`, as apk names a package in messages.
+    pub fn display_name(&self) -> String {
+        format!("{}-{}", self.name, self.version)
+    }
+
     /// The package's file name in its repository: `name-version.apk`.
     pub fn filename(&self) -> String {
         format!("{}-{}{PACKAGE_FILE_EXTENSION}", self.name, self.version)
@@ -403,7 +408,9 @@ fn split_field(line: &str) -> Option<(char, &str)> {
     Some((char::from(field), &line[2..]))
 }
 
-fn quote(text: &str) -> String {
+/// `text`, cut to `MAX_QUOTED_CHARS` characters and an ellipsis when longer, for quoting an
+/// offending line or value in an error message.
+pub(crate) fn quote(text: &str) -> String {
     if text.chars().count() <= MAX_QUOTED_CHARS {
         text.to_owned()
     } else {
@@ -519,16 +526,21 @@ fn parse_number<T: std::str::FromStr>(
     field: char,
     what: &'static str,
 ) -> Result<T, IndexError> {
-    let invalid = || IndexError::InvalidNumber {
+    parse_decimal(value).ok_or_else(|| IndexError::InvalidNumber {
         line,
         field,
         what,
         value: quote(value),
-    };
+    })
+}
+
+/// A decimal number as apk metadata writes it: ASCII digits only (no sign, no spaces), fitting
+/// the target type.
+pub(crate) fn parse_decimal<T: std::str::FromStr>(value: &str) -> Option<T> {
     if value.is_empty() || !value.bytes().all(|byte| byte.is_ascii_digit()) {
-        return Err(invalid());
+        return None;
     }
-    value.parse().map_err(|_| invalid())
+    value.parse().ok()
 }
 
 fn parse_dependencies(

@@ -216,7 +216,7 @@ impl PackageRef {
 
     /// `name-version`, as messages name the package.
     pub fn display_name(&self) -> String {
-        format!("{}-{}", self.record.name, self.record.version)
+        self.record.display_name()
     }
 
     /// The URL or path of the `.apk`: `<repo>/<arch>/<name>-<version>.apk`.
@@ -299,12 +299,24 @@ struct Fetched {
 }
 
 /// What a package must turn out to be.
+#[derive(Clone)]
 struct Expectation {
     package: String,
     name: String,
     version: String,
     checksum: Checksum,
     source: Location,
+}
+
+impl Expectation {
+    /// Maps an IO error on `path` to [`PackageError::Io`] naming this package.
+    fn io_error<'s>(&'s self, path: &'s Path) -> impl Fn(io::Error) -> PackageError + Copy + 's {
+        move |source| PackageError::Io {
+            package: self.package.clone(),
+            path: path.to_path_buf(),
+            source,
+        }
+    }
 }
 
 impl PackageFetcher {
@@ -358,18 +370,23 @@ impl PackageFetcher {
         self.fetch_all_with(packages, Some(spool_dir)).await
     }
 
+    /// Creates `<cache>/packages/`.
+    async fn create_packages_dir(&self) -> Result<(), PackageError> {
+        let packages_dir = self.cache_dir.join(CACHE_PACKAGES_DIR);
+        tokio::fs::create_dir_all(&packages_dir)
+            .await
+            .map_err(|source| PackageError::CacheDir {
+                path: packages_dir,
+                source,
+            })
+    }
+
     async fn fetch_all_with(
         &self,
         packages: &[PackageRef],
         spool_dir: Option<&Path>,
     ) -> Result<Vec<VerifiedPackage>, PackageError> {
-        let packages_dir = self.cache_dir.join(CACHE_PACKAGES_DIR);
-        tokio::fs::create_dir_all(&packages_dir)
-            .await
-            .map_err(|source| PackageError::CacheDir {
-                path: packages_dir.clone(),
-                source,
-            })?;
+        self.create_packages_dir().await?;
 
         let mut first_with_key: HashMap<String, usize> = HashMap::new();
         let mut unique = Vec::new();
@@ -433,13 +450,7 @@ impl PackageFetcher {
 
     /// Fetches and verifies one package (a cache hit is re-verified first).
     pub async fn fetch(&self, package: &PackageRef) -> Result<VerifiedPackage, PackageError> {
-        let packages_dir = self.cache_dir.join(CACHE_PACKAGES_DIR);
-        tokio::fs::create_dir_all(&packages_dir)
-            .await
-            .map_err(|source| PackageError::CacheDir {
-                path: packages_dir.clone(),
-                source,
-            })?;
+        self.create_packages_dir().await?;
         self.fetch_one(package, None)
             .await
             .map(|fetched| fetched.package)
@@ -479,11 +490,7 @@ impl PackageFetcher {
             });
         }
 
-        let claim = claim_partial(&cache_path).map_err(|source| PackageError::Io {
-            package: name.clone(),
-            path: cache_path.clone(),
-            source,
-        })?;
+        let claim = claim_partial(&cache_path).map_err(expect.io_error(&cache_path))?;
         let (partial, partial_path) = match claim {
             Claim::Cached => {
                 if let Some(verified) = self.try_cache(&cache_path, &expect, &limits, spool).await?
@@ -494,11 +501,7 @@ impl PackageFetcher {
                     });
                 }
                 let path = temp_path(&cache_path);
-                let file = create_private(&path).map_err(|source| PackageError::Io {
-                    package: name.clone(),
-                    path: path.clone(),
-                    source,
-                })?;
+                let file = create_private(&path).map_err(expect.io_error(&path))?;
                 (file, path)
             }
             Claim::Partial { file, path } => (file, path),
@@ -540,15 +543,6 @@ impl PackageFetcher {
         limits: &Limits,
         spool: Option<&Path>,
     ) -> Result<(Verified, u64), PackageError> {
-        let io_error = |path: &Path| {
-            let path = path.to_path_buf();
-            let package = expect.package.clone();
-            move |source| PackageError::Io {
-                package,
-                path,
-                source,
-            }
-        };
         let size_limit = self.size_limit(record);
         let mut partial = tokio::fs::File::from_std(partial);
         let mut transferred = 0u64;
@@ -571,7 +565,10 @@ impl PackageFetcher {
                     false
                 }
             };
-            partial.flush().await.map_err(io_error(partial_path))?;
+            partial
+                .flush()
+                .await
+                .map_err(expect.io_error(partial_path))?;
             let outcome = verify_in_background(
                 partial_path.to_path_buf(),
                 expect,
@@ -582,7 +579,8 @@ impl PackageFetcher {
             .await;
             match outcome {
                 Ok(verified) => {
-                    std::fs::rename(partial_path, cache_path).map_err(io_error(cache_path))?;
+                    std::fs::rename(partial_path, cache_path)
+                        .map_err(expect.io_error(cache_path))?;
                     debug!(package = %expect.package, source = %expect.source, bytes = verified.size, "package downloaded and verified");
                     return Ok((verified, transferred));
                 }
@@ -590,7 +588,7 @@ impl PackageFetcher {
                 Err(error) if resumed && fresh_retry_left => {
                     warn!(package = %expect.package, %error, "resumed download does not verify; downloading it again from the start");
                     fresh_retry_left = false;
-                    partial.set_len(0).await.map_err(io_error(partial_path))?;
+                    truncate(&mut partial, partial_path, expect).await?;
                 }
                 Err(error) => return Err(error),
             }
@@ -612,13 +610,7 @@ impl PackageFetcher {
             Ok(metadata) if metadata.is_file() => {}
             Ok(_) => return Ok(None),
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(PackageError::Io {
-                    package: expect.package.clone(),
-                    path: cache_path.to_path_buf(),
-                    source,
-                });
-            }
+            Err(source) => return Err(expect.io_error(cache_path)(source)),
         }
         let verification = if spool.is_some() {
             Verification::Full
@@ -664,11 +656,7 @@ impl PackageFetcher {
             let offset = partial
                 .metadata()
                 .await
-                .map_err(|source| PackageError::Io {
-                    package: expect.package.clone(),
-                    path: partial_path.to_path_buf(),
-                    source,
-                })?
+                .map_err(expect.io_error(partial_path))?
                 .len();
             let offset = if offset > limit {
                 truncate(partial, partial_path, expect).await?;
@@ -725,13 +713,7 @@ impl PackageFetcher {
         limit: u64,
         transferred: &mut u64,
     ) -> Result<bool, AttemptError> {
-        let io_error = |source| {
-            AttemptError::Final(PackageError::Io {
-                package: expect.package.clone(),
-                path: partial_path.to_path_buf(),
-                source,
-            })
-        };
+        let io_error = |source| AttemptError::Final(expect.io_error(partial_path)(source));
         let too_large = || {
             AttemptError::Final(PackageError::TooLarge {
                 package: expect.package.clone(),
@@ -961,11 +943,10 @@ async fn truncate(
     partial_path: &Path,
     expect: &Expectation,
 ) -> Result<(), PackageError> {
-    partial.set_len(0).await.map_err(|source| PackageError::Io {
-        package: expect.package.clone(),
-        path: partial_path.to_path_buf(),
-        source,
-    })
+    partial
+        .set_len(0)
+        .await
+        .map_err(expect.io_error(partial_path))
 }
 
 /// Copies a local package into the partial file, refusing files over `limit`.
@@ -976,44 +957,36 @@ async fn copy_local(
     expect: &Expectation,
     limit: u64,
 ) -> Result<(), PackageError> {
-    let io_error = |path: &Path| {
-        let path = path.to_path_buf();
-        let package = expect.package.clone();
-        move |source| PackageError::Io {
-            package,
-            path,
-            source,
-        }
+    let too_large = || PackageError::TooLarge {
+        package: expect.package.clone(),
+        location: expect.source.clone(),
+        limit,
     };
     let mut input = tokio::fs::File::open(source)
         .await
-        .map_err(io_error(source))?;
-    let length = input.metadata().await.map_err(io_error(source))?.len();
+        .map_err(expect.io_error(source))?;
+    let length = input
+        .metadata()
+        .await
+        .map_err(expect.io_error(source))?
+        .len();
     if length > limit {
-        return Err(PackageError::TooLarge {
-            package: expect.package.clone(),
-            location: expect.source.clone(),
-            limit,
-        });
+        return Err(too_large());
     }
-    partial.set_len(0).await.map_err(io_error(partial_path))?;
+    truncate(partial, partial_path, expect).await?;
     partial
         .seek(SeekFrom::Start(0))
         .await
-        .map_err(io_error(partial_path))?;
+        .map_err(expect.io_error(partial_path))?;
     let copied = {
         use tokio::io::AsyncReadExt as _;
         let mut capped = (&mut input).take(limit.saturating_add(1));
         tokio::io::copy(&mut capped, partial)
             .await
-            .map_err(io_error(source))?
+            .map_err(expect.io_error(source))?
     };
     if copied > limit {
-        return Err(PackageError::TooLarge {
-            package: expect.package.clone(),
-            location: expect.source.clone(),
-            limit,
-        });
+        return Err(too_large());
     }
     Ok(())
 }
@@ -1100,13 +1073,7 @@ async fn verify_in_background(
     verification: Verification,
     spool: Option<&Path>,
 ) -> Result<Verified, PackageError> {
-    let task_expect = Expectation {
-        package: expect.package.clone(),
-        name: expect.name.clone(),
-        version: expect.version.clone(),
-        checksum: expect.checksum.clone(),
-        source: expect.source.clone(),
-    };
+    let task_expect = expect.clone();
     let limits = *limits;
     let spool = spool.map(Path::to_path_buf);
     tokio::task::spawn_blocking(move || match verification {
@@ -1129,7 +1096,7 @@ fn verify_full(
     limits: &Limits,
     spool: Option<&Path>,
 ) -> Result<Verified, PackageError> {
-    let file = File::open(path).map_err(|source| io_error(expect, path, source))?;
+    let file = File::open(path).map_err(expect.io_error(path))?;
     let mut reader = HashingReader::new(BufReader::with_capacity(READ_BUFFER_SIZE, file));
     let PackageArchive {
         signatures,
@@ -1206,7 +1173,7 @@ fn verify_cached(
     expect: &Expectation,
     limits: &Limits,
 ) -> Result<Verified, PackageError> {
-    let io = |source| io_error(expect, path, source);
+    let io = expect.io_error(path);
     let mut file = File::open(path).map_err(io)?;
     let size = file.metadata().map_err(io)?.len();
     let PackageArchive {
@@ -1339,14 +1306,6 @@ fn check_control(control: &ControlMember, expect: &Expectation) -> Result<(), Pa
         }
     }
     Ok(())
-}
-
-fn io_error(expect: &Expectation, path: &Path, source: io::Error) -> PackageError {
-    PackageError::Io {
-        package: expect.package.clone(),
-        path: path.to_path_buf(),
-        source,
-    }
 }
 
 /// Maps archive errors; a `datahash` mismatch becomes [`PackageError::ChecksumMismatch`].
@@ -1603,6 +1562,12 @@ mod tests {
         (reference, data_tar)
     }
 
+    /// A fetcher with its cache in `<dir>/cache`.
+    fn fetcher_in(dir: &Path) -> PackageFetcher {
+        let client = super::super::repository::http_client().unwrap();
+        PackageFetcher::new(client, dir.join("cache"))
+    }
+
     fn spool_of(dir: &Path, reference: &PackageRef) -> PathBuf {
         spool_path(dir, &reference.record.checksum().unwrap())
     }
@@ -1613,8 +1578,7 @@ mod tests {
         let repo = tmp.path().join("repo");
         let (app, app_tar) = local_package(&repo, "app", &[("usr/bin/app", b"binary")]);
         let (lib, lib_tar) = local_package(&repo, "lib", &[("usr/lib/libx.so", &[7u8; 5000])]);
-        let client = super::super::repository::http_client().unwrap();
-        let fetcher = PackageFetcher::new(client, tmp.path().join("cache"));
+        let fetcher = fetcher_in(tmp.path());
         let refs = [app.clone(), lib.clone()];
 
         let spools = tmp.path().join("spool-1");
@@ -1650,8 +1614,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let repo = tmp.path().join("repo");
         let (app, app_tar) = local_package(&repo, "app", &[("etc/app.conf", b"setting = 1\n")]);
-        let client = super::super::repository::http_client().unwrap();
-        let fetcher = PackageFetcher::new(client, tmp.path().join("cache"));
+        let fetcher = fetcher_in(tmp.path());
         let refs = [app.clone()];
         fetcher.fetch_all(&refs).await.unwrap();
         let cache_path = fetcher.cache_path(&app.record.checksum().unwrap());
@@ -1671,8 +1634,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let repo = tmp.path().join("repo");
         let (app, _) = local_package(&repo, "app", &[("etc/app.conf", b"x")]);
-        let client = super::super::repository::http_client().unwrap();
-        let fetcher = PackageFetcher::new(client, tmp.path().join("cache"));
+        let fetcher = fetcher_in(tmp.path());
         let refs = [app.clone()];
         fetcher.fetch_all(&refs).await.unwrap();
         let spools = tmp.path().join("spool");

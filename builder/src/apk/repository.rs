@@ -24,6 +24,7 @@ use super::archive::{ArchiveError, Limits, read_index_archive};
 use super::index::{IndexError, PackageRecord, parse_index};
 use super::signature::{Keyring, SignatureError};
 use super::solver::SolverRepository;
+use crate::digest::sha256_hex_of;
 
 /// File name of a signed repository index.
 pub const INDEX_ARCHIVE_FILE_NAME: &str = "APKINDEX.tar.gz";
@@ -887,11 +888,6 @@ fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>, RepositoryError> {
 // The disk cache of downloaded indexes and keys.
 // ---------------------------------------------------------------------------------------------
 
-/// Lowercase hex SHA-256 of `bytes`.
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, flushed to
 /// disk, then renamed over `path`. The directory is created when missing.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -938,7 +934,7 @@ struct Cached {
 impl CacheEntry {
     /// `<cache>/<kind>/<sha256(url)>/{<body name>,etag}`.
     fn new(cache_dir: &Path, kind: &str, url: &str, body_name: &str) -> Self {
-        let dir = cache_dir.join(kind).join(sha256_hex(url.as_bytes()));
+        let dir = cache_dir.join(kind).join(sha256_hex_of(url.as_bytes()));
         Self {
             body: dir.join(body_name),
             etag: dir.join(CACHE_ETAG_FILE),
@@ -951,7 +947,7 @@ impl CacheEntry {
         let bytes = read_capped(&self.body, limit).ok()?;
         let etag = std::fs::read_to_string(&self.etag)
             .ok()
-            .and_then(|record| decode_etag_record(&record, &sha256_hex(&bytes)));
+            .and_then(|record| decode_etag_record(&record, &sha256_hex_of(&bytes)));
         Some(Cached { bytes, etag })
     }
 
@@ -969,7 +965,7 @@ impl CacheEntry {
         }
         write_atomic(&self.body, bytes).map_err(cache_error(&self.body))?;
         if let Some(etag) = etag {
-            let record = encode_etag_record(etag, &sha256_hex(bytes));
+            let record = encode_etag_record(etag, &sha256_hex_of(bytes));
             write_atomic(&self.etag, record.as_bytes()).map_err(cache_error(&self.etag))?;
         }
         Ok(())
@@ -1284,7 +1280,9 @@ pub async fn fetch_index(
         }
         (_, Location::Path(path)) => {
             let bytes = read_capped(path, options.max_download_size)?;
-            verify_in_background(bytes, spec, &index_location, keyring, options).await?
+            verify_in_background(bytes, spec, &index_location, keyring, options)
+                .await?
+                .0
         }
         (_, Location::Url(url)) => {
             fetch_remote_index(client, spec, url, &index_location, keyring, options).await?
@@ -1329,28 +1327,27 @@ async fn fetch_remote_index(
     )
     .await?;
     debug!(%url, from_cache, size = bytes.len(), "index archive received");
-    match verify_in_background(bytes.clone(), spec, location, keyring, options).await {
-        Ok(verified) => {
-            if let (Some(entry), false) = (&entry, from_cache) {
-                entry.store(&bytes, etag.as_deref())?;
-            }
-            Ok(verified)
-        }
-        Err(error) => match &entry {
-            Some(entry) if from_cache => {
-                warn!(%url, %error, "cached index no longer verifies; downloading it again");
-                entry.remove();
-                let (bytes, etag, _, _) =
-                    cached_get(client, url, None, options.max_download_size, &options.retry)
-                        .await?;
-                let verified =
-                    verify_in_background(bytes.clone(), spec, location, keyring, options).await?;
-                entry.store(&bytes, etag.as_deref())?;
-                Ok(verified)
-            }
-            _ => Err(error),
-        },
+    let (verified, bytes, etag, from_cache) =
+        match verify_in_background(bytes, spec, location, keyring, options).await {
+            Ok((verified, bytes)) => (verified, bytes, etag, from_cache),
+            Err(error) => match &entry {
+                Some(entry) if from_cache => {
+                    warn!(%url, %error, "cached index no longer verifies; downloading it again");
+                    entry.remove();
+                    let (bytes, etag, _, _) =
+                        cached_get(client, url, None, options.max_download_size, &options.retry)
+                            .await?;
+                    let (verified, bytes) =
+                        verify_in_background(bytes, spec, location, keyring, options).await?;
+                    (verified, bytes, etag, false)
+                }
+                _ => return Err(error),
+            },
+        };
+    if let (Some(entry), false) = (&entry, from_cache) {
+        entry.store(&bytes, etag.as_deref())?;
     }
+    Ok(verified)
 }
 
 /// What verifying an index archive yields.
@@ -1361,14 +1358,15 @@ struct VerifiedIndex {
     description: Option<String>,
 }
 
-/// Runs [`verify_index_archive`] on the blocking pool (decompression and RSA are CPU-bound).
+/// Runs [`verify_index_archive`] on the blocking pool (decompression and RSA are CPU-bound);
+/// hands `bytes` back with the result so that the caller can cache them without a copy.
 async fn verify_in_background(
     bytes: Vec<u8>,
     spec: &RepositorySpec,
     location: &Location,
     keyring: &Keyring,
     options: &IndexFetchOptions,
-) -> Result<VerifiedIndex, RepositoryError> {
+) -> Result<(VerifiedIndex, Vec<u8>), RepositoryError> {
     let repository = spec.original.clone();
     let task_location = location.clone();
     let keyring = keyring.clone();
@@ -1383,6 +1381,7 @@ async fn verify_in_background(
             &limits,
             allow_untrusted,
         )
+        .map(|verified| (verified, bytes))
     })
     .await
     .map_err(|source| RepositoryError::Task {
@@ -1720,7 +1719,7 @@ mod tests {
             entry.body,
             dir.path()
                 .join("indexes")
-                .join(sha256_hex(url.as_bytes()))
+                .join(sha256_hex_of(url.as_bytes()))
                 .join("APKINDEX.tar.gz")
         );
         assert!(entry.load(1024).is_none());

@@ -330,7 +330,12 @@ impl Pkg<'_, '_> {
     }
 
     fn label(&self) -> String {
-        format!("{}-{}", self.record.name, self.record.version)
+        self.record.display_name()
+    }
+
+    /// The package's own name, then every name it provides.
+    fn names(&self) -> impl Iterator<Item = NameId> + '_ {
+        std::iter::once(self.name).chain(self.provides.iter().map(|provide| provide.name))
     }
 }
 
@@ -1146,9 +1151,7 @@ where
                     self.exclude_non_providers(provided, name, skip_virtuals);
                 }
             }
-            self.names[own].ss.has_virtual_provides = false;
-            for index in 0..self.pkgs[candidate].provides.len() {
-                let provided = self.pkgs[candidate].provides[index].name;
+            for provided in self.pkgs[candidate].names() {
                 self.names[provided].ss.has_virtual_provides = false;
             }
         }
@@ -1369,10 +1372,7 @@ where
             return;
         }
         self.pkgs[pkg].ss.in_changeset = true;
-        let own = self.pkgs[pkg].name;
-        self.names[own].ss.in_changeset = true;
-        for index in 0..self.pkgs[pkg].provides.len() {
-            let provided = self.pkgs[pkg].provides[index].name;
+        for provided in self.pkgs[pkg].names() {
             self.names[provided].ss.in_changeset = true;
         }
         stack.push(Step::Change { pkg, next: 0 });
@@ -1426,13 +1426,10 @@ where
     /// apk's `apk_solver_print_errors`: explains a failed selection from the packages the
     /// solver did choose.
     fn report(&mut self) -> Vec<Problem> {
-        for index in 0..self.changes.len() {
-            let pkg = self.changes[index];
-            self.pkgs[pkg].ss.marked = true;
-            let own = self.pkgs[pkg].name;
-            self.names[own].ss.present = true;
-            for provide in 0..self.pkgs[pkg].provides.len() {
-                let provided = self.pkgs[pkg].provides[provide].name;
+        for &pkg in &self.changes {
+            let package = &mut self.pkgs[pkg];
+            package.ss.marked = true;
+            for provided in package.names() {
                 self.names[provided].ss.present = true;
             }
         }
@@ -1620,9 +1617,8 @@ where
                 items.push(format!("world[{}]", atom.dep.atom));
             }
         }
-        let package = &self.pkgs[pkg];
-        let reverse = std::iter::once(package.name)
-            .chain(package.provides.iter().map(|provide| provide.name))
+        let reverse = self.pkgs[pkg]
+            .names()
             .flat_map(|name| self.names[name].rdepends.iter().copied());
         let mut visited = HashSet::new();
         for other in reverse {

@@ -8,8 +8,7 @@ use sha1::Digest as _;
 
 use super::license::{NOASSERTION, NONE, normalize_license};
 use super::purl::{apk_purl, oci_purl};
-use super::sbom::{SbomError, SbomInput, apk_checksum_sha1_hex};
-use super::{normalize_timestamp, sha256_hex};
+use super::sbom::{CheckedInput, SbomError, SbomInput, apk_checksum_sha1_hex, check_input};
 
 /// `bomFormat` of every CycloneDX document.
 pub const BOM_FORMAT: &str = "CycloneDX";
@@ -190,18 +189,11 @@ impl Bom {
 /// package). Components are ordered by name so equal inputs give equal bytes.
 pub fn image_cyclonedx(input: &SbomInput) -> Result<Bom, SbomError> {
     let image = &input.image;
-    let hex = sha256_hex(&image.digest)?;
-    if input.distro.id.is_empty() {
-        return Err(SbomError::Empty { field: "distro id" });
-    }
-    let timestamp =
-        normalize_timestamp(&input.created).map_err(|source| SbomError::InvalidTimestamp {
-            value: input.created.clone(),
-            source,
-        })?;
-
-    let mut packages: Vec<_> = input.packages.iter().collect();
-    packages.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
+    let CheckedInput {
+        hex,
+        created: timestamp,
+        packages,
+    } = check_input(input)?;
     let mut refs: BTreeMap<&str, String> = BTreeMap::new();
     let image_ref = oci_purl(
         &image.repository,
@@ -211,11 +203,6 @@ pub fn image_cyclonedx(input: &SbomInput) -> Result<Bom, SbomError> {
     );
     let mut used = BTreeSet::from([image_ref.clone()]);
     for package in &packages {
-        if refs.contains_key(package.name.as_str()) {
-            return Err(SbomError::DuplicatePackage {
-                name: package.name.clone(),
-            });
-        }
         let purl = package_purl(input, package);
         let mut reference = purl.clone();
         let mut counter = 1;

@@ -11,6 +11,8 @@ use super::{InvalidDigest, sha256_hex};
 
 /// `_type` of an in-toto Statement v1.
 pub const STATEMENT_TYPE_V1: &str = "https://in-toto.io/Statement/v1";
+/// `_type` of the earlier in-toto Statement v0.1, accepted when opening.
+pub const STATEMENT_TYPE_V01: &str = "https://in-toto.io/Statement/v0.1";
 /// Digest-set key of a SHA-256 digest.
 pub const DIGEST_SHA256: &str = "sha256";
 /// Digest-set key of a SHA-1 digest.
@@ -120,6 +122,13 @@ impl Statement {
         })
     }
 
+    /// Whether a subject has the SHA-256 digest `hex` (lowercase, without `sha256:`).
+    pub fn is_about(&self, hex: &str) -> bool {
+        self.subject
+            .iter()
+            .any(|subject| subject.digest.get(DIGEST_SHA256).is_some_and(|d| d == hex))
+    }
+
     /// The compact JSON serialization (the DSSE payload).
     pub fn to_json(&self) -> Vec<u8> {
         // Serializing strings, maps and JSON values cannot fail.
@@ -153,11 +162,7 @@ impl Statement {
             name: String::new(),
             source,
         })?;
-        if !statement
-            .subject
-            .iter()
-            .any(|s| s.digest.get(DIGEST_SHA256).is_some_and(|d| d == hex))
-        {
+        if !statement.is_about(hex) {
             return Err(StatementError::SubjectMismatch {
                 digest: digest.to_owned(),
             });
@@ -171,9 +176,6 @@ impl Statement {
         Ok(statement)
     }
 }
-
-/// `_type` of the earlier in-toto Statement v0.1, accepted when opening.
-const STATEMENT_TYPE_V01: &str = "https://in-toto.io/Statement/v0.1";
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]

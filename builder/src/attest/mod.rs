@@ -21,7 +21,7 @@ pub mod verify;
 use base64::Engine as _;
 
 /// Prefix of a SHA-256 content digest (`sha256:<hex>`).
-pub const SHA256_DIGEST_PREFIX: &str = "sha256:";
+pub const SHA256_DIGEST_PREFIX: &str = crate::digest::SHA256_PREFIX;
 
 /// A content digest that is not `sha256:` followed by 64 lowercase hexadecimal digits.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,23 +33,12 @@ pub struct InvalidDigest {
 
 /// Returns the hexadecimal part of a `sha256:<hex>` digest after checking its form.
 pub fn sha256_hex(digest: &str) -> Result<&str, InvalidDigest> {
-    digest
-        .strip_prefix(SHA256_DIGEST_PREFIX)
-        .filter(|hex| is_lower_hex(hex, 64))
-        .ok_or_else(|| InvalidDigest {
-            digest: digest.to_owned(),
-        })
+    crate::digest::sha256_hex(digest).ok_or_else(|| InvalidDigest {
+        digest: digest.to_owned(),
+    })
 }
 
 pub use crate::digest::sha256_digest;
-
-/// Whether `value` is exactly `len` lowercase hexadecimal digits.
-pub(crate) fn is_lower_hex(value: &str, len: usize) -> bool {
-    value.len() == len
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
 
 /// Decodes base64 in either the standard or the URL-safe alphabet, padded or not, as DSSE
 /// verifiers must accept.

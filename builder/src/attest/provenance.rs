@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::intoto::{DIGEST_SHA256, DigestSet, Statement, StatementError, Subject};
-use super::{is_lower_hex, normalize_timestamp};
+use super::normalize_timestamp;
+use crate::digest::is_sha256_hex;
 
 /// Predicate type of SLSA provenance v1.
 pub const SLSA_PROVENANCE_V1: &str = "https://slsa.dev/provenance/v1";
@@ -298,7 +299,7 @@ pub fn provenance_statement(
 /// A digest set holding one SHA-256 digest, lowercased after validation.
 fn sha256_set(uri: &str, hex: &str) -> Result<DigestSet, ProvenanceError> {
     let lower = hex.to_ascii_lowercase();
-    if !is_lower_hex(&lower, 64) {
+    if !is_sha256_hex(&lower) {
         return Err(ProvenanceError::InvalidDigest {
             uri: uri.to_owned(),
             digest: hex.to_owned(),

@@ -18,7 +18,7 @@ use super::cosign::{
     self, CosignError, Manifest, MergeOutcome, SignatureImage, SignatureLayer, attestation_tag,
     signature_tag,
 };
-use super::intoto::{DIGEST_SHA256, Statement, StatementError, Subject};
+use super::intoto::{Statement, StatementError, Subject};
 use super::keys::SigningKey;
 use super::provenance::{
     ProvenanceError, ProvenanceInputs, build_provenance, provenance_statement,
@@ -28,16 +28,15 @@ use super::sbom::{
     index_spdx,
 };
 use super::{InvalidDigest, sha256_digest, sha256_hex};
-use crate::registry::{Reference, Registry, RegistryError};
+use crate::registry::{PLACEHOLDER_TAG, Reference, Registry, RegistryError};
+use crate::registry_auth::DOCKER_HUB_REGISTRY;
 
-/// Docker Hub's registry name in references.
-const DOCKER_HUB_REGISTRY: &str = "docker.io";
+pub use crate::registry::tag_or_digest;
+
 /// Docker Hub's registry name as cosign (go-containerregistry) writes it.
 const DOCKER_HUB_API_HOST: &str = "index.docker.io";
 /// The namespace of Docker Hub's official images.
 const DOCKER_HUB_LIBRARY: &str = "library";
-/// The tag a reference without tag or digest stands for.
-const PLACEHOLDER_TAG: &str = "latest";
 
 /// How many times a signature manifest is re-read and merged again when another writer replaced
 /// the tag between our read and our push.
@@ -415,12 +414,7 @@ pub async fn attach_attestation<S: SignatureStore>(
     key: &SigningKey,
     statement: &Statement,
 ) -> Result<ArtifactRef, PublishError> {
-    let hex = sha256_hex(digest)?;
-    let about_digest = statement
-        .subject
-        .iter()
-        .any(|subject| subject.digest.get(DIGEST_SHA256).is_some_and(|d| d == hex));
-    if !about_digest {
+    if !statement.is_about(sha256_hex(digest)?) {
         return Err(PublishError::StatementSubject {
             predicate_type: statement.predicate_type.clone(),
             repository: repository.to_owned(),
@@ -681,15 +675,6 @@ pub fn repository_name(reference: &Reference) -> String {
         other => other,
     };
     format!("{registry}/{}", reference.repository())
-}
-
-/// The tag or digest `reference` names: its digest when it has one, else its tag (`latest`
-/// when it has neither).
-pub fn tag_or_digest(reference: &Reference) -> &str {
-    reference
-        .digest()
-        .or_else(|| reference.tag())
-        .unwrap_or(PLACEHOLDER_TAG)
 }
 
 /// The [`Reference`] for a repository name from [`repository_name`] (its tag is a placeholder;

@@ -324,22 +324,14 @@ impl SpdxDocument {
 /// elements, so equal inputs give equal bytes.
 pub fn image_spdx(input: &SbomInput) -> Result<SpdxDocument, SbomError> {
     let image = &input.image;
-    let hex = sha256_hex(&image.digest)?;
-    if input.distro.id.is_empty() {
-        return Err(SbomError::Empty { field: "distro id" });
-    }
-    let created = creation_time(&input.created)?;
-
-    let mut packages: Vec<&SbomPackage> = input.packages.iter().collect();
-    packages.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
+    let CheckedInput {
+        hex,
+        created,
+        packages,
+    } = check_input(input)?;
     let mut ids: BTreeMap<&str, String> = BTreeMap::new();
     let mut used = BTreeSet::from([DOCUMENT_SPDXID.to_owned(), IMAGE_SPDXID.to_owned()]);
     for package in &packages {
-        if ids.contains_key(package.name.as_str()) {
-            return Err(SbomError::DuplicatePackage {
-                name: package.name.clone(),
-            });
-        }
         let id = unique_id(
             &mut used,
             &format!("SPDXRef-Package-{}-{}", package.name, package.version),
@@ -421,31 +413,15 @@ pub fn index_spdx(
     let mut images: Vec<&ImageDescriptor> = index.images.iter().collect();
     images.sort_by(|a, b| (&a.arch, &a.digest).cmp(&(&b.arch, &b.digest)));
 
-    let index_package = SpdxPackage {
-        name: index.repository.clone(),
-        spdx_id: INDEX_SPDXID.to_owned(),
-        version_info: Some(index.digest.clone()),
-        supplier: Some(NOASSERTION.to_owned()),
-        originator: None,
-        download_location: NOASSERTION.to_owned(),
-        files_analyzed: false,
-        checksums: vec![Checksum {
-            algorithm: CHECKSUM_SHA256.to_owned(),
-            checksum_value: hex.to_owned(),
-        }],
-        homepage: None,
-        source_info: None,
-        license_concluded: None,
-        license_declared: None,
-        description: Some("multi-platform image index".to_owned()),
-        external_refs: vec![purl_ref(oci_purl(
-            &index.repository,
-            &index.digest,
-            None,
-            index.tag.as_deref(),
-        ))],
-        primary_package_purpose: Some(PURPOSE_CONTAINER.to_owned()),
-    };
+    let index_package = container_package(
+        INDEX_SPDXID.to_owned(),
+        &index.repository,
+        &index.digest,
+        hex,
+        None,
+        index.tag.as_deref(),
+        Some("multi-platform image index".to_owned()),
+    );
     let mut packages = vec![index_package];
     let mut relationships = vec![Relationship {
         spdx_element_id: DOCUMENT_SPDXID.to_owned(),
@@ -483,10 +459,32 @@ pub fn index_spdx(
 
 /// The SPDX package describing a platform image.
 fn image_package(spdx_id: String, image: &ImageDescriptor, hex: &str) -> SpdxPackage {
-    SpdxPackage {
-        name: image.repository.clone(),
+    container_package(
         spdx_id,
-        version_info: Some(image.digest.clone()),
+        &image.repository,
+        &image.digest,
+        hex,
+        Some(&image.arch),
+        image.tag.as_deref(),
+        None,
+    )
+}
+
+/// The SPDX package describing an image or image index `digest` (whose hex part is `hex`) in
+/// `repository`.
+fn container_package(
+    spdx_id: String,
+    repository: &str,
+    digest: &str,
+    hex: &str,
+    arch: Option<&str>,
+    tag: Option<&str>,
+    description: Option<String>,
+) -> SpdxPackage {
+    SpdxPackage {
+        name: repository.to_owned(),
+        spdx_id,
+        version_info: Some(digest.to_owned()),
         supplier: Some(NOASSERTION.to_owned()),
         originator: None,
         download_location: NOASSERTION.to_owned(),
@@ -499,13 +497,8 @@ fn image_package(spdx_id: String, image: &ImageDescriptor, hex: &str) -> SpdxPac
         source_info: None,
         license_concluded: None,
         license_declared: None,
-        description: None,
-        external_refs: vec![purl_ref(oci_purl(
-            &image.repository,
-            &image.digest,
-            Some(&image.arch),
-            image.tag.as_deref(),
-        ))],
+        description,
+        external_refs: vec![purl_ref(oci_purl(repository, digest, arch, tag))],
         primary_package_purpose: Some(PURPOSE_CONTAINER.to_owned()),
     }
 }
@@ -590,6 +583,42 @@ fn creation_info(created: String, tool_version: &str) -> CreationInfo {
         creators: vec![format!("Tool: {TOOL_NAME}-{tool_version}")],
         license_list_version: super::license::LICENSE_LIST_VERSION.to_owned(),
     }
+}
+
+/// What every image SBOM format checks and derives from its input first.
+pub(crate) struct CheckedInput<'a> {
+    /// The hex part of the image digest.
+    pub(crate) hex: &'a str,
+    /// The normalized creation time.
+    pub(crate) created: String,
+    /// The packages ordered by name, then version; each name occurs once.
+    pub(crate) packages: Vec<&'a SbomPackage>,
+}
+
+/// Checks the image digest, the distro id, the creation time and that no package name repeats,
+/// in that order.
+pub(crate) fn check_input(input: &SbomInput) -> Result<CheckedInput<'_>, SbomError> {
+    let hex = sha256_hex(&input.image.digest)?;
+    if input.distro.id.is_empty() {
+        return Err(SbomError::Empty { field: "distro id" });
+    }
+    let created = creation_time(&input.created)?;
+    let mut packages: Vec<&SbomPackage> = input.packages.iter().collect();
+    packages.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
+    // Sorting puts packages of the same name next to each other.
+    if let Some(pair) = packages
+        .windows(2)
+        .find(|pair| pair[0].name == pair[1].name)
+    {
+        return Err(SbomError::DuplicatePackage {
+            name: pair[1].name.clone(),
+        });
+    }
+    Ok(CheckedInput {
+        hex,
+        created,
+        packages,
+    })
 }
 
 /// Validates and normalizes the creation time.

@@ -22,7 +22,7 @@ use super::cosign::{
 };
 use super::cyclonedx::CYCLONEDX_PREDICATE_TYPE;
 use super::dsse::{self, DsseError, Envelope, INTOTO_PAYLOAD_TYPE, MAX_ENVELOPE_LEN};
-use super::intoto::{DIGEST_SHA256, Statement};
+use super::intoto::{DIGEST_SHA256, STATEMENT_TYPE_V01, STATEMENT_TYPE_V1, Statement};
 use super::keys::VerifyingKey;
 use super::provenance::SLSA_PROVENANCE_V1;
 use super::publish::{
@@ -36,10 +36,7 @@ pub const MAX_PAYLOAD_LEN: u64 = 1024 * 1024;
 /// Most layers examined in one signature or attestation manifest.
 pub const MAX_LAYERS: usize = 1000;
 /// `in-toto` statement `_type` values accepted (v1, and the v0.1 older cosign releases write).
-const STATEMENT_TYPES: [&str; 2] = [
-    super::intoto::STATEMENT_TYPE_V1,
-    "https://in-toto.io/Statement/v0.1",
-];
+const STATEMENT_TYPES: [&str; 2] = [STATEMENT_TYPE_V1, STATEMENT_TYPE_V01];
 /// Registry host names that all mean Docker Hub in a `docker-reference`.
 const DOCKER_HUB_HOSTS: [&str; 3] = ["docker.io", "index.docker.io", "registry-1.docker.io"];
 
@@ -597,12 +594,7 @@ async fn check_attestation<S: SignatureStore>(
             None => subject.name.clone(),
         })
         .collect();
-    let hex = sha256_hex(digest).unwrap_or_default();
-    if !statement
-        .subject
-        .iter()
-        .any(|subject| subject.digest.get(DIGEST_SHA256).is_some_and(|d| d == hex))
-    {
+    if !statement.is_about(sha256_hex(digest).unwrap_or_default()) {
         return Err(LayerFailure::Subject {
             digest: digest.to_owned(),
             subjects,

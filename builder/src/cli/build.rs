@@ -12,12 +12,11 @@ use crate::attest::inputs::{self, RunDetails};
 use crate::attest::publish::{self, PublishedImage};
 use crate::build::{self, BuildOptions};
 use crate::cli::BuildArgs;
-use crate::cli::sign::{key_password, load_signing_key, open_registry, parse_image};
+use crate::cli::sign::{open_registry, parse_image, read_signing_key};
 use crate::error::{Error, Result};
 use crate::image::config as image_config;
 use crate::image::layer::Compression;
 use crate::lock::Lock;
-use crate::registry;
 use crate::result::BuildResult;
 
 /// Runs `securebuild build`.
@@ -56,18 +55,11 @@ async fn build_and_publish(args: &BuildArgs, out: &mut dyn Write) -> Result<Buil
         }
     };
     // Read the signing key before building, so a wrong password fails fast.
-    let signing_key = match &args.sign_key {
-        Some(path) => {
-            let password = key_password(args.key_password_file.as_deref(), |name| {
-                std::env::var_os(name)
-            })?;
-            Some(load_signing_key(
-                path,
-                password.as_ref().map(|p| p.as_slice()),
-            )?)
-        }
-        None => None,
-    };
+    let signing_key = args
+        .sign_key
+        .as_deref()
+        .map(|path| read_signing_key(path, args.key_password_file.as_deref()))
+        .transpose()?;
     let started = jiff::Timestamp::now();
     let image = build::build(&config, &options, &output).await?;
     let mut reference = None;
@@ -154,7 +146,8 @@ async fn build_and_publish(args: &BuildArgs, out: &mut dyn Write) -> Result<Buil
     Ok(result)
 }
 
-fn read_config(path: &Path) -> Result<ImageConfiguration> {
+/// Reads and parses the image configuration file.
+pub(crate) fn read_config(path: &Path) -> Result<ImageConfiguration> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::File {
         path: path.to_path_buf(),
         source,
@@ -251,9 +244,4 @@ fn write_result(path: &Path, result: &BuildResult) -> Result<()> {
         path: path.to_path_buf(),
         source,
     })
-}
-
-/// Checks that `registry` names a loopback or explicitly insecure registry; used in messages.
-pub fn is_plain_http(host: &str, insecure: &[String]) -> bool {
-    registry::uses_plain_http(host, insecure)
 }

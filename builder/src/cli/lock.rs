@@ -3,19 +3,14 @@
 
 use std::io::Write;
 
-use securebuild_crds::ImageConfiguration;
-
 use crate::build::{self, BuildOptions};
 use crate::cli::LockArgs;
+use crate::cli::build::read_config;
 use crate::error::{Error, Result};
 
 /// Runs `securebuild lock`.
 pub async fn run(args: &LockArgs, out: &mut dyn Write) -> Result<()> {
-    let text = std::fs::read_to_string(&args.config).map_err(|source| Error::File {
-        path: args.config.clone(),
-        source,
-    })?;
-    let config = ImageConfiguration::from_yaml(&text)?;
+    let config = read_config(&args.config)?;
     let mut options = BuildOptions {
         config_path: Some(args.config.clone()),
         allow_untrusted: args.allow_untrusted,

@@ -91,10 +91,7 @@ pub enum CommandError {
 pub async fn run(args: &SignArgs, out: &mut dyn Write) -> Result<()> {
     let reference = parse_image(&args.image)?;
     let annotations = parse_annotations(&args.annotations)?;
-    let password = key_password(args.key_password_file.as_deref(), |name| {
-        std::env::var_os(name)
-    })?;
-    let key = load_signing_key(&args.key, password.as_deref().map(|p| p.as_slice()))?;
+    let key = read_signing_key(&args.key, args.key_password_file.as_deref())?;
     let registry = open_registry(args.registry_config.as_deref(), &args.insecure_registries)?;
     let repository = repository_name(&reference);
     let digest = publish::resolve_digest(&registry, &repository, tag_or_digest(&reference))
@@ -181,6 +178,16 @@ pub(crate) fn key_password(
         }
     }
     Ok(None)
+}
+
+/// Reads a private key file with the password [`key_password`] finds (from `password_file` or
+/// the environment).
+pub(crate) fn read_signing_key(
+    path: &Path,
+    password_file: Option<&Path>,
+) -> Result<SigningKey, CommandError> {
+    let password = key_password(password_file, |name| std::env::var_os(name))?;
+    load_signing_key(path, password.as_deref().map(|p| p.as_slice()))
 }
 
 /// Reads a private key file (cosign's encrypted key, PKCS#8 or SEC1 PEM).

@@ -17,6 +17,7 @@ use securebuild_crds::image_config::{Group, ImageAccounts, User};
 use super::entry::{EntryKind, LayerEntry};
 use super::paths::{self, TreePathError};
 use super::tree::{Content, ContentSource, Node, Tree};
+use crate::apk::index::quote;
 
 /// Tree path of the user database.
 pub const PASSWD_PATH: &str = "etc/passwd";
@@ -43,8 +44,6 @@ pub const MAX_ACCOUNT_FILE_SIZE: u64 = 16 << 20;
 const PASSWD_FIELDS: usize = 7;
 /// Number of `:`-separated fields of a group line.
 const GROUP_FIELDS: usize = 4;
-/// Longest excerpt of an offending line quoted in an error.
-const MAX_QUOTED_CHARS: usize = 80;
 
 /// One line of `/etc/passwd`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -450,16 +449,6 @@ fn parse_id(
     })
 }
 
-fn quote(text: &str) -> String {
-    if text.chars().count() <= MAX_QUOTED_CHARS {
-        text.to_string()
-    } else {
-        let mut quoted: String = text.chars().take(MAX_QUOTED_CHARS).collect();
-        quoted.push('…');
-        quoted
-    }
-}
-
 /// Applies the accounts configuration to the tree and returns the OCI `User` value (`run-as`
 /// with user and group names replaced by their IDs), if any.
 ///
@@ -648,23 +637,11 @@ fn read_text(
     let Some(node) = tree.get(path) else {
         return Ok(None);
     };
-    let holder = match &node.entry.kind {
-        EntryKind::File { .. } => node,
-        EntryKind::Hardlink { target } => match tree.get(target) {
-            Some(holder) if matches!(holder.entry.kind, EntryKind::File { .. }) => holder,
-            _ => {
-                return Err(AccountsError::NotAFile {
-                    path: path.to_string(),
-                    existing: "hard link",
-                });
-            }
-        },
-        other => {
-            return Err(AccountsError::NotAFile {
-                path: path.to_string(),
-                existing: paths::kind_name(other),
-            });
-        }
+    let Some(holder) = tree.file_node(path) else {
+        return Err(AccountsError::NotAFile {
+            path: path.to_string(),
+            existing: paths::kind_name(&node.entry.kind),
+        });
     };
     let size = holder.content.len();
     if size > MAX_ACCOUNT_FILE_SIZE {

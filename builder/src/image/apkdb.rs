@@ -227,12 +227,7 @@ pub fn installed_database(packages: &[DbPackage<'_>]) -> Result<String, ApkDbErr
     for package in packages {
         write_record(package.record, &mut out);
         for file in package.files {
-            if file.path.is_empty() || file.path.contains(['\n', '\r']) {
-                return Err(ApkDbError::InvalidLine {
-                    what: "installed path",
-                    value: file.path.clone(),
-                });
-            }
+            check_line("installed path", &file.path)?;
         }
         write_paths(&database_order(package.files), &mut out);
         out.push('\n');
@@ -326,10 +321,7 @@ fn write_paths(paths_in_order: &[DbPath], out: &mut String) {
     for entry in paths_in_order {
         if entry.is_dir {
             push_line(out, LINE_DIRECTORY, &entry.path);
-            if entry.mode != DEFAULT_DB_DIR_MODE || entry.uid != 0 || entry.gid != 0 {
-                let acl = format!("{}:{}:{:04o}", entry.uid, entry.gid, entry.mode);
-                push_line(out, LINE_DIRECTORY_ACL, &acl);
-            }
+            push_acl(out, LINE_DIRECTORY_ACL, entry, DEFAULT_DB_DIR_MODE);
             in_directory = true;
             continue;
         }
@@ -338,10 +330,7 @@ fn write_paths(paths_in_order: &[DbPath], out: &mut String) {
             in_directory = true;
         }
         push_line(out, LINE_FILE, paths::base_name(&entry.path));
-        if entry.mode != DEFAULT_DB_FILE_MODE || entry.uid != 0 || entry.gid != 0 {
-            let acl = format!("{}:{}:{:04o}", entry.uid, entry.gid, entry.mode);
-            push_line(out, LINE_FILE_ACL, &acl);
-        }
+        push_acl(out, LINE_FILE_ACL, entry, DEFAULT_DB_FILE_MODE);
         if let Some(sha1) = entry.sha1 {
             let checksum = format!("{CHECKSUM_PREFIX_SHA1_BASE64}{}", BASE64.encode(sha1));
             push_line(out, LINE_FILE_CHECKSUM, &checksum);
@@ -355,8 +344,28 @@ fn push_line(out: &mut String, prefix: &str, value: &str) {
     out.push('\n');
 }
 
+/// An `M:`/`a:` line (`uid:gid:mode`) unless the path is root-owned with `default_mode`.
+fn push_acl(out: &mut String, prefix: &str, entry: &DbPath, default_mode: u32) {
+    if entry.mode != default_mode || entry.uid != 0 || entry.gid != 0 {
+        let acl = format!("{}:{}:{:04o}", entry.uid, entry.gid, entry.mode);
+        push_line(out, prefix, &acl);
+    }
+}
+
 fn check_line(what: &'static str, value: &str) -> Result<(), ApkDbError> {
     if value.is_empty() || value.contains(['\n', '\r']) {
+        return Err(ApkDbError::InvalidLine {
+            what,
+            value: value.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// [`check_line`], and no whitespace either: the value is one word of its line.
+fn check_word(what: &'static str, value: &str) -> Result<(), ApkDbError> {
+    check_line(what, value)?;
+    if value.contains(char::is_whitespace) {
         return Err(ApkDbError::InvalidLine {
             what,
             value: value.to_string(),
@@ -369,13 +378,7 @@ fn check_line(what: &'static str, value: &str) -> Result<(), ApkDbError> {
 fn world_file(world: &[String]) -> Result<String, ApkDbError> {
     let mut constraints = BTreeSet::new();
     for constraint in world {
-        check_line("world constraint", constraint)?;
-        if constraint.contains(char::is_whitespace) {
-            return Err(ApkDbError::InvalidLine {
-                what: "world constraint",
-                value: constraint.clone(),
-            });
-        }
+        check_word("world constraint", constraint)?;
         constraints.insert(constraint.as_str());
     }
     Ok(constraints.iter().map(|c| format!("{c}\n")).collect())
@@ -405,13 +408,7 @@ fn triggers_file(packages: &[DbPackage<'_>]) -> Result<String, ApkDbError> {
         check_line("package checksum", &package.record.checksum)?;
         out.push_str(&package.record.checksum);
         for trigger in package.triggers {
-            check_line("trigger", trigger)?;
-            if trigger.contains(char::is_whitespace) {
-                return Err(ApkDbError::InvalidLine {
-                    what: "trigger",
-                    value: trigger.clone(),
-                });
-            }
+            check_word("trigger", trigger)?;
             out.push(' ');
             out.push_str(trigger);
         }
@@ -434,7 +431,7 @@ fn scripts_tar(packages: &[DbPackage<'_>], mtime: i64) -> Result<Vec<u8>, ApkDbE
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
             if !valid || record.checksum.contains('/') {
                 return Err(ApkDbError::InvalidScriptName {
-                    package: format!("{}-{}", record.name, record.version),
+                    package: record.display_name(),
                     name: script.name.clone(),
                 });
             }
@@ -466,14 +463,14 @@ fn check_key_name(name: &str) -> Result<(), ApkDbError> {
     }
 }
 
-fn make_dirs(tree: &mut Tree, dir: &str, mtime: i64) -> Result<String, ApkDbError> {
+fn make_dirs(tree: &mut Tree, dir: &str, mtime: i64) -> Result<(), ApkDbError> {
     let path_error = |source| ApkDbError::Path {
         path: dir.to_string(),
         source,
     };
     let resolved = paths::resolve(tree, dir, true).map_err(path_error)?;
     paths::make_dirs(tree, &resolved, paths::DEFAULT_DIRECTORY_MODE, mtime).map_err(path_error)?;
-    Ok(resolved)
+    Ok(())
 }
 
 /// Writes a regular file (following symlinks), creating parents.
@@ -594,6 +591,18 @@ mod tests {
 
     fn dir(p: &str) -> InstalledPath {
         path(p, EntryKind::Directory, 0o755, None)
+    }
+
+    /// An input with nothing but the architecture.
+    fn empty_input(arch: &Architecture) -> ApkDbInput<'_> {
+        ApkDbInput {
+            packages: &[],
+            world: &[],
+            repositories: &[],
+            runtime_repositories: &[],
+            keys: &[],
+            arch,
+        }
     }
 
     #[test]
@@ -836,16 +845,8 @@ mod tests {
     #[test]
     fn empty_database_matches_apko() {
         let arch = Architecture::parse("x86_64").unwrap();
-        let input = ApkDbInput {
-            packages: &[],
-            world: &[],
-            repositories: &[],
-            runtime_repositories: &[],
-            keys: &[],
-            arch: &arch,
-        };
         let mut tree = Tree::new();
-        write_apk_database(&mut tree, &input, 0).unwrap();
+        write_apk_database(&mut tree, &empty_input(&arch), 0).unwrap();
         let scripts = tree.get(SCRIPTS_PATH).unwrap();
         assert_eq!(scripts.content, Content::inline(vec![0u8; 1024]));
         assert_eq!(tree.get(INSTALLED_PATH).unwrap().content, Content::Empty);
@@ -858,15 +859,7 @@ mod tests {
             let mut tree = Tree::new();
             setup(&mut tree);
             let arch = Architecture::parse("x86_64").unwrap();
-            let input = ApkDbInput {
-                packages: &[],
-                world: &[],
-                repositories: &[],
-                runtime_repositories: &[],
-                keys: &[],
-                arch: &arch,
-            };
-            write_apk_database(&mut tree, &input, 0).unwrap();
+            write_apk_database(&mut tree, &empty_input(&arch), 0).unwrap();
             let kind = tree.get(link).map(|n| n.entry.kind.clone());
             let want = expected.map(|t| EntryKind::Symlink { target: t.into() });
             match want {
@@ -908,14 +901,7 @@ mod tests {
             scripts: &bad_script,
             triggers: &[],
         }];
-        let base = ApkDbInput {
-            packages: &[],
-            world: &[],
-            repositories: &[],
-            runtime_repositories: &[],
-            keys: &[],
-            arch: &arch,
-        };
+        let base = empty_input(&arch);
         let check = |input: ApkDbInput<'_>, fragment: &str| {
             let mut tree = Tree::new();
             let message = write_apk_database(&mut tree, &input, 0)

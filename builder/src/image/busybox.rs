@@ -228,14 +228,7 @@ fn create_link(tree: &mut Tree, link: &str, mtime: i64) -> Result<bool, BusyboxE
 mod tests {
     use super::*;
     use crate::apk::constraint::Dependency;
-
-    struct NoSpools;
-
-    impl ContentSource for NoSpools {
-        fn read_spool(&self, _: usize, _: u64, _: u64) -> io::Result<Vec<u8>> {
-            Err(io::Error::other("no spools"))
-        }
-    }
+    use crate::image::tree::NoSpools;
 
     fn record(name: &str, provides: &[&str]) -> PackageRecord {
         PackageRecord {

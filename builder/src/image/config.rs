@@ -46,9 +46,6 @@ pub const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
 /// Latest creation time accepted: 9999-12-30T22:00:00Z, the end of the time library's range.
 pub const MAX_CREATED: i64 = 253_402_207_200;
 
-/// Prefix of a layer diff ID.
-const SHA256_PREFIX: &str = "sha256:";
-
 /// Why a command line could not be split into words.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SplitError {
@@ -177,13 +174,7 @@ struct RuntimeConfig {
 /// The image config JSON bytes (the config blob).
 pub fn image_config_json(input: &ConfigInput<'_>) -> Result<Vec<u8>, ImageConfigError> {
     for diff_id in input.diff_ids {
-        let valid = diff_id.strip_prefix(SHA256_PREFIX).is_some_and(|hex| {
-            hex.len() == 64
-                && hex
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        });
-        if !valid {
+        if crate::digest::sha256_hex(diff_id).is_none() {
             return Err(ImageConfigError::InvalidDiffId {
                 diff_id: diff_id.clone(),
             });
@@ -267,20 +258,22 @@ pub fn entrypoint(image: &ImageConfiguration) -> Result<Option<Vec<String>>, Ima
         words.push(fragment.to_string());
         return Ok(Some(words));
     }
-    match entrypoint.command.as_deref().filter(|c| !c.is_empty()) {
-        Some(command) => {
-            let words = split_shell_words(command).map_err(ImageConfigError::Entrypoint)?;
-            Ok((!words.is_empty()).then_some(words))
-        }
-        None => Ok(None),
-    }
+    split_words(entrypoint.command.as_deref(), ImageConfigError::Entrypoint)
 }
 
 /// `Cmd`: the split `cmd`.
 pub fn command(image: &ImageConfiguration) -> Result<Option<Vec<String>>, ImageConfigError> {
-    match image.cmd.as_deref().filter(|c| !c.is_empty()) {
-        Some(cmd) => {
-            let words = split_shell_words(cmd).map_err(ImageConfigError::Cmd)?;
+    split_words(image.cmd.as_deref(), ImageConfigError::Cmd)
+}
+
+/// The words of a configured command line; `None` when it is unset or has no words.
+fn split_words(
+    text: Option<&str>,
+    error: fn(SplitError) -> ImageConfigError,
+) -> Result<Option<Vec<String>>, ImageConfigError> {
+    match text.filter(|t| !t.is_empty()) {
+        Some(text) => {
+            let words = split_shell_words(text).map_err(error)?;
             Ok((!words.is_empty()).then_some(words))
         }
         None => Ok(None),

@@ -22,6 +22,7 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 use tar::EntryType;
 
+use super::apkdb::PackageScript;
 use super::entry::{EntryKind, LayerEntry};
 use super::guard::{self, Guard, GuardError, Origin};
 use super::tree::{Content, ContentSource, Node, Tree};
@@ -88,7 +89,7 @@ pub struct InstalledPackage {
     pub paths: Vec<InstalledPath>,
     /// The control stream's scripts (`.post-install`, `.trigger`, …), never run, recorded in
     /// the apk database.
-    pub scripts: Vec<(String, Vec<u8>)>,
+    pub scripts: Vec<PackageScript>,
     /// The `triggers` of `.PKGINFO`.
     pub triggers: Vec<String>,
 }
@@ -333,7 +334,7 @@ fn install_jobs(jobs: &[Job<'_>], limits: &InstallLimits) -> Result<Installed, I
         |index, prepared| {
             let job = &jobs[index];
             let prepared = prepared.ok_or_else(|| InstallError::WorkerLost {
-                package: label(job.record),
+                package: job.record.display_name(),
             })??;
             state.spools.files.push(job.spool.clone());
             let mut merged = state.merge(index, prepared.entries)?;
@@ -481,13 +482,9 @@ where
     })
 }
 
-fn label(record: &PackageRecord) -> String {
-    format!("{}-{}", record.name, record.version)
-}
-
 /// What the control stream holds besides `.PKGINFO`.
 struct ControlFiles {
-    scripts: Vec<(String, Vec<u8>)>,
+    scripts: Vec<PackageScript>,
     triggers: Vec<String>,
 }
 
@@ -499,7 +496,7 @@ fn open_package(
     limits: &ArchiveLimits,
     buffer_size: usize,
 ) -> Result<(ControlFiles, archive::DataReader<BufReader<File>>), InstallError> {
-    let name = label(record);
+    let name = record.display_name();
     let file = File::open(apk).map_err(|source| InstallError::Io {
         package: name.clone(),
         path: apk.to_path_buf(),
@@ -536,7 +533,10 @@ fn open_package(
             .entries
             .iter()
             .filter(|e| e.name.starts_with('.') && e.name != archive::PKGINFO_ENTRY)
-            .map(|e| (e.name.clone(), e.data.clone()))
+            .map(|e| PackageScript {
+                name: e.name.clone(),
+                content: e.data.clone(),
+            })
             .collect(),
         triggers: archive.control.pkginfo.triggers.clone(),
     };
@@ -561,7 +561,7 @@ fn spool_data(
     spool: &Path,
     limits: &ArchiveLimits,
 ) -> Result<ControlFiles, InstallError> {
-    let name = label(record);
+    let name = record.display_name();
     let io_error = |path: &Path| {
         let package = name.clone();
         let path = path.to_path_buf();
@@ -613,7 +613,7 @@ fn read_entries(
     record: &PackageRecord,
     spool: &Path,
 ) -> (Vec<PackageEntry>, Option<InstallError>) {
-    let name = label(record);
+    let name = record.display_name();
     let mut nodes = Vec::new();
     let file = match File::open(spool) {
         Ok(file) => file,
@@ -796,7 +796,7 @@ impl State<'_> {
             self.guard
                 .check(&node.entry, Origin::Package)
                 .map_err(|source| InstallError::Unsafe {
-                    package: label(self.records[index]),
+                    package: self.records[index].display_name(),
                     source,
                 })?;
             let installed = InstalledPath {
@@ -864,7 +864,7 @@ impl State<'_> {
         let identical = self
             .same_content(&existing, &node, sha1)
             .map_err(|source| InstallError::Io {
-                package: label(new),
+                package: new.display_name(),
                 path: self
                     .spools
                     .path(index)
@@ -877,8 +877,8 @@ impl State<'_> {
         } else {
             Err(InstallError::FileConflict {
                 path,
-                owner: label(old),
-                package: label(new),
+                owner: old.display_name(),
+                package: new.display_name(),
             })
         }
     }

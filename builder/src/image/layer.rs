@@ -32,6 +32,7 @@ use sha2::{Digest, Sha256};
 
 use super::entry::{EntryKind, LayerEntry};
 use super::pgzip::{ParallelGzWriter, PgzipError};
+use crate::digest::finish_sha256;
 
 /// OCI media type of an uncompressed layer.
 pub const MEDIA_TYPE_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
@@ -40,7 +41,7 @@ pub const MEDIA_TYPE_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+
 /// OCI media type of a zstd-compressed layer.
 pub const MEDIA_TYPE_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 /// Prefix of every digest this module produces.
-pub const SHA256_PREFIX: &str = "sha256:";
+pub use crate::digest::SHA256_PREFIX;
 
 /// gzip level used when none is chosen (the usual default of gzip, pigz and Go).
 pub const DEFAULT_GZIP_LEVEL: u32 = 6;
@@ -907,8 +908,8 @@ impl<W: Write> LayerSink<W> {
         };
         hashing.flush().map_err(LayerError::Flush)?;
         let digests = LayerDigests {
-            diff_id: sha256_digest(self.diff_hasher),
-            digest: sha256_digest(hashing.hasher),
+            diff_id: finish_sha256(self.diff_hasher),
+            digest: finish_sha256(hashing.hasher),
             size: hashing.size,
             uncompressed_size: self.uncompressed_size,
             media_type: self.media_type,
@@ -939,10 +940,6 @@ impl<W: Write> Write for LayerSink<W> {
             Stage::Zstd(zstd) => zstd.get_mut().flush(),
         }
     }
-}
-
-fn sha256_digest(hasher: Sha256) -> String {
-    format!("{SHA256_PREFIX}{}", hex::encode(hasher.finalize()))
 }
 
 #[cfg(test)]

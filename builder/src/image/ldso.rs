@@ -312,7 +312,7 @@ fn read_conf(
     path: &str,
 ) -> Result<Option<String>, LdsoError> {
     let resolved = resolve(tree, path)?;
-    let Some(node) = file_node(tree, &resolved) else {
+    let Some(node) = tree.file_node(&resolved) else {
         return Ok(None);
     };
     let size = node.content.len();
@@ -333,18 +333,6 @@ fn read_conf(
         .map_err(|_| LdsoError::ConfigNotText {
             path: path.to_string(),
         })
-}
-
-/// The regular-file node at a tree path, looking through a hard link.
-fn file_node<'a>(tree: &'a Tree, path: &str) -> Option<&'a Node> {
-    let node = tree.get(path)?;
-    match &node.entry.kind {
-        EntryKind::File { .. } => Some(node),
-        EntryKind::Hardlink { target } => tree
-            .get(target)
-            .filter(|n| matches!(n.entry.kind, EntryKind::File { .. })),
-        _ => None,
-    }
 }
 
 /// Paths in the tree matching a glob pattern (`*`, `?`, `[…]` per component), sorted, written
@@ -558,7 +546,7 @@ fn scan_dir(
         .map(|library| {
             let soname_path = format!("{}/{}", real, library.soname);
             let soname_exists = paths::resolve(tree, &soname_path, true)
-                .map(|p| file_node(tree, &p).is_some())
+                .map(|p| tree.file_node(&p).is_some())
                 .unwrap_or(false);
             let file = if soname_exists {
                 &library.soname
@@ -594,7 +582,7 @@ fn examine(
         EntryKind::File { .. } | EntryKind::Hardlink { .. } => (path.to_string(), false),
         _ => return Ok(None),
     };
-    let Some(file) = file_node(tree, &real) else {
+    let Some(file) = tree.file_node(&real) else {
         return Ok(None);
     };
     let elf = read_elf(&FileBytes::new(file, source), target.big_endian).map_err(|source| {

@@ -148,13 +148,7 @@ fn render(lines: &[(String, String)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct NoSpools;
-    impl ContentSource for NoSpools {
-        fn read_spool(&self, _: usize, _: u64, _: u64) -> std::io::Result<Vec<u8>> {
-            Err(std::io::Error::other("no spools"))
-        }
-    }
+    use crate::image::tree::NoSpools;
 
     #[test]
     fn reads_and_overrides() {

@@ -163,6 +163,20 @@ impl Tree {
         }
     }
 
+    /// The regular-file node at a normalized path, looking through a hard link to the file it
+    /// names; `None` when there is no such file.
+    pub fn file_node(&self, path: &str) -> Option<&Node> {
+        let node = self.nodes.get(path)?;
+        match &node.entry.kind {
+            EntryKind::File { .. } => Some(node),
+            EntryKind::Hardlink { target } => self
+                .nodes
+                .get(target)
+                .filter(|n| matches!(n.entry.kind, EntryKind::File { .. })),
+            _ => None,
+        }
+    }
+
     /// Reads a regular file's bytes, following nothing (symlinks are not resolved).
     pub fn read(&self, path: &str, source: &dyn ContentSource) -> io::Result<Option<Vec<u8>>> {
         let Some(node) = self.nodes.get(path) else {
@@ -202,16 +216,20 @@ impl Tree {
     }
 }
 
+/// A [`ContentSource`] for trees without package contents: every read fails.
+#[cfg(test)]
+pub(crate) struct NoSpools;
+
+#[cfg(test)]
+impl ContentSource for NoSpools {
+    fn read_spool(&self, _: usize, _: u64, _: u64) -> io::Result<Vec<u8>> {
+        Err(io::Error::other("no spools"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct NoSpools;
-    impl ContentSource for NoSpools {
-        fn read_spool(&self, _: usize, _: u64, _: u64) -> io::Result<Vec<u8>> {
-            Err(io::Error::other("no spools"))
-        }
-    }
 
     #[test]
     fn parents_are_created_and_sort_first() {
@@ -231,5 +249,24 @@ mod tests {
         assert_eq!(tree.read("etc/apk", &NoSpools).unwrap(), None);
         assert_eq!(tree.subtree_paths("etc/apk"), ["etc/apk", "etc/apk/world"]);
         assert_eq!(tree.subtree_paths("etc").len(), 3);
+    }
+
+    #[test]
+    fn file_nodes_are_found_through_hard_links() {
+        let mut tree = Tree::new();
+        tree.put_file("etc/a", b"a".to_vec(), 0o644, 0, 0, 1);
+        let mut link = LayerEntry::file("etc/b", 0, 0o644, 1);
+        link.kind = EntryKind::Hardlink {
+            target: "etc/a".into(),
+        };
+        tree.insert(Node {
+            entry: link,
+            content: Content::Empty,
+            owner: None,
+        });
+        assert_eq!(tree.file_node("etc/b").unwrap().entry.path, "etc/a");
+        assert_eq!(tree.file_node("etc/a").unwrap().entry.path, "etc/a");
+        assert!(tree.file_node("etc").is_none());
+        assert!(tree.file_node("etc/missing").is_none());
     }
 }

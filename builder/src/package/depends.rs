@@ -129,20 +129,13 @@ pub fn analyze(
 mod tests {
     use super::*;
     use crate::image::entry::LayerEntry;
+    use crate::resolve::host_arch;
 
     fn staged(path: &str, mode: u32, source: Option<&Path>) -> StagedEntry {
         StagedEntry {
             entry: LayerEntry::file(path, 1, mode, 0),
             source: source.map(Path::to_path_buf),
             sha1: None,
-        }
-    }
-
-    fn host_arch() -> &'static str {
-        match std::env::consts::ARCH {
-            "x86_64" => "x86_64",
-            "aarch64" => "aarch64",
-            other => panic!("no apk arch for {other}"),
         }
     }
 

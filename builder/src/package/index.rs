@@ -139,17 +139,7 @@ pub fn write_index_file(
         .collect::<Result<Vec<_>, _>>()?;
     let count = records.len();
     let bytes = index_bytes(records, key, options)?;
-    let dir = match output.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let mut file = super::readable_temp_file(dir)?;
-    std::io::Write::write_all(&mut file, &bytes).map_err(PackagingError::file(output))?;
-    file.as_file()
-        .sync_all()
-        .map_err(PackagingError::file(output))?;
-    file.persist(output)
-        .map_err(|error| PackagingError::file(output)(error.error))?;
+    super::write_file_atomically(output, |writer| writer.write_all(&bytes))?;
     Ok(count)
 }
 

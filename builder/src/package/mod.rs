@@ -204,16 +204,40 @@ pub enum PackagingError {
 /// HTTP needs.
 pub const OUTPUT_MODE: u32 = 0o644;
 
-/// A temporary file in `dir` that becomes a package or index by renaming.
-pub(crate) fn readable_temp_file(
-    dir: &std::path::Path,
-) -> Result<tempfile::NamedTempFile, PackagingError> {
+/// Writes a package or index to `path` all at once or not at all: `write` fills a temporary
+/// file beside it (mode [`OUTPUT_MODE`]), which is flushed to disk and renamed to `path`.
+/// Returns the file's size. The directory must exist.
+pub(crate) fn write_file_atomically(
+    path: &std::path::Path,
+    write: impl FnOnce(&mut dyn io::Write) -> io::Result<()>,
+) -> Result<u64, PackagingError> {
     use std::os::unix::fs::PermissionsExt as _;
-    tempfile::Builder::new()
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => std::path::Path::new("."),
+    };
+    let mut file = tempfile::Builder::new()
         .prefix(".securebuild-")
         .permissions(std::fs::Permissions::from_mode(OUTPUT_MODE))
         .tempfile_in(dir)
-        .map_err(PackagingError::file(dir))
+        .map_err(PackagingError::file(dir))?;
+    {
+        let mut writer = io::BufWriter::new(file.as_file_mut());
+        write(&mut writer)
+            .and_then(|()| io::Write::flush(&mut writer))
+            .map_err(PackagingError::file(path))?;
+    }
+    file.as_file()
+        .sync_all()
+        .map_err(PackagingError::file(path))?;
+    let size = file
+        .as_file()
+        .metadata()
+        .map_err(PackagingError::file(path))?
+        .len();
+    file.persist(path)
+        .map_err(|error| PackagingError::file(path)(error.error))?;
+    Ok(size)
 }
 
 impl PackagingError {

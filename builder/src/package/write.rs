@@ -18,6 +18,7 @@ use super::depends::{self, Generated};
 use super::sign::{SigningKey, gzip_member};
 use super::stage::{self, StagedEntry};
 use crate::apk::archive::PKGINFO_ENTRY;
+use crate::digest::SHA256_PREFIX;
 use crate::image::entry::{EntryKind, LayerEntry};
 use crate::image::install::PAX_APK_CHECKSUM;
 use crate::image::layer::{Compression, LayerSink, LayerWriter};
@@ -101,27 +102,12 @@ pub fn write_package(
 
     let file_name = format!("{}-{version}.apk", config.name);
     let path = arch_dir.join(&file_name);
-    let mut out = super::readable_temp_file(&arch_dir)?;
-    {
-        let mut writer = BufWriter::new(out.as_file_mut());
-        writer
-            .write_all(&signature)
-            .and_then(|()| writer.write_all(&control))
-            .and_then(|()| data.rewind())
-            .and_then(|()| io::copy(&mut data, &mut writer).map(drop))
-            .and_then(|()| writer.flush())
-            .map_err(PackagingError::file(&path))?;
-    }
-    out.as_file()
-        .sync_all()
-        .map_err(PackagingError::file(&path))?;
-    let size = out
-        .as_file()
-        .metadata()
-        .map_err(PackagingError::file(&path))?
-        .len();
-    out.persist(&path)
-        .map_err(|error| PackagingError::file(&path)(error.error))?;
+    let size = super::write_file_atomically(&path, |writer| {
+        writer.write_all(&signature)?;
+        writer.write_all(&control)?;
+        data.rewind()?;
+        io::copy(&mut data, writer).map(drop)
+    })?;
     Ok(WrittenPackage {
         path,
         name: config.name.clone(),
@@ -151,8 +137,7 @@ fn write_data(
     for entry in staged {
         match (&entry.entry.kind, &entry.source, entry.sha1) {
             (EntryKind::File { .. }, Some(source), Some(sha1)) => {
-                let records =
-                    BTreeMap::from([(PAX_APK_CHECKSUM.to_owned(), hex::encode(sha1).into_bytes())]);
+                let records = checksum_record(sha1);
                 let file = File::open(source).map_err(PackagingError::file(source))?;
                 let mut reader = HashingReader {
                     inner: file,
@@ -185,7 +170,7 @@ fn write_data(
     })?;
     Ok(digests
         .digest
-        .strip_prefix("sha256:")
+        .strip_prefix(SHA256_PREFIX)
         .unwrap_or(&digests.digest)
         .to_owned())
 }
