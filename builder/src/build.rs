@@ -19,14 +19,16 @@ use crate::apk::index::write_record;
 use crate::apk::package::{self, PackageFetcher, PackageRef, VerifiedPackage};
 use crate::apk::repository;
 use crate::error::{Error, Result};
+use crate::image::certificates::{self, ProviderPackage};
 use crate::image::config::{self as image_config, ConfigInput};
+use crate::image::entry::EntryKind;
 use crate::image::install::Installed;
 use crate::image::install::{self, InstallLimits, SpooledPackage};
 use crate::image::layer::{Compression, LayerDigests};
 use crate::image::layout::{self, Descriptor, ImageIndex, ImageManifest, LayoutWriter, Platform};
 use crate::image::os_release::{self, ReleaseInfo};
 use crate::image::write::{CachedLayer, LayerCache, LayerKeyBuilder};
-use crate::image::{accounts, apkdb, busybox, ldso, paths, write};
+use crate::image::{accounts, apkdb, busybox, ldso, paths, runtime_keyring, services, write};
 use crate::lock::{
     Lock, LockConfig, LockContents, LockKeyring, LockPackage, LockRange, LockRepository,
 };
@@ -163,6 +165,7 @@ pub async fn resolve_config(
     config: &ImageConfiguration,
     options: &BuildOptions,
 ) -> Result<Resolution> {
+    let config = &services::prepare_service_bundle(config);
     let archs = select_archs(config, &options.archs)?;
     let mut world = config.contents.packages.clone();
     if let Some(lock) = &options.lockfile {
@@ -224,11 +227,18 @@ pub async fn build(
     options: &BuildOptions,
     output: &Path,
 ) -> Result<BuiltImage> {
-    if let Some(kind) = config.entrypoint.as_ref().and_then(|e| e.kind.as_deref()) {
+    if let Some(include) = &config.include {
         return Err(Error::Unsupported {
-            what: format!("entrypoint type `{kind}`"),
+            what: format!(
+                "`include: {include}` in a configuration that was not read from a file (includes are merged when a file is read)"
+            ),
         });
     }
+    config.validate()?;
+    if config.layering.as_ref().is_some_and(|l| !l.is_empty()) {
+        tracing::warn!("`layering` is validated but not applied yet: the image has a single layer");
+    }
+    let config = &services::prepare_service_bundle(config);
     let archs = select_archs(config, &options.archs)?;
     let resolution = resolve_config(config, options).await?;
     let created = options
@@ -290,7 +300,7 @@ pub async fn build(
                 if let (Some(key), Some(_)) = (&key, &cached) {
                     // The cached blob no longer matches its digest: drop it, build afresh.
                     if let Err(error) = layers.remove(key) {
-                        tracing::warn!(%error, "cannot remove a stale cached layer");
+                        tracing::warn!(error = %crate::error::Chain(&error), "cannot remove a stale cached layer");
                     }
                     fetch_arch(&fetcher, resolved, Some(&spool_dir)).await?;
                 }
@@ -400,7 +410,7 @@ fn platform_from_cache(
     let layer = match layout.add_file(&cached.path, Some(&cached.digests.digest)) {
         Ok(blob) => blob.descriptor(cached.digests.media_type),
         Err(error) => {
-            tracing::warn!(%error, path = %cached.path.display(), "cached layer is unusable; building it again");
+            tracing::warn!(error = %crate::error::Chain(&error), path = %cached.path.display(), "cached layer is unusable; building it again");
             return Ok(None);
         }
     };
@@ -457,7 +467,7 @@ fn build_platform(
     let incoming = cache.and_then(|(layers, _)| match layers.incoming() {
         Ok(incoming) => Some(incoming),
         Err(error) => {
-            tracing::warn!(%error, "layer cache unavailable; the layer is not kept");
+            tracing::warn!(error = %crate::error::Chain(&error), "layer cache unavailable; the layer is not kept");
             None
         }
     });
@@ -485,7 +495,7 @@ fn build_platform(
         .filter_map(|(name, value)| Some((name.to_string(), value?)))
         .collect();
         if let Err(error) = layers.commit(key, incoming, &digests, &facts) {
-            tracing::warn!(%error, "cannot keep the layer in the layer cache");
+            tracing::warn!(error = %crate::error::Chain(&error), "cannot keep the layer in the layer cache");
         }
     }
     let manifest = finish_platform(
@@ -535,7 +545,8 @@ fn finish_platform(
 }
 
 /// The files the builder generates after the packages are installed, in apko's order: the apk
-/// database, accounts, `paths` mutations, `os-release`, busybox links and `ld.so.cache`.
+/// database, accounts, `paths` mutations, `os-release`, certificates, the runtime keyring, the
+/// s6 supervision tree, busybox links and `ld.so.cache`.
 /// Returns the OCI `User` (the resolved `run-as`) and the image's release information.
 fn generate_files(
     config: &ImageConfiguration,
@@ -553,6 +564,8 @@ fn generate_files(
             files: &p.paths,
             scripts: &p.scripts,
             triggers: &p.triggers,
+            replaces: &p.replaces,
+            replaces_priority: p.replaces_priority,
         })
         .collect();
     let keys: Vec<apkdb::ApkKey> = resolution
@@ -588,10 +601,65 @@ fn generate_files(
         config.os_release.as_ref(),
         created,
     )?;
+    install_configured_files(config, verified, installed, &mut tree, created)?;
     busybox::install_busybox_links(&mut tree, &installed.spools, &records, created)?;
     ldso::generate_ld_so_cache(&mut tree, &installed.spools, arch, created)?;
     installed.tree = tree;
     Ok((user, release))
+}
+
+/// `certificates`, `contents.runtime_keyring` and the s6 supervision tree, in apko's order.
+fn install_configured_files(
+    config: &ImageConfiguration,
+    verified: &[VerifiedPackage],
+    installed: &Installed,
+    tree: &mut crate::image::tree::Tree,
+    created: i64,
+) -> Result<()> {
+    let wants_providers = config
+        .certificates
+        .as_ref()
+        .is_some_and(|c| !c.providers.is_empty());
+    // Per installed package: its `provides` atoms and the paths it owns.
+    type Provider = (Vec<String>, Vec<(String, EntryKind)>);
+    let provider_data: Vec<Provider> = if wants_providers {
+        installed
+            .packages
+            .iter()
+            .map(|p| {
+                (
+                    verified[p.index]
+                        .record
+                        .provides
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect(),
+                    p.paths
+                        .iter()
+                        .map(|path| (path.path.clone(), path.kind.clone()))
+                        .collect(),
+                )
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let providers: Vec<ProviderPackage<'_>> = provider_data
+        .iter()
+        .map(|(provides, paths)| ProviderPackage { provides, paths })
+        .collect();
+    certificates::install_certificates(
+        tree,
+        &installed.spools,
+        config.certificates.as_ref(),
+        &providers,
+        created,
+    )?;
+    runtime_keyring::install_runtime_keyring(tree, &config.contents.runtime_keyring, created)?;
+    if let Some(entrypoint) = &config.entrypoint {
+        services::write_supervision_tree(tree, &entrypoint.services, created)?;
+    }
+    Ok(())
 }
 
 /// The configuration's architectures, narrowed to `only` when given.

@@ -1,13 +1,70 @@
-//! The crate's one public error type. Module errors keep their precise vocabulary and fold in
-//! through `#[from]`; every variant names the thing involved.
+//! The crate's one public error type and the one way errors are shown to people. Module errors
+//! keep their precise vocabulary and fold in through `#[from]`; every variant names the thing
+//! involved and leaves its cause to `source()` (never both in its message and as its source), so
+//! [`chain`] renders the whole story once: `GET https://…/APKINDEX.tar.gz failed: error sending
+//! request: client error (Connect): dns error: …`.
 
+use std::error::Error as StdError;
+use std::fmt;
 use std::io;
+
+/// Separator between an error and its cause in [`chain`].
+pub const CHAIN_SEPARATOR: &str = ": ";
+
+/// `error` and its `source()` chain on one line, each joined by `": "`; a cause whose text the
+/// line already contains is skipped (its own causes are not). This is what the CLI prints and
+/// what the operator puts in status conditions and events.
+pub fn chain(error: &(dyn StdError + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let message = cause.to_string();
+        if !text.contains(&message) {
+            text.push_str(CHAIN_SEPARATOR);
+            text.push_str(&message);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// What stands for the part [`shorten_middle`] cuts out.
+const ELISION: &str = " … ";
+
+/// `text` in at most `limit` bytes: when longer, its start and its end with [`ELISION`] between
+/// them. A chain reads from the context to the root cause, so both ends are worth keeping.
+pub fn shorten_middle(text: &str, limit: usize) -> String {
+    if text.len() <= limit {
+        return text.to_owned();
+    }
+    let room = limit.saturating_sub(ELISION.len());
+    let mut head = room / 2;
+    while !text.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = text.len() - (room - room / 2);
+    while !text.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!("{}{ELISION}{}", &text[..head], &text[tail..])
+}
+
+/// Displays an error as [`chain`] does, for format strings and log fields
+/// (`tracing::warn!(error = %Chain(&error), …)`).
+#[derive(Clone, Copy, Debug)]
+pub struct Chain<'a>(pub &'a (dyn StdError + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&chain(self.0))
+    }
+}
 
 /// Everything that can go wrong in the engine and the CLI.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Writing to standard output failed.
-    #[error("cannot write output: {0}")]
+    #[error("cannot write output")]
     Output(#[source] io::Error),
 
     /// `apk version --check` found invalid versions.
@@ -20,6 +77,10 @@ pub enum Error {
     /// An image configuration could not be read.
     #[error(transparent)]
     Config(#[from] securebuild_crds::ConfigError),
+
+    /// An image configuration file or one it includes could not be read.
+    #[error(transparent)]
+    Include(#[from] securebuild_crds::include::IncludeError),
 
     /// A dependency atom is malformed.
     #[error(transparent)]
@@ -76,6 +137,18 @@ pub enum Error {
     /// Busybox applet links could not be made.
     #[error(transparent)]
     Busybox(#[from] crate::image::busybox::BusyboxError),
+
+    /// `certificates` could not be installed.
+    #[error(transparent)]
+    Certificates(#[from] crate::image::certificates::CertificatesError),
+
+    /// `contents.runtime_keyring` could not be installed.
+    #[error(transparent)]
+    RuntimeKeyring(#[from] crate::image::runtime_keyring::RuntimeKeyringError),
+
+    /// The s6 supervision tree could not be written.
+    #[error(transparent)]
+    Services(#[from] crate::image::services::ServicesError),
 
     /// `ld.so.cache` could not be generated.
     #[error(transparent)]
@@ -137,7 +210,7 @@ pub enum Error {
     NoRepositories,
 
     /// A file given on the command line could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     File {
         /// The file.
         path: std::path::PathBuf,
@@ -151,7 +224,10 @@ impl Error {
     /// The CamelCase failure reason the operator shows in status (see `crds::conditions`).
     pub fn reason(&self) -> &'static str {
         match self {
-            Self::Config(_) | Self::Constraint(_) | Self::InvalidVersions { .. } => "InvalidSpec",
+            Self::Config(_)
+            | Self::Include(_)
+            | Self::Constraint(_)
+            | Self::InvalidVersions { .. } => "InvalidSpec",
             Self::Solve(_) | Self::NoRepositories => "ResolutionFailed",
             Self::Index(_) | Self::Package(_) => "PackageVerificationFailed",
             Self::Repository(err) => repository_reason(err),
@@ -164,7 +240,12 @@ impl Error {
             | Self::Tag(_)
             | Self::Unsupported { .. }
             | Self::ArchNotConfigured { .. } => "InvalidSpec",
-            Self::Accounts(_) | Self::Paths(_) | Self::ImageConfig(_) => "InvalidSpec",
+            Self::Accounts(_)
+            | Self::Paths(_)
+            | Self::ImageConfig(_)
+            | Self::Certificates(_)
+            | Self::RuntimeKeyring(_)
+            | Self::Services(_) => "InvalidSpec",
             Self::Layer(_)
             | Self::Layout(_)
             | Self::ApkDb(_)
@@ -195,3 +276,18 @@ fn repository_reason(error: &crate::apk::repository::RepositoryError) -> &'stati
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn shortening_keeps_both_ends() {
+        let text = format!("context: {}: root cause", "x".repeat(200));
+        let short = super::shorten_middle(&text, 60);
+        assert!(short.len() <= 60, "{short}");
+        assert!(short.starts_with("context: "), "{short}");
+        assert!(short.ends_with(": root cause"), "{short}");
+        assert_eq!(super::shorten_middle("short", 60), "short");
+        let wide = "é".repeat(100);
+        assert!(super::shorten_middle(&wide, 41).len() <= 41);
+    }
+}

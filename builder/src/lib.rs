@@ -5,6 +5,7 @@ pub mod apk;
 pub mod attest;
 pub mod build;
 pub mod cli;
+pub mod config_file;
 pub mod digest;
 pub mod elf;
 pub mod error;

@@ -107,7 +107,7 @@ pub struct LockRange {
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     /// Not valid lockfile JSON.
-    #[error("invalid lockfile: {source}")]
+    #[error("invalid lockfile")]
     Json {
         /// The parser's error.
         #[source]

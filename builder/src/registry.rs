@@ -948,7 +948,7 @@ impl Registry {
             .retry(backoff)
             .when(RegistryError::is_transient)
             .notify(|error, delay| {
-                tracing::warn!(%error, ?delay, "transient registry failure, retrying");
+                tracing::warn!(error = %crate::error::Chain(error), ?delay, "transient registry failure, retrying");
             })
             .await
     }

@@ -13,6 +13,7 @@ use crate::apk::constraint::{Dependency, VersionOp};
 use crate::apk::index::PackageRecord;
 use crate::apk::repository::{self, IndexFetchOptions, KeyFile, RepositoryIndex, RepositorySpec};
 use crate::apk::solver::{self, SolverRepository};
+use crate::apk::world;
 use crate::error::{Error, Result};
 
 /// What to resolve.
@@ -132,11 +133,7 @@ pub async fn resolve(request: &ResolveRequest) -> Result<Resolution> {
     if specs.is_empty() {
         return Err(Error::NoRepositories);
     }
-    let world = request
-        .packages
-        .iter()
-        .map(|atom| Dependency::parse(atom))
-        .collect::<Result<Vec<_>, _>>()?;
+    let world = world::from_atoms(&request.packages)?;
     let options = IndexFetchOptions {
         allow_untrusted: request.allow_untrusted,
         cache_dir: request.cache_dir.clone(),
@@ -153,7 +150,7 @@ pub async fn resolve(request: &ResolveRequest) -> Result<Resolution> {
             Some(first) => pin_to(first, &indexes, &world),
             None => world.clone(),
         };
-        let packages = solve(&indexes, &pinned)?;
+        let packages = solve(&indexes, &pinned, arch)?;
         archs.push(ArchResolution {
             arch: arch.clone(),
             indexes,
@@ -163,13 +160,17 @@ pub async fn resolve(request: &ResolveRequest) -> Result<Resolution> {
     Ok(Resolution { keys, world, archs })
 }
 
-/// Solves `world` against `indexes`.
-pub fn solve(indexes: &[RepositoryIndex], world: &[Dependency]) -> Result<Vec<ResolvedPackage>> {
+/// Solves `world` against `indexes` for a root of architecture `arch`.
+pub fn solve(
+    indexes: &[RepositoryIndex],
+    world: &[Dependency],
+    arch: &str,
+) -> Result<Vec<ResolvedPackage>> {
     let repositories: Vec<SolverRepository<'_>> = indexes
         .iter()
         .map(RepositoryIndex::solver_repository)
         .collect();
-    let solution = solver::solve(&repositories, world)?;
+    let solution = solver::solve(&repositories, world, arch)?;
     Ok(solution
         .packages
         .iter()

@@ -104,7 +104,8 @@ impl BuildResult {
     }
 
     /// The result as JSON of at most [`TERMINATION_MESSAGE_LIMIT`] bytes: drops tags beyond the
-    /// first few, then shortens a failure message, so the operator always gets valid JSON.
+    /// first few, then shortens a failure message in its middle (keeping its context and its root
+    /// cause), so the operator always gets valid JSON.
     pub fn to_termination_message(&self) -> String {
         let mut result = self.clone();
         let mut json = result.to_json();
@@ -112,16 +113,10 @@ impl BuildResult {
             if let Some(image) = result.image.as_mut().filter(|i| !i.tags.is_empty()) {
                 image.tags.pop();
             } else if let Some(error) = result.error.as_mut().filter(|e| e.message.len() > 64) {
-                let keep = error
-                    .message
-                    .len()
-                    .saturating_sub(json.len() - TERMINATION_MESSAGE_LIMIT + 3);
-                let mut cut = keep.min(error.message.len());
-                while !error.message.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                error.message.truncate(cut);
-                error.message.push_str("...");
+                // JSON escaping can make the message longer in the output than in memory.
+                let excess = json.len() - TERMINATION_MESSAGE_LIMIT;
+                let keep = error.message.len().saturating_sub(excess.max(8));
+                error.message = crate::error::shorten_middle(&error.message, keep);
             } else {
                 break;
             }
@@ -180,14 +175,18 @@ mod tests {
         );
         assert!(!parsed.image.unwrap().tags.is_empty());
 
-        let long = BuildResult::failure("BuildFailed", "é".repeat(5000));
+        let long = BuildResult::failure(
+            "BuildFailed",
+            format!("cannot build: {}: root cause", "é".repeat(5000)),
+        );
         let message = long.to_termination_message();
         assert!(
             message.len() <= TERMINATION_MESSAGE_LIMIT,
             "{}",
             message.len()
         );
-        let parsed = BuildResult::parse(&message).unwrap();
-        assert!(parsed.error.unwrap().message.ends_with("..."));
+        let kept = BuildResult::parse(&message).unwrap().error.unwrap().message;
+        assert!(kept.starts_with("cannot build: ") && kept.ends_with(": root cause"));
+        assert!(kept.contains(" … "));
     }
 }

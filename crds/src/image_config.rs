@@ -15,13 +15,22 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[schemars(extend("x-kubernetes-validations" = [
     {
-        "rule": "has(self.contents.packages) && size(self.contents.packages) > 0",
+        "rule": "has(self.include) || (has(self.contents) && has(self.contents.packages) && size(self.contents.packages) > 0)",
         "message": "contents.packages must name at least one package"
     }
 ]))]
 pub struct ImageConfiguration {
-    /// Required: the APK repositories, keys and packages that make up the image.
+    /// Required: the APK repositories, keys and packages that make up the image (may come from
+    /// an included configuration).
+    #[serde(default)]
     pub contents: ImageContents,
+
+    /// Optional: another configuration file this one is merged onto with apko's merge rules
+    /// (this file's values win; lists are the included file's first). A relative path is
+    /// resolved against the including file's directory, then against the working directory as
+    /// apko does. Resolved when a file is read; see `crate::include`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include: Option<String>,
 
     /// Optional: the entrypoint of the image; usually the full path of the executable, since
     /// most images carry no shell.
@@ -87,6 +96,91 @@ pub struct ImageConfiguration {
         skip_serializing_if = "Option::is_none"
     )]
     pub os_release: Option<OsRelease>,
+
+    /// Optional: CA certificates added to the image's certificate bundles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificates: Option<ImageCertificates>,
+
+    /// Optional: how to split the image into layers. Parsed and validated; SecureBuild builds
+    /// a single layer until package layering is implemented.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layering: Option<Layering>,
+
+    /// Optional: the layer payload format; only `tar` (the default) is supported. apko's
+    /// experimental `erofs` is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<LayerFormat>,
+}
+
+/// Certificates to install in the image.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ImageCertificates {
+    /// Optional: inline certificates; each is appended to the CA bundles and written as
+    /// `/usr/local/share/ca-certificates/<name>-<sha256 of the DER>.crt`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub additional: Vec<AdditionalCertificate>,
+
+    /// Optional: virtual package names (`provides`); the `.crt` and `.pem` files under
+    /// `/usr/local/share/ca-certificates` of installed packages providing one of them are
+    /// appended to the CA bundles.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub providers: Vec<String>,
+}
+
+/// One inline certificate.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AdditionalCertificate {
+    /// Required: the certificate's name, used in its file name.
+    #[serde(default)]
+    #[schemars(regex(pattern = r"^[a-zA-Z0-9_-]+[a-zA-Z0-9_.-]*$"))]
+    pub name: String,
+
+    /// Required: exactly one PEM-encoded X.509 certificate.
+    #[serde(default)]
+    pub content: String,
+}
+
+/// One inline APK signing key for the image's runtime trust.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RuntimeKeyringEntry {
+    /// Required: the file name under `/etc/apk/keys`; it must match the name the runtime
+    /// repository's index signature references.
+    #[serde(default)]
+    #[schemars(regex(pattern = r"^[a-zA-Z0-9_-]+[a-zA-Z0-9_.-]*$"))]
+    pub name: String,
+
+    /// Required: one PEM-encoded RSA public key (`-----BEGIN PUBLIC KEY-----`).
+    #[serde(default)]
+    pub content: String,
+}
+
+/// Layering of the image.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Layering {
+    /// Optional: the strategy; `origin` groups packages by origin package.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
+
+    /// Optional: the maximum number of package layers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<u32>,
+}
+
+impl Layering {
+    /// Whether the layering asks for nothing (`layering: {}`), which apko treats as absent.
+    pub fn is_empty(&self) -> bool {
+        self.strategy.as_deref().unwrap_or_default().is_empty() && self.budget.unwrap_or(0) == 0
+    }
+}
+
+/// A layer payload format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LayerFormat {
+    /// Compressed tar layers, the default.
+    Tar,
+    /// apko's experimental EROFS layers; not supported.
+    Erofs,
 }
 
 /// The APK side of the image: where packages come from, which keys sign them, which to install.
@@ -113,13 +207,18 @@ pub struct ImageContents {
     /// Repositories written into the image's `/etc/apk/repositories` but not used to build it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub runtime_repositories: Vec<String>,
+
+    /// Public keys written to the image's `/etc/apk/keys` for `runtime_repositories`; never
+    /// trusted while building.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runtime_keyring: Vec<RuntimeKeyringEntry>,
 }
 
 /// The image's entrypoint.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ImageEntrypoint {
-    /// Optional: the entrypoint type; apko's `service-bundle` is not supported and is rejected
-    /// when building.
+    /// Optional: the entrypoint type; `service-bundle` runs `services` under s6
+    /// (`/bin/s6-svscan /sv`, with the `s6` package added).
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
 
@@ -135,7 +234,8 @@ pub struct ImageEntrypoint {
     )]
     pub shell_fragment: Option<String>,
 
-    /// Optional: services of a `service-bundle` entrypoint, kept so apko files parse.
+    /// Optional: services of a `service-bundle` entrypoint: name → command, each written to
+    /// `/sv/<name>/run` as an execline script.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub services: BTreeMap<String, String>,
 }
@@ -284,6 +384,22 @@ pub struct OsRelease {
         skip_serializing_if = "Option::is_none"
     )]
     pub bug_report_url: Option<String>,
+}
+
+/// The entrypoint type that runs `services` under s6.
+pub const SERVICE_BUNDLE: &str = "service-bundle";
+
+fn check_entry_name(field: &'static str, name: &str) -> Result<(), ConfigError> {
+    if name.is_empty() {
+        return Err(ConfigError::MissingName { field });
+    }
+    if !is_valid_entry_name(name) {
+        return Err(ConfigError::InvalidName {
+            field,
+            name: name.to_string(),
+        });
+    }
+    Ok(())
 }
 
 fn is_false(value: &bool) -> bool {
@@ -495,7 +611,7 @@ impl JsonSchema for Architecture {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The text is not valid YAML or does not match the configuration's shape.
-    #[error("invalid image configuration: {source}")]
+    #[error("invalid image configuration")]
     Yaml {
         /// What the YAML parser reported, with its location.
         #[source]
@@ -525,6 +641,77 @@ pub enum ConfigError {
         /// The value as written.
         value: String,
     },
+    /// A field of apko's configuration that SecureBuild does not support yet.
+    #[error("`{field}` is not supported: {reason}")]
+    Unsupported {
+        /// The dotted field, e.g. `contents.baseimage`.
+        field: String,
+        /// Why, and what to do instead.
+        reason: &'static str,
+    },
+    /// An entry of a named list without a name.
+    #[error("an entry of `{field}` has no name; give every entry a `name`")]
+    MissingName {
+        /// The list, e.g. `certificates.additional`.
+        field: &'static str,
+    },
+    /// An entry without content.
+    #[error("`{field}` entry `{name}` has no content; paste the PEM text into `content`")]
+    MissingContent {
+        /// The list, e.g. `contents.runtime_keyring`.
+        field: &'static str,
+        /// The entry's name.
+        name: String,
+    },
+    /// A name that would not be a safe file name.
+    #[error(
+        "`{field}` entry `{name}` has an invalid name; use letters, digits, `_`, `-` and `.`, not starting with `.` (^[a-zA-Z0-9_-]+[a-zA-Z0-9_.-]*$)"
+    )]
+    InvalidName {
+        /// The list.
+        field: &'static str,
+        /// The name as written.
+        name: String,
+    },
+    /// Two entries of a list with the same name.
+    #[error("`{field}` entry `{name}` is a duplicate; each name can appear once")]
+    DuplicateName {
+        /// The list.
+        field: &'static str,
+        /// The repeated name.
+        name: String,
+    },
+    /// A layering strategy apko does not know.
+    #[error("unrecognized layering strategy `{strategy}`; the only strategy is `origin`")]
+    LayeringStrategy {
+        /// The strategy as written (empty when only `budget` is given).
+        strategy: String,
+    },
+    /// An entrypoint type other than `service-bundle`.
+    #[error(
+        "entrypoint type `{kind}` is not supported; the only type is `service-bundle` (or leave `type` out)"
+    )]
+    EntrypointType {
+        /// The type as written.
+        kind: String,
+    },
+}
+
+/// Fields of apko's configuration that parse in apko but that SecureBuild refuses, with why.
+const UNSUPPORTED_FIELDS: &[(&str, &str)] = &[(
+    "contents.baseimage",
+    "apko's experimental base images are not supported yet; install the base image's packages instead",
+)];
+
+/// The file-name rule apko applies to certificate and runtime key names
+/// (`^[a-zA-Z0-9_-]+[a-zA-Z0-9_.-]*$`): no path separators, not starting with `.`.
+pub fn is_valid_entry_name(name: &str) -> bool {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    let mut chars = name.chars();
+    match chars.next() {
+        Some(first) if allowed(first) => chars.all(|c| allowed(c) || c == '.'),
+        _ => false,
+    }
 }
 
 impl ImageConfiguration {
@@ -536,11 +723,74 @@ impl ImageConfiguration {
             unknown.push(dotted_path(&path));
         })
         .map_err(|source| ConfigError::Yaml { source })?;
+        if let Some((field, reason)) = UNSUPPORTED_FIELDS
+            .iter()
+            .find(|(field, _)| unknown.iter().any(|key| key == field))
+        {
+            return Err(ConfigError::Unsupported {
+                field: (*field).to_string(),
+                reason,
+            });
+        }
         if unknown.is_empty() {
             Ok(config)
         } else {
             Err(ConfigError::UnknownKeys { keys: unknown })
         }
+    }
+
+    /// Checks what apko's `Validate` checks on a merged configuration, and refuses what
+    /// SecureBuild does not support yet. Certificate and key contents are checked when building.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(kind) = self.entrypoint.as_ref().and_then(|e| e.kind.as_deref())
+            && kind != SERVICE_BUNDLE
+        {
+            return Err(ConfigError::EntrypointType {
+                kind: kind.to_string(),
+            });
+        }
+        if let Some(certificates) = &self.certificates {
+            for entry in &certificates.additional {
+                check_entry_name("certificates.additional", &entry.name)?;
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for key in &self.contents.runtime_keyring {
+            const FIELD: &str = "contents.runtime_keyring";
+            if key.content.is_empty() && !key.name.is_empty() {
+                return Err(ConfigError::MissingContent {
+                    field: FIELD,
+                    name: key.name.clone(),
+                });
+            }
+            check_entry_name(FIELD, &key.name)?;
+            if !seen.insert(key.name.as_str()) {
+                return Err(ConfigError::DuplicateName {
+                    field: FIELD,
+                    name: key.name.clone(),
+                });
+            }
+        }
+        if let Some(layering) = &self.layering
+            && !layering.is_empty()
+        {
+            let strategy = layering.strategy.clone().unwrap_or_default();
+            if strategy != "origin" {
+                return Err(ConfigError::LayeringStrategy { strategy });
+            }
+        }
+        if self.format == Some(LayerFormat::Erofs) {
+            return Err(ConfigError::Unsupported {
+                field: "format".to_string(),
+                reason: "apko's experimental `erofs` layers are not supported; use `tar` or leave `format` out",
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether the entrypoint is an s6 service bundle.
+    pub fn is_service_bundle(&self) -> bool {
+        self.entrypoint.as_ref().and_then(|e| e.kind.as_deref()) == Some(SERVICE_BUNDLE)
     }
 
     /// Serializes the configuration as YAML with apko's field names.
@@ -690,13 +940,13 @@ os-release:
     #[test]
     fn unknown_keys_are_named() {
         let err = ImageConfiguration::from_yaml(
-            "contents:\n  pakages: [busybox]\nentrypoint:\n  comand: /bin/sh\nlayering: {}\npaths:\n  - path: /a\n    type: directory\n    sorce: /b\n",
+            "contents:\n  pakages: [busybox]\nentrypoint:\n  comand: /bin/sh\nlayring: {}\npaths:\n  - path: /a\n    type: directory\n    sorce: /b\n",
         )
         .unwrap_err();
         let message = err.to_string();
         assert!(message.contains("contents.pakages"), "{message}");
         assert!(message.contains("entrypoint.comand"), "{message}");
-        assert!(message.contains("layering"), "{message}");
+        assert!(message.contains("layring"), "{message}");
         assert!(message.contains("paths[0].sorce"), "{message}");
     }
 
@@ -755,5 +1005,100 @@ os-release:
             }
         );
         assert!(Architecture::parse("sparc").is_err());
+    }
+
+    #[test]
+    fn validation_follows_apko() {
+        let check = |yaml: &str, expected: Option<&str>| {
+            let text = if yaml.starts_with("contents:") {
+                yaml.to_string()
+            } else {
+                format!("contents: {{packages: [a]}}\n{yaml}")
+            };
+            let result = ImageConfiguration::from_yaml(&text).and_then(|c| c.validate());
+            match (result, expected) {
+                (Ok(()), None) => {}
+                (Err(error), Some(fragment)) => {
+                    let message = error.to_string();
+                    assert!(message.contains(fragment), "{yaml}: {message}");
+                }
+                (result, expected) => panic!("{yaml}: got {result:?}, expected {expected:?}"),
+            }
+        };
+        // The cases of apko's `TestValidate`.
+        check(
+            "certificates: {additional: [{name: '', content: x}]}",
+            Some("has no name"),
+        );
+        check(
+            "certificates: {additional: [{name: 'trying/../../../to/break', content: x}]}",
+            Some("`trying/../../../to/break` has an invalid name"),
+        );
+        check(
+            "certificates: {additional: [{name: 'my-cert@123!', content: x}]}",
+            Some("invalid name"),
+        );
+        check(
+            "certificates: {additional: [{name: .hidden-cert, content: x}]}",
+            Some("invalid name"),
+        );
+        check(
+            "certificates: {additional: [{name: my-cert.pem, content: x}]}",
+            None,
+        );
+        check(
+            "contents: {packages: [a], runtime_keyring: [{name: mirror.rsa.pub, content: x}]}",
+            None,
+        );
+        check(
+            "contents: {packages: [a], runtime_keyring: [{name: .mirror.rsa.pub, content: x}]}",
+            Some("invalid name"),
+        );
+        check(
+            "contents: {packages: [a], runtime_keyring: [{name: sub/mirror.rsa.pub, content: x}]}",
+            Some("invalid name"),
+        );
+        check(
+            "contents: {packages: [a], runtime_keyring: [{name: m, content: x}, {name: m, content: y}]}",
+            Some("`contents.runtime_keyring` entry `m` is a duplicate"),
+        );
+        check(
+            "contents: {packages: [a], runtime_keyring: [{content: x}]}",
+            Some("has no name"),
+        );
+        check(
+            "contents: {packages: [a], runtime_keyring: [{name: m}]}",
+            Some("`contents.runtime_keyring` entry `m` has no content"),
+        );
+        // Layering: empty is no layering; otherwise only `origin`.
+        check("layering: {}", None);
+        check("layering: {strategy: origin, budget: 2}", None);
+        check(
+            "layering: {budget: 2}",
+            Some("unrecognized layering strategy ``"),
+        );
+        check(
+            "layering: {strategy: size}",
+            Some("unrecognized layering strategy `size`"),
+        );
+        check(
+            "layering: {strategy: origin, budget: -1}",
+            Some("invalid image configuration"),
+        );
+        check("format: tar", None);
+        check("format: erofs", Some("`format` is not supported"));
+        check("format: squashfs", Some("invalid image configuration"));
+        check(
+            "entrypoint: {type: service-bundle, services: {a: /bin/a}}",
+            None,
+        );
+        check(
+            "entrypoint: {type: oneshot}",
+            Some("entrypoint type `oneshot` is not supported"),
+        );
+        check(
+            "contents: {packages: [a], baseimage: {image: ./base, apkindex: ./idx}}",
+            Some("`contents.baseimage` is not supported"),
+        );
     }
 }

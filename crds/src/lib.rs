@@ -8,6 +8,7 @@ pub mod conditions;
 pub mod duration;
 pub mod image_config;
 pub mod imagebuild;
+pub mod include;
 
 pub use image_config::{Architecture, ConfigError, ImageConfiguration};
 pub use imagebuild::{ImageBuild, ImageBuildSpec, ImageBuildStatus, REBUILD_ANNOTATION};
@@ -21,7 +22,7 @@ pub const CRD_PATH: &str = "charts/securebuild/crds/imagebuilds.securebuild.dev.
 #[derive(Debug, thiserror::Error)]
 pub enum CrdError {
     /// The CRD could not be serialized as YAML.
-    #[error("cannot serialize the ImageBuild CRD as YAML: {source}")]
+    #[error("cannot serialize the ImageBuild CRD as YAML")]
     Serialize {
         /// The serializer's error.
         #[source]

@@ -11,27 +11,31 @@
 //! result as its message.
 //!
 //! The local backend builds what a builder Pod would: the input ConfigMap's image
-//! configuration and push target, with the credentials of the ImageBuild's push Secret. Its
-//! builds live in memory only: a restarted operator has forgotten them, and a build that was
-//! running is then reported lost, as a deleted Job is. It keeps finished builds until the
-//! history limits delete them, or `jobTtlSecondsAfterFinished` after they ended.
+//! configuration and push target, with the credentials of the ImageBuild's push Secret. That
+//! ConfigMap, owned by the ImageBuild, is also the build's record in the API server, as a Job
+//! is for the `pod` backend: the build's start, end and result go into its annotations, so a
+//! restarted operator (or a new leader) reports a finished build as it ended and runs an
+//! interrupted one again under the same name. Records stay until the history limits delete
+//! them, or `jobTtlSecondsAfterFinished` after they ended.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable as _};
 use futures::future::BoxFuture;
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
+use k8s_openapi::api::batch::v1::{Job, JobCondition, JobSpec, JobStatus};
 use k8s_openapi::api::core::v1::{
     ConfigMap, ContainerState, ContainerStateTerminated, ContainerStatus, Pod, PodStatus,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, Resource, ResourceExt};
 use securebuild_builder::build::build;
+use securebuild_builder::error::{Chain, chain};
 use securebuild_builder::registry::parse_reference;
 use securebuild_builder::result::BuildResult;
 use securebuild_crds::conditions::Reason;
@@ -79,13 +83,8 @@ pub struct FinishedBuild {
 
 /// Starts and observes builds; every name is the deterministic build (Job) name.
 pub trait BuildBackend: Send + Sync {
-    /// The builds of the ImageBuild `image_build`, as Jobs (the controller keeps those the
-    /// ImageBuild owns).
-    fn list_builds<'a>(
-        &'a self,
-        namespace: &'a str,
-        image_build: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<Job>>>;
+    /// The builds of `ib`, as Jobs (the controller keeps those the ImageBuild owns).
+    fn list_builds<'a>(&'a self, ib: &'a ImageBuild) -> BoxFuture<'a, Result<Vec<Job>>>;
 
     /// Starts the build that `job` describes, with `config_map` as its input. Returns `false`
     /// when a build of that name already exists (nothing is started twice).
@@ -206,12 +205,12 @@ impl PodBackend {
 }
 
 impl BuildBackend for PodBackend {
-    fn list_builds<'a>(
-        &'a self,
-        namespace: &'a str,
-        image_build: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<Job>>> {
-        Box::pin(self.list(namespace, crate::job::selector(image_build)))
+    fn list_builds<'a>(&'a self, ib: &'a ImageBuild) -> BoxFuture<'a, Result<Vec<Job>>> {
+        Box::pin(async move {
+            let namespace = ib.namespace().unwrap_or_default();
+            self.list(&namespace, crate::job::selector(&ib.name_any()))
+                .await
+        })
     }
 
     /// Creates the ConfigMap and the Job; `AlreadyExists` for either is success (a restarted
@@ -260,7 +259,31 @@ struct TargetInput {
     tags: Vec<String>,
 }
 
-/// One build of the local backend.
+/// The build record's annotation holding the build's deadline in seconds.
+pub const RECORD_DEADLINE_ANNOTATION: &str = "securebuild.dev/local-deadline-seconds";
+/// The build record's annotation holding when the build started (RFC 3339).
+pub const RECORD_STARTED_ANNOTATION: &str = "securebuild.dev/local-started-at";
+/// The build record's annotation holding when the build ended (RFC 3339); its presence marks
+/// a finished build.
+pub const RECORD_FINISHED_ANNOTATION: &str = "securebuild.dev/local-finished-at";
+/// The build record's annotation holding the builder's [`BuildResult`] as JSON.
+pub const RECORD_RESULT_ANNOTATION: &str = "securebuild.dev/local-result";
+/// The build record's annotation holding why a build failed without a result (`reason` and
+/// `message` as JSON, the Job's `Failed` condition).
+pub const RECORD_FAILURE_ANNOTATION: &str = "securebuild.dev/local-failure";
+/// The longest wait between attempts to record a finished build while the API server is away.
+pub const RECORD_RETRY_MAX_DELAY: Duration = Duration::from_secs(15);
+/// How many times recording a finished build is attempted (about an hour with the delays).
+pub const RECORD_ATTEMPTS: usize = 250;
+
+/// Why a build without a result failed, as recorded.
+#[derive(Debug, Serialize, Deserialize)]
+struct RecordedFailure {
+    reason: String,
+    message: String,
+}
+
+/// One build of the local backend, as this process knows it.
 struct LocalBuild {
     image_build: String,
     job: Job,
@@ -274,6 +297,13 @@ type Builds = Arc<Mutex<BTreeMap<BuildKey, LocalBuild>>>;
 
 /// The `local` backend: builds with the builder library in the operator process, at most
 /// `maxConcurrentBuilds` at once, each on a blocking thread of its own.
+///
+/// Each build is recorded in the API server, as the `pod` backend's builds are recorded by
+/// their Jobs: its input ConfigMap (the same object the `pod` backend creates, owned by the
+/// ImageBuild) is the record, and the build's start, end and result are written into its
+/// annotations. A restarted operator (or a new leader) reads the records back: a finished
+/// build is reported as it ended, and a build that never recorded its end is run again, once
+/// per process, under the same name.
 #[derive(Clone)]
 pub struct LocalBackend {
     client: Client,
@@ -284,8 +314,8 @@ pub struct LocalBackend {
 }
 
 impl LocalBackend {
-    /// A backend that reads push Secrets with `client` and builds with `config`'s cache and
-    /// work directories.
+    /// A backend that keeps its records and reads push Secrets with `client` and builds with
+    /// `config`'s cache and work directories.
     pub fn new(client: Client, config: Arc<Config>) -> Self {
         let permits = Arc::new(Semaphore::new(usize::from(config.max_concurrent_builds)));
         let (finished, _) = broadcast::channel(NOTICE_CAPACITY);
@@ -298,28 +328,52 @@ impl LocalBackend {
         }
     }
 
-    /// How many builds the backend holds (running or finished).
+    /// How many builds this process knows (running, or finished and recorded).
     pub fn len(&self) -> usize {
         lock(&self.builds).len()
     }
 
-    /// Whether the backend holds no build.
+    /// Whether this process knows no build.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Forgets finished builds that ended more than `jobTtlSecondsAfterFinished` ago.
-    fn expire(&self, now: Timestamp) {
+    fn records(&self, namespace: &str) -> Api<ConfigMap> {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+
+    /// Whether a finished record is older than `jobTtlSecondsAfterFinished`.
+    fn expired(&self, record: &ConfigMap, now: Timestamp) -> bool {
         let Some(ttl) = self.config.job_ttl_seconds else {
-            return;
+            return false;
         };
-        let ttl = Duration::from_secs(u64::try_from(ttl).unwrap_or(0));
-        lock(&self.builds).retain(|_, build| {
-            build.finished_at.is_none_or(|finished| {
-                now.as_millisecond() - finished.as_millisecond()
-                    <= i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)
-            })
-        });
+        record_time(record, RECORD_FINISHED_ANNOTATION).is_some_and(|finished| {
+            now.as_millisecond() - finished.as_millisecond() > i64::from(ttl.max(0)) * 1000
+        })
+    }
+
+    /// Starts the run of the build `key` from its record's input.
+    fn launch(
+        &self,
+        key: BuildKey,
+        ib: &ImageBuild,
+        record: &ConfigMap,
+        cancel: CancellationToken,
+    ) {
+        let deadline = record
+            .annotations()
+            .get(RECORD_DEADLINE_ANNOTATION)
+            .and_then(|s| s.parse::<u64>().ok())
+            .map_or(self.config.default_timeout, Duration::from_secs);
+        let run = LocalRun {
+            backend: self.clone(),
+            key,
+            image_build: ib.clone(),
+            input: record.data.clone().unwrap_or_default(),
+            deadline,
+            cancel,
+        };
+        tokio::spawn(run.run());
     }
 }
 
@@ -327,23 +381,142 @@ fn lock(builds: &Builds) -> std::sync::MutexGuard<'_, BTreeMap<BuildKey, LocalBu
     builds.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+fn record_time(record: &ConfigMap, annotation: &str) -> Option<Timestamp> {
+    record.annotations().get(annotation)?.parse().ok()
+}
+
+/// The Job a build record stands for: the record's name, labels, annotations and owner, with
+/// the status its annotations say (active until it ended).
+fn record_job(record: &ConfigMap) -> Job {
+    let deadline = record
+        .annotations()
+        .get(RECORD_DEADLINE_ANNOTATION)
+        .and_then(|s| s.parse::<i64>().ok());
+    let started = record_time(record, RECORD_STARTED_ANNOTATION);
+    let finished = record_time(record, RECORD_FINISHED_ANNOTATION);
+    let mut status = JobStatus {
+        start_time: started.map(Time),
+        ..JobStatus::default()
+    };
+    match finished {
+        None => {
+            status.active = Some(1);
+            status.ready = Some(0);
+        }
+        Some(at) => {
+            status.ready = Some(0);
+            let failure = record
+                .annotations()
+                .get(RECORD_FAILURE_ANNOTATION)
+                .and_then(|text| serde_json::from_str::<RecordedFailure>(text).ok());
+            match failure {
+                None => {
+                    status.succeeded = Some(1);
+                    status.completion_time = Some(Time(at));
+                    status.conditions = Some(vec![
+                        true_condition(JOB_SUCCESS_CRITERIA_MET, at),
+                        true_condition(JOB_COMPLETE, at),
+                    ]);
+                }
+                Some(failure) => {
+                    status.failed = Some(1);
+                    status.conditions =
+                        failed_condition(&failure.reason, failure.message, at).map(|c| vec![c]);
+                }
+            }
+        }
+    }
+    Job {
+        metadata: ObjectMeta {
+            name: record.metadata.name.clone(),
+            namespace: record.metadata.namespace.clone(),
+            labels: record.metadata.labels.clone(),
+            annotations: record.metadata.annotations.clone(),
+            owner_references: record.metadata.owner_references.clone(),
+            creation_timestamp: record.metadata.creation_timestamp.clone(),
+            ..ObjectMeta::default()
+        },
+        spec: Some(JobSpec {
+            active_deadline_seconds: deadline,
+            ..JobSpec::default()
+        }),
+        status: Some(status),
+    }
+}
+
+/// The result recorded in a build record.
+fn record_result(record: &ConfigMap) -> Option<BuildResult> {
+    BuildResult::parse(record.annotations().get(RECORD_RESULT_ANNOTATION)?).ok()
+}
+
 impl BuildBackend for LocalBackend {
-    fn list_builds<'a>(
-        &'a self,
-        namespace: &'a str,
-        image_build: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<Job>>> {
+    /// Lists the ImageBuild's build records. A record this process does not know is taken
+    /// over: as it ended, or — when it never recorded its end (the operator that ran it was
+    /// restarted or lost its lease) — by running the build again. A finished record older
+    /// than `jobTtlSecondsAfterFinished` is deleted instead.
+    fn list_builds<'a>(&'a self, ib: &'a ImageBuild) -> BoxFuture<'a, Result<Vec<Job>>> {
         Box::pin(async move {
-            self.expire(Timestamp::now());
-            let builds = lock(&self.builds);
-            Ok(builds
-                .iter()
-                .filter(|((ns, _), build)| ns == namespace && build.image_build == image_build)
-                .map(|(_, build)| build.job.clone())
-                .collect())
+            let namespace = ib.namespace().unwrap_or_default();
+            let name = ib.name_any();
+            let listed = self
+                .records(&namespace)
+                .list(&ListParams::default().labels(&crate::job::selector(&name)))
+                .await
+                .map_err(Error::kube("list", "ConfigMap", &namespace))?
+                .items;
+            let now = Timestamp::now();
+            let mut live = Vec::new();
+            for record in listed {
+                if self.expired(&record, now) {
+                    self.delete_build(&namespace, &record.name_any()).await?;
+                } else {
+                    live.push(record);
+                }
+            }
+            let mut jobs = Vec::new();
+            let mut builds = lock(&self.builds);
+            // A record that is gone was deleted: so is its build.
+            builds.retain(|(ns, build), local| {
+                let gone = *ns == namespace
+                    && local.image_build == name
+                    && !live.iter().any(|r| r.name_any() == *build);
+                if gone {
+                    local.cancel.cancel();
+                }
+                !gone
+            });
+            for record in &live {
+                let key = (namespace.clone(), record.name_any());
+                if let Some(known) = builds.get(&key) {
+                    jobs.push(known.job.clone());
+                    continue;
+                }
+                let job = record_job(record);
+                let finished_at = record_time(record, RECORD_FINISHED_ANNOTATION);
+                let cancel = CancellationToken::new();
+                if finished_at.is_none() && crate::job::is_owned_by(&job, ib) {
+                    tracing::info!(namespace = %key.0, build = %key.1, "resuming a local build that never recorded its end");
+                    self.launch(key.clone(), ib, record, cancel.clone());
+                }
+                jobs.push(job.clone());
+                builds.insert(
+                    key,
+                    LocalBuild {
+                        image_build: name.clone(),
+                        job,
+                        result: record_result(record),
+                        cancel,
+                        finished_at,
+                    },
+                );
+            }
+            Ok(jobs)
         })
     }
 
+    /// Creates the build record (the input ConfigMap with the deadline) and starts the build;
+    /// `AlreadyExists` means another process (or an earlier life of this one) started it, and
+    /// the next [`list_builds`](BuildBackend::list_builds) takes it over.
     fn start_build<'a>(
         &'a self,
         ib: &'a ImageBuild,
@@ -353,45 +526,46 @@ impl BuildBackend for LocalBackend {
         Box::pin(async move {
             let namespace = ib.namespace().unwrap_or_default();
             let key = (namespace.clone(), job.name_any());
-            let cancel = CancellationToken::new();
-            {
-                let mut builds = lock(&self.builds);
-                if builds.contains_key(&key) {
-                    return Ok(false);
-                }
-                let mut job = job.clone();
-                job.metadata.creation_timestamp = Some(Time(Timestamp::now()));
-                job.status = Some(JobStatus {
-                    active: Some(1),
-                    ready: Some(0),
-                    ..JobStatus::default()
-                });
-                builds.insert(
-                    key.clone(),
-                    LocalBuild {
-                        image_build: ib.name_any(),
-                        job,
-                        result: None,
-                        cancel: cancel.clone(),
-                        finished_at: None,
-                    },
-                );
+            if lock(&self.builds).contains_key(&key) {
+                return Ok(false);
             }
             let deadline = job
                 .spec
                 .as_ref()
                 .and_then(|s| s.active_deadline_seconds)
                 .and_then(|seconds| u64::try_from(seconds).ok())
-                .map_or(self.config.default_timeout, Duration::from_secs);
-            let run = LocalRun {
-                backend: self.clone(),
-                key,
-                image_build: ib.clone(),
-                input: config_map.data.clone().unwrap_or_default(),
-                deadline,
-                cancel,
+                .unwrap_or(self.config.default_timeout.as_secs());
+            let mut record = config_map.clone();
+            record
+                .annotations_mut()
+                .insert(RECORD_DEADLINE_ANNOTATION.to_string(), deadline.to_string());
+            let params = PostParams {
+                field_manager: Some(FIELD_MANAGER.to_string()),
+                ..PostParams::default()
             };
-            tokio::spawn(run.run());
+            let created = match self.records(&namespace).create(&params, &record).await {
+                Ok(created) => created,
+                Err(kube::Error::Api(status)) if status.is_already_exists() => return Ok(false),
+                Err(error) => return Err(Error::kube("create", "ConfigMap", &key.1)(error)),
+            };
+            let cancel = CancellationToken::new();
+            {
+                let mut builds = lock(&self.builds);
+                if builds.contains_key(&key) {
+                    return Ok(false);
+                }
+                builds.insert(
+                    key.clone(),
+                    LocalBuild {
+                        image_build: ib.name_any(),
+                        job: record_job(&created),
+                        result: None,
+                        cancel: cancel.clone(),
+                        finished_at: None,
+                    },
+                );
+            }
+            self.launch(key, ib, &created, cancel);
             Ok(true)
         })
     }
@@ -415,7 +589,7 @@ impl BuildBackend for LocalBackend {
         })
     }
 
-    /// Nothing to release: the input was read when the build started.
+    /// Nothing to release: the input is the build's record, kept until the build is deleted.
     fn release_inputs<'a>(
         &'a self,
         _namespace: &'a str,
@@ -424,6 +598,7 @@ impl BuildBackend for LocalBackend {
         Box::pin(async { Ok(()) })
     }
 
+    /// Stops the build and deletes its record.
     fn delete_build<'a>(&'a self, namespace: &'a str, build: &'a str) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             if let Some(removed) =
@@ -431,10 +606,19 @@ impl BuildBackend for LocalBackend {
             {
                 removed.cancel.cancel();
             }
-            Ok(())
+            match self
+                .records(namespace)
+                .delete(build, &DeleteParams::background())
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
+                Err(error) => Err(Error::kube("delete", "ConfigMap", build)(error)),
+            }
         })
     }
 
+    /// Stops the builds; the garbage collector deletes their records with the ImageBuild.
     fn abandon<'a>(&'a self, namespace: &'a str, image_build: &'a str) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             lock(&self.builds).retain(|(ns, _), build| {
@@ -481,9 +665,10 @@ impl LocalRun {
         let Some(permit) = permit else {
             return;
         };
+        let started = Timestamp::now();
         self.update(|job| {
             let status = job.status.get_or_insert_with(JobStatus::default);
-            status.start_time = Some(Time(Timestamp::now()));
+            status.start_time = Some(Time(started));
             status.ready = Some(1);
         });
         tracing::info!(namespace = %self.key.0, build = %self.key.1, "local build started");
@@ -513,10 +698,10 @@ impl LocalRun {
         let ending = joined.unwrap_or_else(|error| {
             Ending::Result(BuildResult::failure(
                 Reason::BuildFailed.as_str(),
-                format!("the build task ended abnormally: {error}"),
+                format!("the build task ended abnormally: {}", Chain(&error)),
             ))
         });
-        self.finish(ending);
+        self.finish(ending, started).await;
     }
 
     /// Changes the build's Job, if the build is still known.
@@ -526,7 +711,9 @@ impl LocalRun {
         }
     }
 
-    fn finish(self, ending: Ending) {
+    /// Keeps the ending in memory, records it in the build record (retrying while the API
+    /// server is away), then tells the controller.
+    async fn finish(self, ending: Ending, started: Timestamp) {
         let now = Timestamp::now();
         let (result, condition) = match ending {
             Ending::Cancelled => return,
@@ -555,6 +742,25 @@ impl LocalRun {
             }
         };
         let succeeded = condition.is_none();
+        let mut annotations = BTreeMap::from([
+            (RECORD_STARTED_ANNOTATION.to_string(), started.to_string()),
+            (RECORD_FINISHED_ANNOTATION.to_string(), now.to_string()),
+        ]);
+        if let Some(result) = &result {
+            annotations.insert(RECORD_RESULT_ANNOTATION.to_string(), result.to_json());
+        }
+        if let Some(condition) = &condition
+            && result.is_none()
+        {
+            let failure = RecordedFailure {
+                reason: condition.reason.clone().unwrap_or_default(),
+                message: condition.message.clone().unwrap_or_default(),
+            };
+            annotations.insert(
+                RECORD_FAILURE_ANNOTATION.to_string(),
+                serde_json::to_string(&failure).unwrap_or_default(),
+            );
+        }
         {
             let mut builds = lock(&self.backend.builds);
             let Some(build) = builds.get_mut(&self.key) else {
@@ -574,16 +780,49 @@ impl LocalRun {
                 status.failed = Some(1);
                 status.conditions = condition.map(|c| vec![c]);
             }
+            build.job.annotations_mut().extend(annotations.clone());
             build.result = result;
             build.finished_at = Some(now);
         }
         tracing::info!(namespace = %self.key.0, build = %self.key.1, succeeded, "local build finished");
+        self.record(annotations).await;
         // No subscriber only means no controller is running (tests, shutdown).
         let _ = self.backend.finished.send(FinishedBuild {
             namespace: self.key.0.clone(),
             image_build: self.image_build.name_any(),
             build: self.key.1.clone(),
         });
+    }
+
+    /// Writes the ending into the build record, retrying with backoff until it is written,
+    /// the record is gone, or the build is cancelled.
+    async fn record(&self, annotations: BTreeMap<String, String>) {
+        let api = self.backend.records(&self.key.0);
+        let patch = Patch::Merge(serde_json::json!({"metadata": {"annotations": annotations}}));
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..PatchParams::default()
+        };
+        let write = || async { api.patch(&self.key.1, &params, &patch).await };
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(500))
+            .with_max_delay(RECORD_RETRY_MAX_DELAY)
+            .with_max_times(RECORD_ATTEMPTS)
+            .with_jitter();
+        let written = write
+            .retry(backoff)
+            .when(|error| !matches!(error, kube::Error::Api(status) if status.is_not_found()))
+            .notify(|error, delay| {
+                tracing::warn!(namespace = %self.key.0, build = %self.key.1, error = %Chain(error), ?delay, "cannot record the end of a local build yet");
+            });
+        tokio::select! {
+            outcome = written => {
+                if let Err(error) = outcome {
+                    tracing::warn!(namespace = %self.key.0, build = %self.key.1, error = %Chain(&error), "the end of a local build is not recorded");
+                }
+            }
+            () = self.cancel.cancelled() => {}
+        }
     }
 }
 
@@ -660,21 +899,21 @@ async fn build_and_push(
     };
     let image = match ImageConfiguration::from_yaml(image_yaml) {
         Ok(image) => image,
-        Err(error) => return invalid(error.to_string()),
+        Err(error) => return invalid(chain(&error)),
     };
     let target: TargetInput = match input.get(TARGET_KEY).map(|text| serde_json::from_str(text)) {
         Some(Ok(target)) => target,
-        Some(Err(error)) => return invalid(format!("invalid {TARGET_KEY}: {error}")),
+        Some(Err(error)) => return invalid(format!("invalid {TARGET_KEY}: {}", Chain(&error))),
         None => return invalid(format!("the build input has no {TARGET_KEY}")),
     };
     let reference = match parse_reference(&target.repository) {
         Ok(reference) => reference,
-        Err(error) => return invalid(error.to_string()),
+        Err(error) => return invalid(chain(&error)),
     };
     let registry = match crate::credentials::registry_for(client, ib, config).await {
         Ok(registry) => registry,
         Err(error) => {
-            return BuildResult::failure(Reason::CredentialsInvalid.as_str(), error.to_string());
+            return BuildResult::failure(Reason::CredentialsInvalid.as_str(), chain(&error));
         }
     };
     let mut options = crate::resolver::build_options(config, Vec::new());
@@ -691,8 +930,9 @@ async fn build_and_push(
             return BuildResult::failure(
                 Reason::BuildFailed.as_str(),
                 format!(
-                    "cannot create a staging directory in {}: {error}",
-                    staging_parent.display()
+                    "cannot create a staging directory in {}: {}",
+                    staging_parent.display(),
+                    Chain(&error)
                 ),
             );
         }
@@ -700,7 +940,7 @@ async fn build_and_push(
     let output = staging.path().join(LAYOUT_DIR_NAME);
     let built = match build(&image, &options, &output).await {
         Ok(built) => built,
-        Err(error) => return BuildResult::failure(error.reason(), error.to_string()),
+        Err(error) => return BuildResult::failure(error.reason(), chain(&error)),
     };
     match registry
         .push_layout(built.layout_dir(), &reference, &built.tags)
@@ -709,7 +949,7 @@ async fn build_and_push(
         Ok(report) => built.result(Some(report.reference)),
         Err(error) => {
             let error = securebuild_builder::error::Error::from(error);
-            BuildResult::failure(error.reason(), error.to_string())
+            BuildResult::failure(error.reason(), chain(&error))
         }
     }
 }
@@ -717,14 +957,13 @@ async fn build_and_push(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::{TestImageBuild, test_context};
+    use crate::fixtures::{FakeRecords, TestImageBuild};
     use crate::job::desired_job;
     use crate::status::{JobOutcome, job_outcome};
     use crate::triggers::{Trigger, TriggerKind};
 
-    fn backend(config: Config) -> LocalBackend {
-        let (ctx, _server) = test_context();
-        LocalBackend::new(ctx.client.clone(), Arc::new(config))
+    fn backend(records: &FakeRecords, config: Config) -> LocalBackend {
+        LocalBackend::new(records.client(), Arc::new(config))
     }
 
     fn objects(ib: &ImageBuild, config: &Config) -> (ConfigMap, Job) {
@@ -750,10 +989,24 @@ mod tests {
             .build()
     }
 
+    fn assert_fetch_failed(job: &Job, pod: Option<&Pod>) {
+        match job_outcome(job, pod) {
+            JobOutcome::Failed(failure) => {
+                // The builder's error with its cause, as the CLI prints it.
+                let key = "/nonexistent/securebuild/key.rsa.pub";
+                let cause = std::fs::read(key).unwrap_err();
+                assert_eq!(failure.message, format!("cannot read {key}: {cause}"));
+                assert_eq!(failure.reason, Reason::FetchFailed);
+            }
+            JobOutcome::Succeeded(image) => panic!("unexpected success: {image:?}"),
+        }
+    }
+
     #[tokio::test]
     async fn failed_build_reads_like_a_failed_job() {
+        let records = FakeRecords::default();
         let config = Config::default();
-        let local = backend(config.clone());
+        let local = backend(&records, config.clone());
         let mut notices = local.finished_builds().unwrap();
         let ib = unreadable_keyring();
         let (config_map, job) = objects(&ib, &config);
@@ -769,36 +1022,97 @@ mod tests {
                 build: job.name_any(),
             }
         );
-        let listed = local.list_builds("team", "app").await.unwrap();
+        let listed = local.list_builds(&ib).await.unwrap();
         assert_eq!(listed.len(), 1);
         assert!(crate::job::is_owned_by(&listed[0], &ib));
         assert_eq!(
             crate::job::job_state(&listed[0]),
             crate::job::JobState::Failed
         );
-        assert!(local.list_builds("team", "other").await.unwrap().is_empty());
-        assert!(local.list_builds("other", "app").await.unwrap().is_empty());
+        let mut other = ib.clone();
+        other.metadata.namespace = Some("other".into());
+        assert!(local.list_builds(&other).await.unwrap().is_empty());
 
         let pods = local.build_pods("team", &job.name_any()).await.unwrap();
         assert_eq!(pods.len(), 1);
-        match job_outcome(&listed[0], pods.first()) {
-            JobOutcome::Failed(failure) => {
-                assert!(failure.message.contains("key.rsa.pub"), "{failure:?}");
-                assert_ne!(failure.reason, Reason::Succeeded);
-            }
-            JobOutcome::Succeeded(image) => panic!("unexpected success: {image:?}"),
+        assert_fetch_failed(&listed[0], pods.first());
+
+        // The record in the API server holds the input, the end and the result.
+        let record = records.get("team", &job.name_any()).unwrap();
+        assert!(record["data"][IMAGE_CONFIG_KEY].is_string(), "{record}");
+        let annotations = &record["metadata"]["annotations"];
+        for key in [
+            RECORD_DEADLINE_ANNOTATION,
+            RECORD_STARTED_ANNOTATION,
+            RECORD_FINISHED_ANNOTATION,
+            RECORD_RESULT_ANNOTATION,
+        ] {
+            assert!(annotations[key].is_string(), "{key}: {record}");
         }
 
         local.release_inputs("team", &job.name_any()).await.unwrap();
-        assert_eq!(local.len(), 1);
+        assert_eq!((local.len(), records.len()), (1, 1));
         local.delete_build("team", &job.name_any()).await.unwrap();
         assert!(local.is_empty());
+        assert_eq!(records.len(), 0, "the record is deleted with the build");
         assert!(
             local
                 .build_pods("team", &job.name_any())
                 .await
                 .unwrap()
                 .is_empty()
+        );
+    }
+
+    /// Issue 17: an operator killed during a `local` build found no trace of it after the
+    /// restart and failed the build for good. The record now outlives the process: a new
+    /// backend (the restarted operator) runs the unfinished build again, once, and a finished
+    /// one is reported as it ended.
+    #[tokio::test]
+    async fn a_restarted_operator_takes_over_its_builds() {
+        let records = FakeRecords::default();
+        let config = Config {
+            max_concurrent_builds: 1,
+            ..Config::default()
+        };
+        let killed = backend(&records, config.clone());
+        // The build never gets to run before the operator dies.
+        let _held = killed.permits.clone().acquire_owned().await.unwrap();
+        let ib = unreadable_keyring();
+        let (config_map, job) = objects(&ib, &config);
+        assert!(killed.start_build(&ib, &config_map, &job).await.unwrap());
+
+        let restarted = backend(&records, config.clone());
+        let mut notices = restarted.finished_builds().unwrap();
+        let listed = restarted.list_builds(&ib).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].name_any(), job.name_any());
+        assert_eq!(
+            crate::job::job_state(&listed[0]),
+            crate::job::JobState::Active,
+            "the interrupted build runs again"
+        );
+        assert!(
+            !restarted.start_build(&ib, &config_map, &job).await.unwrap(),
+            "and is not started twice"
+        );
+        next_notice(&mut notices).await;
+        let listed = restarted.list_builds(&ib).await.unwrap();
+        assert_eq!(
+            crate::job::job_state(&listed[0]),
+            crate::job::JobState::Failed
+        );
+
+        // Restarted once more: the finished build is read back from its record.
+        let again = backend(&records, config);
+        let listed = again.list_builds(&ib).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        let pods = again.build_pods("team", &job.name_any()).await.unwrap();
+        assert_fetch_failed(&listed[0], pods.first());
+        assert_eq!(
+            listed[0].status.as_ref().unwrap().active,
+            None,
+            "nothing runs"
         );
     }
 
@@ -813,8 +1127,9 @@ mod tests {
                 held.push(stream);
             }
         });
+        let records = FakeRecords::default();
         let config = Config::default();
-        let local = backend(config.clone());
+        let local = backend(&records, config.clone());
         let mut notices = local.finished_builds().unwrap();
         let ib = TestImageBuild::new()
             .repositories(&[&format!("http://127.0.0.1:{port}/os")])
@@ -826,32 +1141,35 @@ mod tests {
         next_notice(&mut notices).await;
         silent.abort();
 
-        let listed = local.list_builds("team", "app").await.unwrap();
-        let pods = local.build_pods("team", &job.name_any()).await.unwrap();
-        assert!(pods.is_empty());
-        match job_outcome(&listed[0], None) {
-            JobOutcome::Failed(failure) => {
-                assert_eq!(failure.reason, Reason::BuildTimeout);
-                assert!(failure.message.contains("timeout of 1s"), "{failure:?}");
+        for backend in [local, backend(&records, config)] {
+            let listed = backend.list_builds(&ib).await.unwrap();
+            let pods = backend.build_pods("team", &job.name_any()).await.unwrap();
+            assert!(pods.is_empty());
+            match job_outcome(&listed[0], None) {
+                JobOutcome::Failed(failure) => {
+                    assert_eq!(failure.reason, Reason::BuildTimeout);
+                    assert!(failure.message.contains("timeout of 1s"), "{failure:?}");
+                }
+                JobOutcome::Succeeded(image) => panic!("unexpected success: {image:?}"),
             }
-            JobOutcome::Succeeded(image) => panic!("unexpected success: {image:?}"),
         }
     }
 
     #[tokio::test]
     async fn waiting_builds_hold_no_slot_and_can_be_abandoned() {
+        let records = FakeRecords::default();
         let config = Config {
             max_concurrent_builds: 1,
             ..Config::default()
         };
-        let local = backend(config.clone());
+        let local = backend(&records, config.clone());
         // Take the only slot so that the build waits.
         let held = local.permits.clone().acquire_owned().await.unwrap();
         let ib = unreadable_keyring();
         let (config_map, job) = objects(&ib, &config);
         local.start_build(&ib, &config_map, &job).await.unwrap();
         tokio::task::yield_now().await;
-        let listed = local.list_builds("team", "app").await.unwrap();
+        let listed = local.list_builds(&ib).await.unwrap();
         let status = listed[0].status.clone().unwrap();
         assert_eq!((status.active, status.ready), (Some(1), Some(0)));
         assert!(status.start_time.is_none());
@@ -865,18 +1183,20 @@ mod tests {
 
     #[tokio::test]
     async fn finished_builds_expire_after_the_ttl() {
+        let records = FakeRecords::default();
         let config = Config {
             job_ttl_seconds: Some(0),
             ..Config::default()
         };
-        let local = backend(config.clone());
+        let local = backend(&records, config.clone());
         let mut notices = local.finished_builds().unwrap();
         let ib = unreadable_keyring();
         let (config_map, job) = objects(&ib, &config);
         local.start_build(&ib, &config_map, &job).await.unwrap();
         next_notice(&mut notices).await;
         tokio::time::sleep(Duration::from_millis(5)).await;
-        assert!(local.list_builds("team", "app").await.unwrap().is_empty());
+        assert!(local.list_builds(&ib).await.unwrap().is_empty());
+        assert_eq!(records.len(), 0);
     }
 
     #[test]

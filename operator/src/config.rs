@@ -236,14 +236,14 @@ fn default_resources() -> ResourceRequirements {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file is not valid YAML, has an unknown key or a value of the wrong type.
-    #[error("invalid configuration file: {source}")]
+    #[error("invalid configuration file")]
     Yaml {
         /// The parser's error, with its location.
         #[source]
         source: serde_norway::Error,
     },
     /// An environment variable that should hold a number does not.
-    #[error("environment variable {variable}=`{value}` is not a valid number: {source}")]
+    #[error("environment variable {variable}=`{value}` is not a valid number")]
     EnvNumber {
         /// The variable.
         variable: String,
@@ -260,7 +260,7 @@ pub enum ConfigError {
         value: String,
     },
     /// The default timeout is not a Go duration.
-    #[error("invalid defaultTimeout: {source}")]
+    #[error("invalid defaultTimeout")]
     Timeout {
         /// Why it does not parse.
         #[source]
@@ -1062,7 +1062,7 @@ defaultResources:
             ),
         ];
         for (file, env, expected) in cases {
-            let error = load(*file, env).expect_err(expected).to_string();
+            let error = securebuild_builder::error::chain(&load(*file, env).expect_err(expected));
             assert!(
                 error.contains(expected),
                 "expected `{expected}` in `{error}`"

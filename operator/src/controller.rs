@@ -22,9 +22,11 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use prometheus_client::registry::Registry;
+use securebuild_builder::error::{Chain, chain};
 use securebuild_crds::ImageBuild;
 use securebuild_crds::imagebuild::ImageBuildStatus;
 use serde_json::json;
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::{BuildBackend, FinishedBuild, PodBackend};
@@ -43,8 +45,12 @@ pub const FIELD_MANAGER: &str = "securebuild-operator";
 
 /// How often a running build is looked at without a Job event.
 pub const REQUEUE_RUNNING: Duration = Duration::from_secs(300);
-/// How often an ImageBuild waiting for a build slot tries again.
-pub const REQUEUE_QUEUED: Duration = Duration::from_secs(15);
+/// How often an ImageBuild waiting for a build slot asks again. Only a fallback: a freed slot
+/// reconciles the next waiting ImageBuilds at once.
+pub const REQUEUE_QUEUED: Duration = Duration::from_secs(60);
+/// How many slot hand-offs wait for the controller before the oldest are dropped (a dropped
+/// one only delays that ImageBuild until its [`REQUEUE_QUEUED`]).
+pub const HANDOFF_CAPACITY: usize = 1024;
 /// How soon after recording a finished build the ImageBuild is looked at again.
 pub const REQUEUE_FINISHED: Duration = Duration::from_secs(1);
 /// The first delay after a failed reconcile; it doubles up to [`MAX_RETRY_DELAY`].
@@ -142,7 +148,15 @@ pub struct Context {
     /// Where builds run.
     pub backend: Arc<dyn BuildBackend>,
     slots: Mutex<BuildSlots>,
+    handoff: broadcast::Sender<String>,
     failures: Mutex<BTreeMap<String, u32>>,
+    written: Mutex<BTreeMap<String, Written>>,
+}
+
+/// The ImageBuild as this operator last wrote it, with the version its write replaced.
+struct Written {
+    replaced: Option<String>,
+    object: Arc<ImageBuild>,
 }
 
 impl Context {
@@ -156,6 +170,7 @@ impl Context {
     ) -> Self {
         let recorder = Recorder::new(client.clone(), Reporter::from(FIELD_MANAGER));
         let slots = BuildSlots::new(usize::from(config.max_concurrent_builds));
+        let (handoff, _) = broadcast::channel(HANDOFF_CAPACITY);
         Self {
             client,
             config,
@@ -164,8 +179,53 @@ impl Context {
             hooks,
             backend,
             slots: Mutex::new(slots),
+            handoff,
             failures: Mutex::new(BTreeMap::new()),
+            written: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Releases the build slot of `key` and asks for an immediate reconcile of the waiting
+    /// ImageBuilds that the freed slots let start, oldest request first.
+    fn release_slot(&self, key: &str) {
+        for next in self.with_slots(|s| s.finish(key)) {
+            // No subscriber only means no controller is running (tests, shutdown).
+            let _ = self.handoff.send(next);
+        }
+    }
+
+    /// The keys (`namespace/name`) of waiting ImageBuilds that a freed build slot lets start.
+    pub fn slot_handoffs(&self) -> broadcast::Receiver<String> {
+        self.handoff.subscribe()
+    }
+
+    /// `ib`, or the object this operator last wrote for it while the watch cache still holds
+    /// the version that write replaced (a status write not yet seen by the watch, for example
+    /// right after the API server came back), so that no decision is taken on a status the
+    /// operator already overwrote.
+    fn freshest(&self, key: &str, ib: Arc<ImageBuild>) -> Arc<ImageBuild> {
+        let mut written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(mine) = written.get(key) else {
+            return ib;
+        };
+        if mine.replaced.is_some() && mine.replaced == ib.metadata.resource_version {
+            return mine.object.clone();
+        }
+        written.remove(key);
+        ib
+    }
+
+    fn remember_written(&self, key: &str, replaced: Option<String>, object: ImageBuild) {
+        self.written
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                key.to_string(),
+                Written {
+                    replaced,
+                    object: Arc::new(object),
+                },
+            );
     }
 
     fn with_slots<T>(&self, change: impl FnOnce(&mut BuildSlots) -> T) -> T {
@@ -207,6 +267,7 @@ pub async fn reconcile(ib: Arc<ImageBuild>, ctx: Arc<Context>) -> Result<Action>
         .namespace()
         .ok_or_else(|| Error::MissingNamespace { name: name.clone() })?;
     let key = format!("{namespace}/{name}");
+    let ib = ctx.freshest(&key, ib);
     let action = Reconciler {
         ctx: &ctx,
         ib: &ib,
@@ -226,7 +287,7 @@ pub fn error_policy(ib: Arc<ImageBuild>, error: &Error, ctx: Arc<Context>) -> Ac
     let key = format!("{}/{}", ib.namespace().unwrap_or_default(), ib.name_any());
     let attempts = ctx.record_failure(&key);
     let delay = retry_delay(attempts);
-    tracing::warn!(imagebuild = %key, %error, attempts, retry_in = ?delay, "reconcile failed");
+    tracing::warn!(imagebuild = %key, error = %Chain(error), attempts, retry_in = ?delay, "reconcile failed");
     ctx.metrics.reconcile_failed(error);
     Action::requeue(delay)
 }
@@ -244,15 +305,11 @@ struct Reconciler<'a> {
 impl Reconciler<'_> {
     async fn run(&self) -> Result<Action> {
         if self.ib.metadata.deletion_timestamp.is_some() {
-            self.ctx.with_slots(|s| s.finish(self.key));
+            self.ctx.release_slot(self.key);
             self.ctx.backend.abandon(self.namespace, self.name).await;
             return Ok(Action::await_change());
         }
-        let listed = self
-            .ctx
-            .backend
-            .list_builds(self.namespace, self.name)
-            .await?;
+        let listed = self.ctx.backend.list_builds(self.ib).await?;
         let owned: Vec<Job> = listed
             .into_iter()
             .filter(|j| job::is_owned_by(j, self.ib))
@@ -267,14 +324,14 @@ impl Reconciler<'_> {
                     decision = triggers::decide(self.ib, &owned, self.now, Some(&lock));
                 }
                 Err(error) => {
-                    tracing::warn!(imagebuild = %self.key, %error, "cannot re-resolve packages");
+                    tracing::warn!(imagebuild = %self.key, error = %Chain(&error), "cannot re-resolve packages");
                     self.patch_status(status::resolved(self.ib, self.now))
                         .await?;
                     self.publish(
                         EventType::Warning,
                         "ResolveFailed",
                         "Resolve",
-                        error.to_string(),
+                        chain(&error),
                     )
                     .await;
                     let retry = triggers::rebuild_interval(self.ib).unwrap_or(MAX_RETRY_DELAY);
@@ -285,7 +342,7 @@ impl Reconciler<'_> {
 
         match decision {
             Decision::Idle { requeue_after } => {
-                self.ctx.with_slots(|s| s.finish(self.key));
+                self.ctx.release_slot(self.key);
                 if resolved {
                     self.patch_status(status::resolved(self.ib, self.now))
                         .await?;
@@ -305,9 +362,12 @@ impl Reconciler<'_> {
     async fn start_build(&self, trigger: &Trigger) -> Result<Action> {
         let (config_map, job) = match job::desired_job(self.ib, trigger, &self.ctx.config) {
             Ok(objects) => objects,
-            Err(error) => return self.reject(&error.to_string()).await,
+            Err(error) => return self.reject(&chain(&error)).await,
         };
-        let started = self.ctx.with_slots(|s| s.try_start(self.key));
+        let since = status::pending_since(self.ib).unwrap_or(self.now);
+        let started = self
+            .ctx
+            .with_slots(|s| s.try_start(self.key, since.as_second(), self.now.as_second()));
         if !started {
             let (running, limit) = self.ctx.with_slots(|s| (s.running(), s.limit()));
             self.patch_status(status::build_queued(
@@ -325,7 +385,7 @@ impl Reconciler<'_> {
         {
             Ok(created) => created,
             Err(error) => {
-                self.ctx.with_slots(|s| s.finish(self.key));
+                self.ctx.release_slot(self.key);
                 return Err(error);
             }
         };
@@ -348,7 +408,7 @@ impl Reconciler<'_> {
     /// Records the state of the build run by `job_name`.
     async fn observe(&self, job_name: &str, owned: &[Job]) -> Result<Action> {
         let Some(job) = owned.iter().find(|j| j.name_any() == job_name) else {
-            self.ctx.with_slots(|s| s.finish(self.key));
+            self.ctx.release_slot(self.key);
             let new_status = status::build_lost(self.ib, job_name, self.now);
             let failure = new_status
                 .last_build
@@ -390,7 +450,7 @@ impl Reconciler<'_> {
                 Ok(signing) => Finish::Succeeded { image, signing },
                 Err(error) => Finish::SigningFailed {
                     image,
-                    message: error.to_string(),
+                    message: chain(&error),
                 },
             },
             JobOutcome::Failed(failure) => Finish::Failed(failure),
@@ -398,7 +458,7 @@ impl Reconciler<'_> {
         let new_status = status::build_finished(self.ib, job_name, Some(job), &finish, self.now);
         let latest_image = new_status.latest_image.clone();
         self.patch_status(new_status).await?;
-        self.ctx.with_slots(|s| s.finish(self.key));
+        self.ctx.release_slot(self.key);
 
         let duration = status::build_duration(job);
         match &finish {
@@ -457,7 +517,7 @@ impl Reconciler<'_> {
 
     /// Records an ImageBuild that cannot be built as written.
     async fn reject(&self, message: &str) -> Result<Action> {
-        self.ctx.with_slots(|s| s.finish(self.key));
+        self.ctx.release_slot(self.key);
         let changed = self
             .patch_status(status::invalid_spec(self.ib, message, self.now))
             .await?;
@@ -502,13 +562,16 @@ impl Reconciler<'_> {
             "kind": ImageBuild::kind(&()),
             "status": new_status,
         }));
-        api.patch_status(
-            self.name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &patch,
-        )
-        .await
-        .map_err(Error::kube("patch", "ImageBuild status", self.name))?;
+        let written = api
+            .patch_status(
+                self.name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &patch,
+            )
+            .await
+            .map_err(Error::kube("patch", "ImageBuild status", self.name))?;
+        self.ctx
+            .remember_written(self.key, self.ib.metadata.resource_version.clone(), written);
         Ok(true)
     }
 
@@ -528,7 +591,7 @@ impl Reconciler<'_> {
             .publish(&event, &self.ib.object_ref(&()))
             .await
         {
-            tracing::warn!(imagebuild = %self.key, %error, reason, "cannot publish event");
+            tracing::warn!(imagebuild = %self.key, error = %Chain(&error), reason, "cannot publish event");
         }
     }
 }
@@ -556,6 +619,35 @@ fn finished_refs(
         futures::future::ready(
             wanted.then(|| ObjectRef::new(&notice.image_build).within(&notice.namespace)),
         )
+    })
+}
+
+/// The waiting ImageBuilds a freed build slot lets start, kept to `namespace` (all namespaces
+/// when `None`); lagging behind skips some, which only delays them until their periodic
+/// requeue.
+fn handoff_refs(
+    handoffs: broadcast::Receiver<String>,
+    namespace: Option<String>,
+) -> impl futures::Stream<Item = ObjectRef<ImageBuild>> + Send + 'static {
+    futures::stream::unfold(handoffs, |mut handoffs| async move {
+        loop {
+            match handoffs.recv().await {
+                Ok(key) => return Some((key, handoffs)),
+                Err(broadcast::error::RecvError::Lagged(skipped)) => {
+                    tracing::warn!(skipped, "missed build slot hand-offs");
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .filter_map(move |key| {
+        let wanted = key.split_once('/').and_then(|(ns, name)| {
+            namespace
+                .as_deref()
+                .is_none_or(|watched| watched == ns)
+                .then(|| ObjectRef::new(name).within(ns))
+        });
+        futures::future::ready(wanted)
     })
 }
 
@@ -602,6 +694,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<()> {
         if let Some(notices) = ctx.backend.finished_builds() {
             controller = controller.reconcile_on(finished_refs(notices, namespace.clone()));
         }
+        controller = controller.reconcile_on(handoff_refs(ctx.slot_handoffs(), namespace.clone()));
         let controller = controller
             .with_config(
                 controller::Config::default().concurrency(ctx.config.reconcile_concurrency),
@@ -611,7 +704,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<()> {
             .for_each(|result| async move {
                 match result {
                     Ok((object, _)) => tracing::debug!(imagebuild = %object, "reconciled"),
-                    Err(error) => tracing::debug!(%error, "reconcile did not complete"),
+                    Err(error) => {
+                        tracing::debug!(error = %Chain(&error), "reconcile did not complete")
+                    }
                 }
             });
         controllers.push(controller);
@@ -655,6 +750,38 @@ mod tests {
         let mock = server.run(Scenario::BuildSucceeded(ib.clone(), job, pod));
         reconcile(Arc::new(ib), ctx.clone()).await.unwrap();
         timeout_after_1s(mock).await;
+        assert_eq!(ctx.metrics.builds_succeeded.get(), 1);
+    }
+
+    /// Issue 17: after an API server outage the watch cache lagged behind the operator's own
+    /// status writes, and every reconcile recorded (and signed) the same finished build again,
+    /// about once a second. The status the operator wrote is what it decides on until the
+    /// cache has caught up.
+    #[tokio::test]
+    async fn a_recorded_build_is_not_recorded_again_from_a_stale_cache() {
+        let (ctx, server) = test_context();
+        let mut ib = TestImageBuild::new().running(1, "app-job").build();
+        ib.metadata.resource_version = Some("41".into());
+        let job = TestJob::for_build(&ib, "app-job")
+            .started(10)
+            .completed_at(70)
+            .succeeded()
+            .build();
+        let result = BuildResult::success(image_result("sha256:lock")).to_termination_message();
+        let pod = TestPod::new("app-job")
+            .terminated("Completed", 0, &result)
+            .build();
+        let mock = server.run_and_keep(Scenario::BuildSucceeded(ib.clone(), job.clone(), pod));
+        reconcile(Arc::new(ib.clone()), ctx.clone()).await.unwrap();
+        let server = tokio::time::timeout(Duration::from_secs(1), mock)
+            .await
+            .unwrap()
+            .unwrap();
+        // The watch has not delivered the write yet: the cache hands over the same object.
+        let mock = server.run(Scenario::ListedJobs(vec![job]));
+        let action = reconcile(Arc::new(ib), ctx.clone()).await.unwrap();
+        timeout_after_1s(mock).await;
+        assert_eq!(action, Action::await_change());
         assert_eq!(ctx.metrics.builds_succeeded.get(), 1);
     }
 
@@ -744,6 +871,54 @@ mod tests {
         timeout_after_1s(mock).await;
         assert_eq!(action, Action::requeue(REQUEUE_QUEUED));
         assert_eq!(ctx.metrics.queued_builds.get(), 1);
+    }
+
+    /// Issue 17: a queued ImageBuild was only looked at again on its 15-second requeue, so
+    /// freed slots sat idle. A finished build now hands its slot to the oldest waiting
+    /// ImageBuild at once.
+    #[tokio::test]
+    async fn a_finished_build_hands_its_slot_to_the_oldest_waiter() {
+        let (ctx, server) = test_context();
+        let mut handoffs = ctx.slot_handoffs();
+        ctx.with_slots(|s| {
+            s.mark_running("team/app");
+            s.mark_running("other/busy");
+            assert!(!s.try_start("other/younger", 20, 30));
+            assert!(!s.try_start("other/older", 10, 30));
+        });
+        let ib = TestImageBuild::new().running(1, "app-job").build();
+        let job = TestJob::for_build(&ib, "app-job")
+            .started(10)
+            .completed_at(70)
+            .succeeded()
+            .build();
+        let result = BuildResult::success(image_result("sha256:lock")).to_termination_message();
+        let pod = TestPod::new("app-job")
+            .terminated("Completed", 0, &result)
+            .build();
+        let mock = server.run(Scenario::BuildSucceeded(ib.clone(), job, pod));
+        reconcile(Arc::new(ib), ctx.clone()).await.unwrap();
+        timeout_after_1s(mock).await;
+        assert_eq!(handoffs.try_recv().unwrap(), "other/older");
+        assert!(handoffs.try_recv().is_err(), "one slot, one hand-off");
+    }
+
+    #[tokio::test]
+    async fn hand_offs_become_reconciles_in_the_watched_namespace() {
+        let (sender, receiver) = broadcast::channel(8);
+        let refs = handoff_refs(receiver, Some("team".into()));
+        for key in ["other/a", "team/b", "malformed", "team/c"] {
+            sender.send(key.to_string()).unwrap();
+        }
+        drop(sender);
+        let refs: Vec<ObjectRef<ImageBuild>> = refs.collect().await;
+        assert_eq!(
+            refs,
+            [
+                ObjectRef::new("b").within("team"),
+                ObjectRef::new("c").within("team")
+            ]
+        );
     }
 
     #[tokio::test]
@@ -904,6 +1079,59 @@ mod tests {
         timeout_after_1s(mock).await;
     }
 
+    /// Fails as the signer does when a package cannot be read back.
+    struct UnreadablePackage(&'static str);
+
+    impl PostBuild for UnreadablePackage {
+        fn after_success<'a>(
+            &'a self,
+            ib: &'a ImageBuild,
+            _result: &'a securebuild_builder::result::ImageResult,
+        ) -> futures::future::BoxFuture<'a, Result<SigningOutcome, crate::hooks::HookError>>
+        {
+            Box::pin(async move {
+                let source = std::fs::read(self.0).unwrap_err();
+                let error = crate::signer::SignerError::PackageRead {
+                    path: self.0.into(),
+                    source,
+                };
+                Err(crate::hooks::HookError::failed(
+                    crate::signer::HOOK_NAME,
+                    ib,
+                    error,
+                ))
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn signing_failures_report_their_cause() {
+        let package = "/nonexistent/securebuild/hello-1.0-r0.apk";
+        let hooks = Hooks {
+            post_build: Arc::new(UnreadablePackage(package)),
+            ..Hooks::default()
+        };
+        let (ctx, server) = test_context_with(hooks);
+        let ib = TestImageBuild::new().running(1, "app-job").build();
+        let job = TestJob::for_build(&ib, "app-job")
+            .started(10)
+            .completed_at(70)
+            .succeeded()
+            .build();
+        let result = BuildResult::success(image_result("sha256:lock")).to_termination_message();
+        let pod = TestPod::new("app-job")
+            .terminated("Completed", 0, &result)
+            .build();
+        let cause = std::fs::read(package).unwrap_err();
+        let message = format!(
+            "{} failed for ImageBuild `team/app`: cannot read {package}: {cause}",
+            crate::signer::HOOK_NAME
+        );
+        let mock = server.run(Scenario::BuildSigningFailed(ib.clone(), job, pod, message));
+        reconcile(Arc::new(ib), ctx).await.unwrap();
+        timeout_after_1s(mock).await;
+    }
+
     #[tokio::test]
     async fn local_builds_run_without_jobs() {
         let local = std::sync::OnceLock::new();
@@ -915,10 +1143,14 @@ mod tests {
         let local = local.get().unwrap().clone();
         let mut notices = local.finished_builds().unwrap();
         // A keyring that cannot be read fails the build at once, before any network use.
+        let key = "/nonexistent/securebuild/key.rsa.pub";
         let ib = TestImageBuild::new()
             .repositories(&["/nonexistent/securebuild/os"])
-            .keyring(&["/nonexistent/securebuild/key.rsa.pub"])
+            .keyring(&[key])
             .build();
+        // The status says what the CLI prints: the error and its cause.
+        let cause = std::fs::read(key).unwrap_err();
+        let message = format!("cannot read {key}: {cause}");
         let (written, mut statuses) = tokio::sync::mpsc::unbounded_channel();
         let mock = server.run_and_keep(Scenario::LocalBuildStarted(ib.clone(), written));
         let action = reconcile(Arc::new(ib.clone()), ctx.clone()).await.unwrap();
@@ -950,6 +1182,7 @@ mod tests {
         let mock = server.run(Scenario::LocalBuildFailed(
             running.clone(),
             securebuild_crds::conditions::Reason::FetchFailed,
+            message,
         ));
         let action = reconcile(Arc::new(running), ctx.clone()).await.unwrap();
         timeout_after_1s(mock).await;

@@ -27,7 +27,7 @@ pub const CRED_HELPERS_FIELD: &str = "credHelpers";
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialsError {
     /// The Secret cannot be read (missing, or the operator may not get it).
-    #[error("cannot read the push Secret `{secret}`: {source}")]
+    #[error("cannot read the push Secret `{secret}`")]
     Read {
         /// `namespace/name` of the Secret.
         secret: String,
@@ -56,7 +56,7 @@ pub enum CredentialsError {
         field: &'static str,
     },
     /// The configuration is not a valid docker `config.json`.
-    #[error("the push Secret `{secret}` is not a docker configuration: {source}")]
+    #[error("the push Secret `{secret}` is not a docker configuration")]
     Config {
         /// `namespace/name` of the Secret.
         secret: String,
@@ -65,7 +65,7 @@ pub enum CredentialsError {
         source: AuthError,
     },
     /// The registry client cannot be created.
-    #[error("cannot create the registry client: {source}")]
+    #[error("cannot create the registry client")]
     Registry {
         /// The client's error.
         #[source]

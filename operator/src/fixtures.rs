@@ -18,7 +18,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::client::Body;
 use kube::{Client, ResourceExt};
 use securebuild_builder::result::{ImageResult, PlatformResult};
-use securebuild_crds::conditions::{ConditionType, Reason, is_true, set_condition};
+use securebuild_crds::conditions::{ConditionType, Reason, find_condition, is_true, set_condition};
 use securebuild_crds::imagebuild::{
     BuildFailure, BuildOutcome, BuildRecord, HistoryEntry, ImageBuildSpec, ImageBuildStatus,
     PackageSummary, SecretReference, Target,
@@ -549,18 +549,28 @@ pub enum Scenario {
     ResolveFailed(ImageBuild),
     /// The Job list fails with a 500.
     ListFails,
+    /// An up-to-date ImageBuild: list Jobs (these), and nothing else.
+    ListedJobs(Vec<Job>),
     /// The Job succeeded and the image was signed: list Jobs, list its Pods, patch the status
     /// (digest, signature, attestations), publish `BuildSucceeded` and `ImageSigned`, delete
     /// the input ConfigMap.
     BuildSucceededSigned(ImageBuild, Job, Pod),
-    /// A new ImageBuild with the `local` backend: patch the status (`Reconciling`), publish
-    /// `BuildStarted`; the status written is sent on the channel.
+    /// The Job succeeded and signing failed: list Jobs, list its Pods, patch the status
+    /// (`SigningFailed` with `message`, which the `Ready` condition carries too), publish
+    /// `BuildFailed` noting it, delete the input ConfigMap.
+    BuildSigningFailed(ImageBuild, Job, Pod, String),
+    /// A new ImageBuild with the `local` backend: list the build records (none), create the
+    /// record, then, in any order, patch the status (`Reconciling`), publish `BuildStarted`
+    /// and record the (failed) build's end in the record; the status written is sent on the
+    /// channel.
     LocalBuildStarted(
         ImageBuild,
         tokio::sync::mpsc::UnboundedSender<ImageBuildStatus>,
     ),
-    /// A failed `local` build: patch the status (failed with `reason`), publish `BuildFailed`.
-    LocalBuildFailed(ImageBuild, Reason),
+    /// A failed `local` build: list the records, patch the status (failed with `reason` and
+    /// `message`, which the `Ready` and `Stalled` conditions carry too), publish `BuildFailed`
+    /// noting both.
+    LocalBuildFailed(ImageBuild, Reason, String),
 }
 
 /// Waits for the mock server to finish its scenario, failing after one second.
@@ -892,36 +902,116 @@ impl ApiServerVerifier {
                         .delete(&format!("{CONFIG_MAPS_PATH}/app-job"))
                         .await
                 }
+                Scenario::BuildSigningFailed(ib, job, pod, message) => {
+                    let note = format!("SigningFailed: {message}");
+                    self.list_jobs(vec![job])
+                        .await
+                        .list_pods(vec![pod])
+                        .await
+                        .patch_status(
+                            &ib,
+                            Box::new(move |status| {
+                                let failure =
+                                    status.last_build.as_ref().unwrap().failure.clone().unwrap();
+                                assert_eq!(failure.reason, "SigningFailed");
+                                assert_eq!(failure.message, message);
+                                let ready =
+                                    find_condition(&status.conditions, ConditionType::Ready);
+                                assert_eq!(ready.unwrap().message, message);
+                                assert!(status.signature.is_none());
+                            }),
+                        )
+                        .await
+                        .event_noting("BuildFailed", &note)
+                        .await
+                        .delete(&format!("{CONFIG_MAPS_PATH}/app-job"))
+                        .await
+                }
                 Scenario::LocalBuildStarted(ib, written) => {
-                    self.patch_status(
-                        &ib,
-                        Box::new(move |status| {
+                    let mut this = self
+                        .list_config_maps(vec![])
+                        .await
+                        .create(CONFIG_MAPS_PATH, None)
+                        .await;
+                    // The status write, the event and the record of the (failing) build's end
+                    // race each other.
+                    let mut check = Some(written);
+                    for _ in 0..3 {
+                        let (request, send) =
+                            this.0.next_request().await.expect("service not called");
+                        let (method, path) =
+                            (request.method().clone(), request.uri().path().to_string());
+                        let body = request.into_body().collect_bytes().await.unwrap();
+                        let body: Value = serde_json::from_slice(&body).unwrap();
+                        if method == Method::PATCH && path == STATUS_PATH {
+                            let status: ImageBuildStatus =
+                                serde_json::from_value(body["status"].clone()).unwrap();
                             assert!(is_true(&status.conditions, ConditionType::Reconciling));
                             let last = status.last_build.as_ref().unwrap();
                             assert_eq!(last.outcome, BuildOutcome::Running);
-                            written.send(status.clone()).unwrap();
-                        }),
-                    )
-                    .await
-                    .event("BuildStarted")
-                    .await
+                            check.take().unwrap().send(status.clone()).unwrap();
+                            let mut updated = ib.clone();
+                            updated.status = Some(status);
+                            send.send_response(json_response(
+                                StatusCode::OK,
+                                &serde_json::to_value(&updated).unwrap(),
+                            ));
+                        } else if method == Method::POST && path == EVENTS_PATH {
+                            assert_eq!(body["reason"], "BuildStarted");
+                            send.send_response(json_response(StatusCode::CREATED, &body));
+                        } else {
+                            assert_eq!(method, Method::PATCH, "{path}");
+                            assert!(path.starts_with(CONFIG_MAPS_PATH), "{path}");
+                            let annotations = &body["metadata"]["annotations"];
+                            assert!(
+                                annotations[crate::backend::RECORD_FINISHED_ANNOTATION].is_string(),
+                                "{body}"
+                            );
+                            assert!(
+                                annotations[crate::backend::RECORD_RESULT_ANNOTATION].is_string(),
+                                "{body}"
+                            );
+                            send.send_response(json_response(StatusCode::OK, &body));
+                        }
+                    }
+                    this
                 }
-                Scenario::LocalBuildFailed(ib, reason) => {
-                    self.patch_status(
+                Scenario::LocalBuildFailed(ib, reason, message) => {
+                    let note = format!("{}: {message}", reason.as_str());
+                    let record = ib
+                        .status
+                        .as_ref()
+                        .unwrap()
+                        .last_build
+                        .as_ref()
+                        .unwrap()
+                        .job
+                        .clone();
+                    self.list_config_maps(vec![
+                        json!({"metadata": {"name": record, "namespace": "team"}}),
+                    ])
+                    .await
+                    .patch_status(
                         &ib,
                         Box::new(move |status| {
                             let last = status.last_build.as_ref().unwrap();
                             assert_eq!(last.outcome, BuildOutcome::Failed);
                             let failure = last.failure.as_ref().unwrap();
                             assert_eq!(failure.reason, reason.as_str());
+                            assert_eq!(failure.message, message);
                             assert!(!is_true(&status.conditions, ConditionType::Ready));
+                            for kind in [ConditionType::Ready, ConditionType::Stalled] {
+                                let condition = find_condition(&status.conditions, kind);
+                                assert_eq!(condition.unwrap().message, message, "{kind:?}");
+                            }
                             assert_eq!(status.history.len(), 1);
                         }),
                     )
                     .await
-                    .event("BuildFailed")
+                    .event_noting("BuildFailed", &note)
                     .await
                 }
+                Scenario::ListedJobs(jobs) => self.list_jobs(jobs).await,
                 Scenario::ListFails => {
                     let mut this = self;
                     let (request, send) = this.0.next_request().await.expect("service not called");
@@ -961,6 +1051,17 @@ impl ApiServerVerifier {
         send.send_response(json_response(
             StatusCode::OK,
             &list("JobList", "batch/v1", items),
+        ));
+        self
+    }
+
+    async fn list_config_maps(mut self, items: Vec<Value>) -> Self {
+        let (request, send) = self.next(Method::GET, CONFIG_MAPS_PATH).await;
+        let query = request.uri().query().unwrap_or_default().to_string();
+        assert!(query.contains("labelSelector=app.kubernetes.io%2Fmanaged-by%3Dsecurebuild-operator%2Csecurebuild.dev%2Fimagebuild%3Dapp"), "{query}");
+        send.send_response(json_response(
+            StatusCode::OK,
+            &list("ConfigMapList", "v1", items),
         ));
         self
     }
@@ -1048,6 +1149,18 @@ impl ApiServerVerifier {
         self
     }
 
+    /// Like [`Self::event`], checking the event's note too.
+    async fn event_noting(mut self, reason: &str, note: &str) -> Self {
+        let (request, send) = self.next(Method::POST, EVENTS_PATH).await;
+        let body = request.into_body().collect_bytes().await.unwrap();
+        let event: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(event["reason"], reason);
+        assert_eq!(event["note"], note);
+        assert_eq!(event["regarding"]["name"], "app");
+        send.send_response(json_response(StatusCode::CREATED, &event));
+        self
+    }
+
     async fn delete(mut self, path: &str) -> Self {
         let (request, send) = self.next(Method::DELETE, path).await;
         if path.starts_with(JOBS_PATH) {
@@ -1060,5 +1173,103 @@ impl ApiServerVerifier {
             &json!({"apiVersion": "v1", "kind": "Status", "status": "Success", "code": 200}),
         ));
         self
+    }
+}
+
+/// An API server that keeps ConfigMaps (the `local` backend's build records) in memory:
+/// create (409 when it exists), list (per namespace, label selectors ignored), merge patches of
+/// annotations and delete. Every other request is answered 404. Clones share the objects, so a
+/// second client plays a restarted operator against the same API server.
+#[derive(Clone, Default)]
+pub struct FakeRecords {
+    objects: Arc<std::sync::Mutex<std::collections::BTreeMap<(String, String), Value>>>,
+}
+
+impl FakeRecords {
+    /// A client of this API server.
+    pub fn client(&self) -> Client {
+        let records = self.clone();
+        let service = tower::service_fn(move |request: Request<Body>| {
+            let records = records.clone();
+            async move { Ok::<_, std::convert::Infallible>(records.answer(request).await) }
+        });
+        Client::new(service, "default")
+    }
+
+    /// The record `namespace/name`.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Value> {
+        self.objects
+            .lock()
+            .unwrap()
+            .get(&(namespace.to_string(), name.to_string()))
+            .cloned()
+    }
+
+    /// How many records there are.
+    pub fn len(&self) -> usize {
+        self.objects.lock().unwrap().len()
+    }
+
+    async fn answer(&self, request: Request<Body>) -> Response<Body> {
+        let method = request.method().clone();
+        let path = request.uri().path().to_string();
+        let body = request.into_body().collect_bytes().await.unwrap();
+        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        // api/v1/namespaces/<ns>/configmaps[/<name>]
+        let (namespace, name) = match parts.as_slice() {
+            ["api", "v1", "namespaces", ns, "configmaps"] => (ns.to_string(), None),
+            ["api", "v1", "namespaces", ns, "configmaps", name] => {
+                (ns.to_string(), Some(name.to_string()))
+            }
+            _ => return json_response(StatusCode::NOT_FOUND, &failure_status(404, "NotFound")),
+        };
+        let mut objects = self.objects.lock().unwrap();
+        match (method, name) {
+            (Method::POST, None) => {
+                let mut object: Value = serde_json::from_slice(&body).unwrap();
+                let name = object["metadata"]["name"].as_str().unwrap().to_string();
+                let key = (namespace, name);
+                if objects.contains_key(&key) {
+                    return json_response(
+                        StatusCode::CONFLICT,
+                        &failure_status(409, "AlreadyExists"),
+                    );
+                }
+                object["metadata"]["creationTimestamp"] = json!("2024-01-01T00:00:00Z");
+                objects.insert(key, object.clone());
+                json_response(StatusCode::CREATED, &object)
+            }
+            (Method::GET, None) => {
+                let items = objects
+                    .iter()
+                    .filter(|((ns, _), _)| *ns == namespace)
+                    .map(|(_, v)| v.clone())
+                    .collect();
+                json_response(StatusCode::OK, &list("ConfigMapList", "v1", items))
+            }
+            (Method::PATCH, Some(name)) => {
+                let patch: Value = serde_json::from_slice(&body).unwrap();
+                let Some(object) = objects.get_mut(&(namespace, name)) else {
+                    return json_response(StatusCode::NOT_FOUND, &failure_status(404, "NotFound"));
+                };
+                let annotations = object["metadata"]
+                    .as_object_mut()
+                    .unwrap()
+                    .entry("annotations")
+                    .or_insert_with(|| json!({}));
+                for (key, value) in patch["metadata"]["annotations"].as_object().unwrap() {
+                    annotations[key] = value.clone();
+                }
+                json_response(StatusCode::OK, object)
+            }
+            (Method::DELETE, Some(name)) => match objects.remove(&(namespace, name)) {
+                Some(_) => json_response(
+                    StatusCode::OK,
+                    &json!({"apiVersion": "v1", "kind": "Status", "status": "Success", "code": 200}),
+                ),
+                None => json_response(StatusCode::NOT_FOUND, &failure_status(404, "NotFound")),
+            },
+            _ => json_response(StatusCode::NOT_FOUND, &failure_status(404, "NotFound")),
+        }
     }
 }

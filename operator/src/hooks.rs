@@ -35,7 +35,7 @@ pub enum HookError {
         hook: &'static str,
     },
     /// The implementation failed.
-    #[error("{hook} failed for ImageBuild `{image_build}`: {source}")]
+    #[error("{hook} failed for ImageBuild `{image_build}`")]
     Failed {
         /// The hook's name.
         hook: &'static str,

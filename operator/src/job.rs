@@ -121,7 +121,7 @@ pub enum JobError {
         field: &'static str,
     },
     /// The image configuration cannot be written as YAML.
-    #[error("cannot write the image configuration of ImageBuild `{name}`: {source}")]
+    #[error("cannot write the image configuration of ImageBuild `{name}`")]
     ImageConfig {
         /// The ImageBuild.
         name: String,
@@ -130,7 +130,7 @@ pub enum JobError {
         source: ImageConfigError,
     },
     /// `spec.builder.timeout` is not a Go duration.
-    #[error("invalid spec.builder.timeout of ImageBuild `{name}`: {source}")]
+    #[error("invalid spec.builder.timeout of ImageBuild `{name}`")]
     Timeout {
         /// The ImageBuild.
         name: String,

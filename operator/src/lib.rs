@@ -51,7 +51,7 @@ pub enum Error {
         name: String,
     },
     /// A Kubernetes API call failed.
-    #[error("cannot {verb} {kind} `{name}`: {source}")]
+    #[error("cannot {verb} {kind} `{name}`")]
     Kube {
         /// What the call did: `list`, `create`, `patch`, `delete`.
         verb: &'static str,
@@ -64,14 +64,14 @@ pub enum Error {
         source: kube::Error,
     },
     /// The operator configuration is invalid.
-    #[error("invalid operator configuration: {source}")]
+    #[error("invalid operator configuration")]
     Config {
         /// What is wrong.
         #[from]
         source: config::ConfigError,
     },
     /// The configuration file cannot be read.
-    #[error("cannot read the configuration file `{path}`: {source}")]
+    #[error("cannot read the configuration file `{path}`")]
     ConfigFile {
         /// The file.
         path: PathBuf,
@@ -80,14 +80,14 @@ pub enum Error {
         source: std::io::Error,
     },
     /// No Kubernetes client could be configured (no kubeconfig, no in-cluster service account).
-    #[error("cannot configure the Kubernetes client: {source}")]
+    #[error("cannot configure the Kubernetes client")]
     Client {
         /// The client's error.
         #[source]
         source: kube::Error,
     },
     /// The HTTP endpoint cannot listen or serve.
-    #[error("cannot serve HTTP on {addr}: {source}")]
+    #[error("cannot serve HTTP on {addr}")]
     Http {
         /// The address.
         addr: SocketAddr,
@@ -96,21 +96,21 @@ pub enum Error {
         source: std::io::Error,
     },
     /// Signal handlers cannot be installed.
-    #[error("cannot listen for termination signals: {source}")]
+    #[error("cannot listen for termination signals")]
     Signal {
         /// The IO error.
         #[source]
         source: std::io::Error,
     },
     /// The async runtime cannot start.
-    #[error("cannot start the async runtime: {source}")]
+    #[error("cannot start the async runtime")]
     Runtime {
         /// The IO error.
         #[source]
         source: std::io::Error,
     },
     /// The lease manager failed.
-    #[error("leader election failed: {source}")]
+    #[error("leader election failed")]
     LeaderElection {
         /// The lease manager's error.
         #[source]
@@ -123,21 +123,21 @@ pub enum Error {
         lease: String,
     },
     /// `RUST_LOG` is not a valid filter.
-    #[error("invalid log filter in RUST_LOG: {source}")]
+    #[error("invalid log filter in RUST_LOG")]
     LogFilter {
         /// The parser's error.
         #[source]
         source: tracing_subscriber::filter::FromEnvError,
     },
     /// A logging subscriber is already installed.
-    #[error("cannot install the log subscriber: {source}")]
+    #[error("cannot install the log subscriber")]
     Telemetry {
         /// The subscriber's error.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The CRD cannot be generated.
-    #[error("cannot generate the CRD: {source}")]
+    #[error("cannot generate the CRD")]
     Crd {
         /// The generator's error.
         #[source]

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
+use securebuild_builder::error::Chain;
 use securebuild_operator::backend::{BuildBackend, LocalBackend, PodBackend};
 use securebuild_operator::config::{Backend, Config};
 use securebuild_operator::controller::{self, Hooks, State};
@@ -66,12 +67,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("securebuild-operator: {error}");
-            let mut source = std::error::Error::source(&error);
-            while let Some(cause) = source {
-                eprintln!("  caused by: {cause}");
-                source = cause.source();
-            }
+            eprintln!("securebuild-operator: {}", Chain(&error));
             ExitCode::from(error.exit_code())
         }
     }

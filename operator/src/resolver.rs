@@ -29,7 +29,7 @@ pub enum ResolveError {
     #[error(transparent)]
     Spec(#[from] JobError),
     /// A platform of the built image is not an architecture the builder knows.
-    #[error("platform `{platform}` is not a known architecture: {source}")]
+    #[error("platform `{platform}` is not a known architecture")]
     Platform {
         /// The platform, `architecture[/variant]`.
         platform: String,
@@ -38,7 +38,7 @@ pub enum ResolveError {
         source: ImageConfigError,
     },
     /// Resolution failed (an index or key cannot be fetched or verified, or no solution).
-    #[error("cannot resolve the packages: {source}")]
+    #[error("cannot resolve the packages")]
     Resolve {
         /// The builder's error.
         #[source]

@@ -94,7 +94,7 @@ const MAX_LINK_HOPS: usize = 8;
 #[derive(Debug, thiserror::Error)]
 pub enum SignerError {
     /// The signing key Secret cannot be read.
-    #[error("cannot read the signing key Secret `{secret}`: {source}")]
+    #[error("cannot read the signing key Secret `{secret}`")]
     KeySecret {
         /// `namespace/name` of the Secret.
         secret: String,
@@ -109,7 +109,7 @@ pub enum SignerError {
         secret: String,
     },
     /// The key cannot be read (malformed, wrong password, not P-256).
-    #[error("the `{key}` of the signing key Secret `{secret}` is unusable: {source}")]
+    #[error("the `{key}` of the signing key Secret `{secret}` is unusable")]
     Key {
         /// `namespace/name` of the Secret.
         secret: String,
@@ -131,7 +131,7 @@ pub enum SignerError {
     #[error(transparent)]
     Resolve(#[from] ResolveError),
     /// The resolved packages cannot be fetched or verified.
-    #[error("cannot fetch the packages to attest: {source}")]
+    #[error("cannot fetch the packages to attest")]
     Fetch {
         /// The builder's error.
         #[source]
@@ -154,7 +154,7 @@ pub enum SignerError {
         platform: String,
     },
     /// A verified package cannot be read back for its `os-release`.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     PackageRead {
         /// The cached package file.
         path: PathBuf,
@@ -163,7 +163,7 @@ pub enum SignerError {
         source: std::io::Error,
     },
     /// The work of reading packages ended abnormally.
-    #[error("reading the packages ended abnormally: {source}")]
+    #[error("reading the packages ended abnormally")]
     Task {
         /// The join error.
         #[source]
@@ -173,7 +173,7 @@ pub enum SignerError {
     #[error(transparent)]
     Credentials(#[from] CredentialsError),
     /// Signing or attaching failed in the registry.
-    #[error("cannot sign {image}: {source}")]
+    #[error("cannot sign {image}")]
     Publish {
         /// `repository@digest`.
         image: String,

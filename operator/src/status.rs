@@ -14,10 +14,13 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated, ContainerStatus, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
+use securebuild_builder::error::shorten_middle;
 use securebuild_builder::result::{BuildResult, FailureResult, ImageResult};
 use securebuild_crds::ImageBuild;
 use securebuild_crds::REBUILD_ANNOTATION;
-use securebuild_crds::conditions::{ConditionType, Reason, remove_condition, set_condition};
+use securebuild_crds::conditions::{
+    ConditionType, Reason, find_condition, remove_condition, set_condition,
+};
 use securebuild_crds::imagebuild::{
     BuildFailure, BuildOutcome, BuildReason, BuildRecord, HistoryEntry, ImageBuildStatus,
     PackageSummary, PlatformDigest,
@@ -149,7 +152,7 @@ pub fn job_outcome(job: &Job, pod: Option<&Pod>) -> JobOutcome {
     let failure = |reason, message: String| {
         JobOutcome::Failed(Failure {
             reason,
-            message: truncate(&message, MESSAGE_LIMIT),
+            message: shorten_middle(&message, MESSAGE_LIMIT),
             log_snippet: log_snippet.clone(),
         })
     };
@@ -227,7 +230,7 @@ fn failure_from_result(error: &FailureResult) -> Failure {
     };
     Failure {
         reason,
-        message: truncate(&message, MESSAGE_LIMIT),
+        message: shorten_middle(&message, MESSAGE_LIMIT),
         log_snippet: None,
     }
 }
@@ -268,17 +271,6 @@ pub fn log_snippet(log: &str) -> String {
         start += 1;
     }
     tail[start..].to_string()
-}
-
-fn truncate(text: &str, limit: usize) -> String {
-    if text.len() <= limit {
-        return text.to_string();
-    }
-    let mut cut = limit.saturating_sub(3);
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}...", &text[..cut])
 }
 
 /// How long a finished Job ran, from its start to its completion (or failure).
@@ -402,6 +394,22 @@ pub fn build_queued(
     status
 }
 
+/// Since when `ib` waits for a build slot: the time its `Reconciling` condition turned true
+/// with reason `BuildPending` (kept across reconciles and restarts), when it waits.
+pub fn pending_since(ib: &ImageBuild) -> Option<Timestamp> {
+    let status = ib.status.as_ref()?;
+    if status
+        .last_build
+        .as_ref()
+        .is_some_and(|b| b.outcome == BuildOutcome::Running)
+    {
+        return None;
+    }
+    find_condition(&status.conditions, ConditionType::Reconciling)
+        .filter(|c| c.status == CONDITION_TRUE && c.reason == Reason::BuildPending.as_str())
+        .map(|c| c.last_transition_time.0)
+}
+
 /// The record of the build run by `job`: the recorded one when it names the Job, otherwise one
 /// read from the Job's labels (for a Job whose creation was never recorded).
 fn record_for(ib: &ImageBuild, job_name: &str, job: Option<&Job>) -> BuildRecord {
@@ -513,7 +521,7 @@ pub fn build_finished(
             status.attestations.clear();
             let failure = Failure {
                 reason: Reason::SigningFailed,
-                message: truncate(message, MESSAGE_LIMIT),
+                message: shorten_middle(message, MESSAGE_LIMIT),
                 log_snippet: None,
             };
             entry = history_entry(
@@ -619,7 +627,7 @@ fn set_stalled(
 /// with reason `InvalidSpec`.
 pub fn invalid_spec(ib: &ImageBuild, message: &str, now: Timestamp) -> ImageBuildStatus {
     let mut status = base(ib);
-    let message = truncate(message, MESSAGE_LIMIT);
+    let message = shorten_middle(message, MESSAGE_LIMIT);
     set_stalled(
         &mut status,
         Reason::InvalidSpec,
@@ -827,9 +835,9 @@ mod tests {
         let snippet = log_snippet(&wide);
         assert!(snippet.len() <= LOG_SNIPPET_BYTES);
         assert!(snippet.chars().all(|c| c == 'é'));
-        let long = truncate(&"ü".repeat(3000), 100);
-        assert!(long.len() <= 100 && long.ends_with("..."));
-        assert_eq!(truncate("short", 100), "short");
+        let long = shorten_middle(&"ü".repeat(3000), 100);
+        assert!(long.len() <= 100 && long.contains(" … "));
+        assert_eq!(shorten_middle("short", 100), "short");
     }
 
     #[test]

@@ -711,7 +711,7 @@ fn solve_synthetic_index() -> BenchResult<(f64, String)> {
     let mut selected = 0;
     for _ in 0..SOLVER_RUNS {
         let started = Instant::now();
-        let solution = solver::solve(&repositories, &world)?;
+        let solution = solver::solve(&repositories, &world, ARCH)?;
         times.push(started.elapsed());
         selected = solution.packages.len();
     }

@@ -502,6 +502,7 @@ pub struct PackageSpec {
     algorithm: SignatureAlgorithm,
     datahash: DataHash,
     index_checksum_mismatch: bool,
+    index_replaces: Option<Vec<String>>,
 }
 
 #[derive(Clone, Debug)]
@@ -552,6 +553,7 @@ impl PackageSpec {
             algorithm: SignatureAlgorithm::RsaSha1,
             datahash: DataHash::Correct,
             index_checksum_mismatch: false,
+            index_replaces: None,
         }
     }
 
@@ -868,6 +870,22 @@ impl PackageSpec {
         self
     }
 
+    /// Leaves `r:` and `q:` out of the index record while `.PKGINFO` keeps `replaces` and
+    /// `replaces_priority`, as melange-made indexes do.
+    pub fn index_without_replaces(mut self) -> Self {
+        self.index_replaces = Some(Vec::new());
+        self
+    }
+
+    /// Writes `atom` into the index record's `r:` (and no `q:`) although `.PKGINFO` does not
+    /// say so (its own `replaces` are then left out of the index).
+    pub fn index_only_replace(mut self, atom: impl Into<String>) -> Self {
+        self.index_replaces
+            .get_or_insert_with(Vec::new)
+            .push(atom.into());
+        self
+    }
+
     /// Builds the `.apk`, signing with `key` unless the spec chose otherwise.
     pub fn build(&self, key: &TestKey) -> Result<BuiltPackage, ApkGenError> {
         let entries = self.data_entries()?;
@@ -1142,8 +1160,10 @@ impl BuiltPackage {
         }
     }
 
-    /// This package's index record, field order as `apk index` writes it (then `r:`, `q:`),
-    /// ending with a newline but without the blank separator line.
+    /// This package's index record, field order as `apk index` writes it (then `r:`, `q:`, as
+    /// the spec's `replaces`, [`PackageSpec::index_without_replaces`] or
+    /// [`PackageSpec::index_only_replace`] say), ending with a newline but without the blank
+    /// separator line.
     pub fn index_record(&self) -> String {
         let spec = &self.spec;
         let mut out = String::new();
@@ -1184,11 +1204,17 @@ impl BuiltPackage {
         if !spec.install_if.is_empty() {
             field('i', &spec.install_if.join(" "));
         }
-        if !spec.replaces.is_empty() {
-            field('r', &spec.replaces.join(" "));
-        }
-        if let Some(priority) = spec.replaces_priority {
-            field('q', &priority.to_string());
+        match &spec.index_replaces {
+            None => {
+                if !spec.replaces.is_empty() {
+                    field('r', &spec.replaces.join(" "));
+                }
+                if let Some(priority) = spec.replaces_priority {
+                    field('q', &priority.to_string());
+                }
+            }
+            Some(atoms) if !atoms.is_empty() => field('r', &atoms.join(" ")),
+            Some(_) => {}
         }
         out
     }

@@ -19,7 +19,7 @@ use serde_json::Value;
 use crate::{PYTHON_ENV, python, workspace_root};
 
 /// Runs the CLI in-process with `args` (without the program name); returns (ok, stdout, error).
-async fn securebuild(args: &[&str]) -> (bool, String, String) {
+pub(crate) async fn securebuild(args: &[&str]) -> (bool, String, String) {
     let mut argv = vec!["securebuild"];
     argv.extend_from_slice(args);
     let cli = Cli::try_parse_from(argv).unwrap();
@@ -34,11 +34,11 @@ async fn securebuild(args: &[&str]) -> (bool, String, String) {
     let stdout = String::from_utf8(out).unwrap();
     match result {
         Ok(()) => (true, stdout, String::new()),
-        Err(err) => (false, stdout, err.to_string()),
+        Err(err) => (false, stdout, securebuild_builder::error::chain(&err)),
     }
 }
 
-fn digest_line(stdout: &str, prefix: &str) -> String {
+pub(crate) fn digest_line(stdout: &str, prefix: &str) -> String {
     stdout
         .lines()
         .find_map(|l| l.strip_prefix(prefix))
@@ -47,7 +47,7 @@ fn digest_line(stdout: &str, prefix: &str) -> String {
         .to_string()
 }
 
-fn skopeo(args: &[&str]) -> String {
+pub(crate) fn skopeo(args: &[&str]) -> String {
     let output = Command::new("skopeo")
         .args(args)
         .output()
@@ -61,7 +61,7 @@ fn skopeo(args: &[&str]) -> String {
 }
 
 /// Copies one platform of a layout to a single-manifest layout and unpacks it with umoci.
-fn unpack(layout: &Path, tag: &str, arch: &str, into: &Path) -> PathBuf {
+pub(crate) fn unpack(layout: &Path, tag: &str, arch: &str, into: &Path) -> PathBuf {
     let single = into.join(format!("single-{arch}"));
     skopeo(&[
         "copy",
@@ -86,8 +86,8 @@ fn unpack(layout: &Path, tag: &str, arch: &str, into: &Path) -> PathBuf {
     bundle.join("rootfs")
 }
 
-/// The layer tar of one platform, listed by the `tar` crate: path → (mode, uid, gid, link).
-fn layer_entries(layout: &Path, arch: &str) -> Vec<(String, u32, u64, u64, Option<String>)> {
+/// The layer blob (gzip-compressed tar) of one platform (`amd64`, `arm64`, …) of a layout.
+pub(crate) fn layer_blob(layout: &Path, arch: &str) -> PathBuf {
     let read_json = |digest: &str| -> Value {
         let hex = digest.strip_prefix("sha256:").unwrap();
         serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap())
@@ -107,12 +107,17 @@ fn layer_entries(layout: &Path, arch: &str) -> Vec<(String, u32, u64, u64, Optio
         .to_string();
     let manifest = read_json(&manifest_digest);
     let layer = manifest["layers"][0]["digest"].as_str().unwrap();
-    let file = std::fs::File::open(
-        layout
-            .join("blobs/sha256")
-            .join(layer.strip_prefix("sha256:").unwrap()),
-    )
-    .unwrap();
+    layout
+        .join("blobs/sha256")
+        .join(layer.strip_prefix("sha256:").unwrap())
+}
+
+/// The layer tar of one platform, listed by the `tar` crate: path → (mode, uid, gid, link).
+pub(crate) fn layer_entries(
+    layout: &Path,
+    arch: &str,
+) -> Vec<(String, u32, u64, u64, Option<String>)> {
+    let file = std::fs::File::open(layer_blob(layout, arch)).unwrap();
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
     archive
         .entries()

@@ -651,13 +651,14 @@ const NEEDS: &[Need] = &[
         &["list", "watch", "create", "delete"],
         "",
     ),
-    // controller.rs: `create_objects` creates the input ConfigMap, `delete_config_map` deletes
-    // it after the build.
+    // backend.rs: `PodBackend` creates the input ConfigMap and deletes it after the build;
+    // `LocalBackend` keeps it as the build's record: lists an ImageBuild's records, writes a
+    // build's end into its annotations (a merge patch), deletes it beyond the history limits.
     (
         Scope::ImageBuildNamespaces,
         "",
         "configmaps",
-        &["create", "delete"],
+        &["list", "create", "patch", "delete"],
         "",
     ),
     // controller.rs `observe`: lists a finished Job's Pods by the job-name label for the

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod apk_fetch;
+mod apko_config;
 mod build_push;
 mod container_images;
 mod example_repo;
@@ -20,6 +21,15 @@ const PYTHON_ENV: &str = "SECUREBUILD_PYTHON";
 /// The Python interpreter the checkers run under ([`PYTHON_ENV`], else `python3`).
 fn python() -> String {
     std::env::var(PYTHON_ENV).unwrap_or_else(|_| "python3".to_owned())
+}
+
+/// The directory holding other projects' test data (docs/apk-compatibility.md):
+/// `$SECUREBUILD_REFERENCE_DATA`, else `../shared/apk-reference` beside the workspace.
+fn reference_data() -> std::path::PathBuf {
+    match std::env::var_os("SECUREBUILD_REFERENCE_DATA") {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => workspace_root().join("../shared/apk-reference"),
+    }
 }
 
 /// The workspace root, the parent of this package.

@@ -64,12 +64,15 @@ struct Seen {
     statuses: Vec<ImageBuildStatus>,
     events: Vec<String>,
     secrets: Vec<String>,
+    /// The build records (ConfigMaps) by name.
+    records: BTreeMap<String, Value>,
     unexpected: Vec<String>,
 }
 
 /// A mocked API server that answers the calls the `local` backend and the signer make: Secret
-/// reads, status patches (echoing the ImageBuild with the new status) and event creation.
-/// Anything else is recorded as unexpected and answered 404.
+/// reads, status patches (echoing the ImageBuild with the new status), event creation, and the
+/// build records (ConfigMaps: create, list, annotation patches). Anything else is recorded as
+/// unexpected and answered 404.
 #[derive(Clone)]
 struct MockApi {
     ib: ImageBuild,
@@ -109,6 +112,36 @@ impl MockApi {
             updated.status = Some(status.clone());
             seen.statuses.push(status);
             return json_response(StatusCode::OK, &serde_json::to_value(&updated).unwrap());
+        }
+        let records_path = format!("/api/v1/namespaces/{NAMESPACE}/configmaps");
+        if method == Method::POST && path == records_path {
+            let record: Value = serde_json::from_slice(&body).unwrap();
+            let name = record["metadata"]["name"].as_str().unwrap().to_string();
+            seen.records.insert(name, record.clone());
+            return json_response(StatusCode::CREATED, &record);
+        }
+        if method == Method::GET && path == records_path {
+            let items: Vec<Value> = seen.records.values().cloned().collect();
+            return json_response(
+                StatusCode::OK,
+                &json!({"apiVersion": "v1", "kind": "ConfigMapList", "metadata": {}, "items": items}),
+            );
+        }
+        if method == Method::PATCH
+            && let Some(name) = path.strip_prefix(&format!("{records_path}/"))
+            && let Some(record) = seen.records.get_mut(name)
+        {
+            let patch: Value = serde_json::from_slice(&body).unwrap();
+            let annotations = record["metadata"]
+                .as_object_mut()
+                .unwrap()
+                .entry("annotations")
+                .or_insert_with(|| json!({}));
+            for (key, value) in patch["metadata"]["annotations"].as_object().unwrap() {
+                annotations[key] = value.clone();
+            }
+            let record = record.clone();
+            return json_response(StatusCode::OK, &record);
         }
         if method == Method::POST && path == events_path {
             let event: Value = serde_json::from_slice(&body).unwrap();

@@ -221,7 +221,7 @@ async fn verify(
 ) -> Result<VerificationReport, String> {
     verify_image(registry, &image.repository, reference, key, attestations)
         .await
-        .map_err(|error| error.to_string())
+        .map_err(|error| securebuild_builder::error::chain(&error))
 }
 
 fn provenance(repository: &str) -> ProvenanceInputs {
@@ -672,7 +672,7 @@ async fn run_cli(args: &[&str]) -> Result<String, String> {
     };
     result
         .map(|()| String::from_utf8(out).unwrap())
-        .map_err(|error| error.to_string())
+        .map_err(|error| securebuild_builder::error::chain(&error))
 }
 
 fn write(dir: &Path, name: &str, contents: &[u8]) -> String {

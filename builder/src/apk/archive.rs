@@ -21,7 +21,8 @@ use flate2::bufread::GzDecoder;
 use sha1::{Digest, Sha1};
 use sha2::{Sha256, Sha512};
 
-use super::index::{ChecksumAlgorithm, encode_checksum, parse_decimal, quote};
+use super::constraint::{list_words, parse_index_list};
+use super::index::{ChecksumAlgorithm, encode_checksum, pull_u16, pull_uint, quote};
 
 /// Prefix of the signature entries' names: `.SIGN.<scheme>.<key name>`.
 pub const SIGNATURE_ENTRY_PREFIX: &str = ".SIGN.";
@@ -226,15 +227,8 @@ pub enum ArchiveError {
     /// The index member has no `APKINDEX`.
     #[error("index member has no APKINDEX entry")]
     MissingIndex,
-    /// A `.PKGINFO` line that is neither blank, a `#` comment, nor `key = value`.
-    #[error(".PKGINFO line {line}: malformed line `{text}`, expected `key = value`")]
-    MalformedPkgInfo {
-        /// 1-based line number.
-        line: usize,
-        /// The line (shortened when long).
-        text: String,
-    },
-    /// A `.PKGINFO` value that does not fit its key (a number, a hex digest).
+    /// A `.PKGINFO` `datahash` that does not start with 64 hex digits: apk would be left with a
+    /// digest no data member matches.
     #[error(".PKGINFO line {line}: invalid {key} `{value}`")]
     InvalidPkgInfoValue {
         /// 1-based line number.
@@ -243,14 +237,6 @@ pub enum ArchiveError {
         key: String,
         /// The value (shortened when long).
         value: String,
-    },
-    /// A single-valued `.PKGINFO` key given twice.
-    #[error(".PKGINFO line {line}: key {key} given twice")]
-    DuplicatePkgInfoKey {
-        /// 1-based line number of the second occurrence.
-        line: usize,
-        /// The key.
-        key: String,
     },
     /// The package has no `datahash`, so its data member cannot be verified on its own.
     #[error("package {package} has no datahash in .PKGINFO (pre-2.x package format)")]
@@ -345,12 +331,17 @@ pub struct ControlEntry {
     pub data: Vec<u8>,
 }
 
-/// The parsed `.PKGINFO` of a package.
+/// The parsed `.PKGINFO` of a package, read as apk-tools 3.0.6 reads it.
 ///
-/// Well-known keys fill typed fields; every `key = value` line is also kept in
-/// [`PkgInfo::entries`] in order. Repeatable keys (`depend`, `provides`, `replaces`,
-/// `install_if`, `triggers`) collect every whitespace-separated word of every line, as apk does;
-/// any other known key given twice is an error.
+/// Lines end at `\n`; empty lines and lines starting with `#` are skipped; every other line is
+/// split at its first ` = ` into key and value, and a line without ` = ` is skipped, as apk skips
+/// it (`read_info_line` in `package.c` and `database.c`). Every such line is kept in
+/// [`PkgInfo::entries`] in order; keys apk does not read are otherwise ignored. Single-valued
+/// keys may repeat, the last one counting. `depend`, `provides`, `install_if` and `replaces`
+/// lines accumulate their words, each line stopping at a word apk's dependency parser refuses
+/// (`install_if` is emptied instead, as apk empties it). `triggers` is the words of the last
+/// `triggers` line (apk replaces the list on each). Numbers are their leading decimal digits,
+/// `provider_priority` and `replaces_priority` kept to 16 bits.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PkgInfo {
     /// `pkgname`.
@@ -363,7 +354,7 @@ pub struct PkgInfo {
     pub url: String,
     /// `builddate`.
     pub builddate: Option<i64>,
-    /// `packager`.
+    /// `packager` (apk does not read it).
     pub packager: Option<String>,
     /// `size` (installed size).
     pub size: Option<u64>,
@@ -398,56 +389,19 @@ pub struct PkgInfo {
 }
 
 impl PkgInfo {
-    /// Parses `.PKGINFO` text: `key = value` lines, blank lines and `#` comments.
+    /// Parses `.PKGINFO` text as apk does (see [`PkgInfo`]). The only error is a `datahash`
+    /// that does not decode, which apk would fail to match against any data member.
     pub fn parse(text: &str) -> Result<Self, ArchiveError> {
         let mut info = Self::default();
-        let mut seen: Vec<&str> = Vec::new();
         for (index, line) in text.split('\n').enumerate() {
-            let line_number = index + 1;
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let (key, value) = match line.split_once(PKGINFO_SEPARATOR) {
-                Some(pair) => pair,
-                // `key =` with the value's trailing space trimmed away.
-                None => match line.strip_suffix(" =") {
-                    Some(key) if !key.is_empty() => (key, ""),
-                    _ => {
-                        return Err(ArchiveError::MalformedPkgInfo {
-                            line: line_number,
-                            text: quote(line),
-                        });
-                    }
-                },
+            let Some((key, value)) = line.split_once(PKGINFO_SEPARATOR) else {
+                continue;
             };
-            if key.is_empty() || key.contains(char::is_whitespace) {
-                return Err(ArchiveError::MalformedPkgInfo {
-                    line: line_number,
-                    text: quote(line),
-                });
-            }
             info.entries.push((key.to_owned(), value.to_owned()));
-            let words = || value.split_whitespace().map(str::to_owned);
-            match key {
-                PKGINFO_DEPEND => info.depend.extend(words()),
-                PKGINFO_PROVIDES => info.provides.extend(words()),
-                PKGINFO_REPLACES => info.replaces.extend(words()),
-                PKGINFO_INSTALL_IF => info.install_if.extend(words()),
-                PKGINFO_TRIGGERS => info.triggers.extend(words()),
-                _ => {
-                    if !is_single_valued_key(key) {
-                        continue;
-                    }
-                    if seen.contains(&key) {
-                        return Err(ArchiveError::DuplicatePkgInfoKey {
-                            line: line_number,
-                            key: key.to_owned(),
-                        });
-                    }
-                    seen.push(key);
-                    info.set_single(key, value, line_number)?;
-                }
-            }
+            info.read(key, value, index + 1)?;
         }
         Ok(info)
     }
@@ -460,34 +414,51 @@ impl PkgInfo {
             .map(|(_, value)| value.as_str())
     }
 
-    fn set_single(&mut self, key: &str, value: &str, line: usize) -> Result<(), ArchiveError> {
-        let invalid = || ArchiveError::InvalidPkgInfoValue {
-            line,
-            key: key.to_owned(),
-            value: quote(value),
-        };
+    fn read(&mut self, key: &str, value: &str, line: usize) -> Result<(), ArchiveError> {
         match key {
             PKGINFO_PKGNAME => self.pkgname = value.to_owned(),
             PKGINFO_PKGVER => self.pkgver = value.to_owned(),
             PKGINFO_PKGDESC => self.pkgdesc = value.to_owned(),
             PKGINFO_URL => self.url = value.to_owned(),
-            PKGINFO_BUILDDATE => self.builddate = Some(parse_decimal(value).ok_or_else(invalid)?),
+            // apk stores the build time in a signed 64-bit `time_t`.
+            PKGINFO_BUILDDATE => self.builddate = Some(pull_uint(value).cast_signed()),
             PKGINFO_PACKAGER => self.packager = Some(value.to_owned()),
-            PKGINFO_SIZE => self.size = Some(parse_decimal(value).ok_or_else(invalid)?),
+            PKGINFO_SIZE => self.size = Some(pull_uint(value)),
             PKGINFO_ARCH => self.arch = value.to_owned(),
             PKGINFO_ORIGIN => self.origin = Some(value.to_owned()),
             PKGINFO_COMMIT => self.commit = Some(value.to_owned()),
             PKGINFO_MAINTAINER => self.maintainer = Some(value.to_owned()),
             PKGINFO_LICENSE => self.license = value.to_owned(),
-            PKGINFO_PROVIDER_PRIORITY => {
-                self.provider_priority = Some(parse_decimal(value).ok_or_else(invalid)?);
+            PKGINFO_PROVIDER_PRIORITY => self.provider_priority = Some(pull_u16(value)),
+            PKGINFO_REPLACES_PRIORITY => self.replaces_priority = Some(pull_u16(value)),
+            PKGINFO_DEPEND => self.depend.extend(kept_words(value)),
+            PKGINFO_PROVIDES => self.provides.extend(kept_words(value)),
+            PKGINFO_REPLACES => self.replaces.extend(kept_words(value)),
+            PKGINFO_INSTALL_IF => {
+                if parse_index_list(value).problem.is_some() {
+                    self.install_if.clear();
+                } else {
+                    self.install_if.extend(kept_words(value));
+                }
             }
-            PKGINFO_REPLACES_PRIORITY => {
-                self.replaces_priority = Some(parse_decimal(value).ok_or_else(invalid)?);
+            PKGINFO_TRIGGERS => {
+                self.triggers = value
+                    .split(' ')
+                    .filter(|word| !word.is_empty())
+                    .map(str::to_owned)
+                    .collect();
             }
             PKGINFO_DATAHASH => {
+                // apk reads the first 64 hex digits and ignores what follows.
                 let mut digest = [0u8; 32];
-                hex::decode_to_slice(value, &mut digest).map_err(|_| invalid())?;
+                value
+                    .get(..2 * digest.len())
+                    .and_then(|digits| hex::decode_to_slice(digits, &mut digest).ok())
+                    .ok_or_else(|| ArchiveError::InvalidPkgInfoValue {
+                        line,
+                        key: key.to_owned(),
+                        value: quote(value),
+                    })?;
                 self.datahash = Some(digest);
             }
             _ => {}
@@ -496,25 +467,10 @@ impl PkgInfo {
     }
 }
 
-fn is_single_valued_key(key: &str) -> bool {
-    matches!(
-        key,
-        PKGINFO_PKGNAME
-            | PKGINFO_PKGVER
-            | PKGINFO_PKGDESC
-            | PKGINFO_URL
-            | PKGINFO_BUILDDATE
-            | PKGINFO_PACKAGER
-            | PKGINFO_SIZE
-            | PKGINFO_ARCH
-            | PKGINFO_ORIGIN
-            | PKGINFO_COMMIT
-            | PKGINFO_MAINTAINER
-            | PKGINFO_LICENSE
-            | PKGINFO_PROVIDER_PRIORITY
-            | PKGINFO_REPLACES_PRIORITY
-            | PKGINFO_DATAHASH
-    )
+/// The words of a dependency list value that apk adds: up to the first it cannot parse.
+fn kept_words(value: &str) -> impl Iterator<Item = String> + '_ {
+    let kept = parse_index_list(value).atoms.len();
+    list_words(value).take(kept).map(str::to_owned)
 }
 
 /// The control member of a package.
@@ -1499,34 +1455,64 @@ triggers = /usr/share/hello/* /etc/hello
         assert_eq!(hashed.get("future"), Some("x"));
     }
 
-    fn check_pkginfo(text: &str, expected: &str) {
-        let error = PkgInfo::parse(text).unwrap_err();
-        assert_eq!(error.to_string(), expected, "input {text:?}");
+    #[test]
+    fn reads_pkginfo_as_apk_does() {
+        let info = PkgInfo::parse(&format!(
+            "pkgname = a\n\
+             no separator here\n\
+             url =\n\
+             two words = x\n\
+             pkgname = b\n\
+             size = 12k\n\
+             builddate = -1\n\
+             provider_priority = 70000\n\
+             replaces_priority = 65537\n\
+             pkgver = 1.0\r\n\
+             depend = a b\tc\n\
+             depend = d e= f\n\
+             provides = so:x=v2.4 y\n\
+             provides = z@edge w\n\
+             install_if = p\n\
+             install_if = q=v1\n\
+             install_if = r\n\
+             replaces = old  older\n\
+             triggers = /a /b\n\
+             triggers = /c\n\
+             future = x\n\
+             #comment = ignored\n\
+             datahash = {}trailing\n",
+            "ab".repeat(32)
+        ))
+        .unwrap();
+        assert_eq!(info.datahash, Some([0xab; 32]));
+        assert_eq!(info.pkgname, "b");
+        assert_eq!(info.pkgver, "1.0\r");
+        assert_eq!(info.url, "");
+        assert_eq!(info.size, Some(12));
+        assert_eq!(info.builddate, Some(0));
+        assert_eq!(info.provider_priority, Some(4464));
+        assert_eq!(info.replaces_priority, Some(1));
+        assert_eq!(info.depend, ["a", "b\tc", "d"]);
+        assert_eq!(info.provides, ["so:x=v2.4", "y"]);
+        assert_eq!(info.install_if, ["r"]);
+        assert_eq!(info.replaces, ["old", "older"]);
+        assert_eq!(info.triggers, ["/c"]);
+        assert_eq!(info.get("two words"), Some("x"));
+        assert_eq!(info.get("future"), Some("x"));
+        assert_eq!(info.get("url"), None);
+        assert_eq!(info.get("#comment"), None);
+        assert_eq!(info.entries.len(), 20);
     }
 
     #[test]
-    fn rejects_bad_pkginfo() {
-        check_pkginfo(
-            "pkgname = a\nno separator here\n",
-            ".PKGINFO line 2: malformed line `no separator here`, expected `key = value`",
-        );
-        check_pkginfo(
-            "two words = x\n",
-            ".PKGINFO line 1: malformed line `two words = x`, expected `key = value`",
-        );
-        check_pkginfo("size = 12k\n", ".PKGINFO line 1: invalid size `12k`");
-        check_pkginfo(
-            "builddate = -1\n",
-            ".PKGINFO line 1: invalid builddate `-1`",
-        );
-        check_pkginfo(
-            "datahash = abcd\n",
-            ".PKGINFO line 1: invalid datahash `abcd`",
-        );
-        check_pkginfo(
-            "pkgname = a\npkgname = b\n",
-            ".PKGINFO line 2: key pkgname given twice",
-        );
+    fn rejects_a_datahash_apk_could_not_match() {
+        for value in ["abcd", &"zz".repeat(32), ""] {
+            let error = PkgInfo::parse(&format!("pkgname = a\ndatahash = {value}\n")).unwrap_err();
+            assert_eq!(
+                error.to_string(),
+                format!(".PKGINFO line 2: invalid datahash `{value}`"),
+            );
+        }
     }
 
     fn error_of(bytes: &[u8], limits: &Limits) -> ArchiveError {

@@ -11,3 +11,4 @@ pub mod repository;
 pub mod signature;
 pub mod solver;
 pub mod version;
+pub mod world;

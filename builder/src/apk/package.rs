@@ -11,6 +11,9 @@
 //! [`PackageFetcher::fetch_all_spooled`] also leaves each package's decompressed data stream
 //! (its data tar) in a spool directory, written while the package is verified so that a build
 //! decompresses every package exactly once. Nothing here interprets or extracts the tar.
+//!
+//! [`InstallMetadata`] is what apk's installer takes from a package's own `.PKGINFO` instead of
+//! the index: `replaces`, `replaces_priority` and `triggers`.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions, TryLockError};
@@ -29,6 +32,7 @@ use super::archive::{
     ArchiveError, ControlMember, DataReader, Limits, Member, PKGINFO_PKGNAME, PKGINFO_PKGVER,
     PackageArchive, PkgInfo, read_package,
 };
+use super::constraint::{Dependency, parse_index_list};
 use super::index::{Checksum, ChecksumAlgorithm, IndexError, PackageRecord, encode_checksum};
 use super::repository::{
     Location, RepositoryError, RepositoryIndex, RepositoryLocation, RetryPolicy, TransferFailure,
@@ -262,6 +266,39 @@ pub struct VerifiedPackage {
     pub pkginfo: PkgInfo,
     /// Whether the package was already in the cache (nothing was downloaded or copied).
     pub from_cache: bool,
+}
+
+/// The metadata apk takes from a package's own `.PKGINFO` while installing it, rather than from
+/// the index record the solver chose: apk-tools 3.0.6 reads `replaces`, `replaces_priority` and
+/// `triggers` there (`read_info_line` in `database.c`, after `apk_db_install_v2meta` empties
+/// `replaces`) and ignores the index's `r:` and `q:` (`apk_pkgtmpl_add_info` in `package.c`).
+/// `datahash` is the only other key it reads, to check the data member. Everything else
+/// (name, version, origin, dependencies, provides) comes from the index record.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InstallMetadata {
+    /// `replaces` atoms of every `replaces` line, in order, as `apk_blob_pull_deps` keeps them:
+    /// a line stops at its first word that does not parse or carries a repository tag, and
+    /// atoms with versions apk calls broken are kept.
+    pub replaces: Vec<Dependency>,
+    /// `replaces_priority`: the leading decimal digits of the last such line, kept to 16 bits
+    /// as apk's `unsigned short` keeps them; 0 when absent.
+    pub replaces_priority: u16,
+    /// The space-separated paths of the last `triggers` line (each line replaces the earlier
+    /// ones).
+    pub triggers: Vec<String>,
+}
+
+impl InstallMetadata {
+    /// Takes what apk's installer reads from the parsed `.PKGINFO`.
+    pub fn from_pkginfo(info: &PkgInfo) -> Self {
+        Self {
+            replaces: parse_index_list(&info.replaces.join(" ")).atoms,
+            replaces_priority: info
+                .replaces_priority
+                .map_or(0, |priority| u16::try_from(priority).unwrap_or(u16::MAX)),
+            triggers: info.triggers.clone(),
+        }
+    }
 }
 
 /// Downloads and verifies packages into the content-addressed cache.
@@ -586,7 +623,7 @@ impl PackageFetcher {
                 }
                 Err(error @ PackageError::Spool { .. }) => return Err(error),
                 Err(error) if resumed && fresh_retry_left => {
-                    warn!(package = %expect.package, %error, "resumed download does not verify; downloading it again from the start");
+                    warn!(package = %expect.package, error = %crate::error::Chain(&error), "resumed download does not verify; downloading it again from the start");
                     fresh_retry_left = false;
                     truncate(&mut partial, partial_path, expect).await?;
                 }
@@ -632,7 +669,7 @@ impl PackageFetcher {
             }
             Err(error @ PackageError::Spool { .. }) => Err(error),
             Err(error) => {
-                warn!(package = %expect.package, path = %cache_path.display(), %error, "cached package does not verify; fetching it again");
+                warn!(package = %expect.package, path = %cache_path.display(), error = %crate::error::Chain(&error), "cached package does not verify; fetching it again");
                 let _cleanup = std::fs::remove_file(cache_path);
                 Ok(None)
             }
@@ -933,7 +970,7 @@ fn transfer_error(failure: TransferFailure, package: &str, url: &str) -> Package
         TransferFailure::Transport(source) => PackageError::Request {
             package: package.to_owned(),
             url: url.to_owned(),
-            source,
+            source: source.without_url(),
         },
     }
 }
@@ -1357,6 +1394,70 @@ impl<R: Read> Read for HashingReader<R> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn install_metadata_is_read_as_apk_reads_it() {
+        let check =
+            |lines: &[(&str, &str)], replaces: &[&str], priority: u16, triggers: &[&str]| {
+                let text: String = lines
+                    .iter()
+                    .map(|(key, value)| format!("{key} = {value}\n"))
+                    .collect();
+                let info = PkgInfo::parse(&text).unwrap();
+                let metadata = InstallMetadata::from_pkginfo(&info);
+                let atoms: Vec<String> =
+                    metadata.replaces.iter().map(ToString::to_string).collect();
+                assert_eq!(atoms, replaces, "{lines:?}");
+                assert_eq!(metadata.replaces_priority, priority, "{lines:?}");
+                assert_eq!(metadata.triggers, triggers, "{lines:?}");
+            };
+        check(&[], &[], 0, &[]);
+        // Every `replaces` line adds its atoms; other keys are not install metadata.
+        check(
+            &[
+                ("replaces", "a b>=2"),
+                ("provides", "c"),
+                ("replaces", "!d"),
+                ("depend", "e"),
+            ],
+            &["a", "b>=2", "!d"],
+            0,
+            &[],
+        );
+        // A line stops at an atom apk cannot parse or that carries a tag; broken versions and
+        // checksum pins are kept.
+        check(
+            &[
+                ("replaces", "a b@edge c"),
+                ("replaces", "d e<"),
+                ("replaces", "f=1.x g><Q1AAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+            ],
+            &["a", "d", "f=1.x", "g><Q1AAAAAAAAAAAAAAAAAAAAAAAAAAA="],
+            0,
+            &[],
+        );
+        // `replaces_priority`: leading digits of the last line, in 16 bits.
+        check(&[("replaces_priority", "12")], &[], 12, &[]);
+        check(&[("replaces_priority", "7x")], &[], 7, &[]);
+        check(&[("replaces_priority", "x7")], &[], 0, &[]);
+        check(&[("replaces_priority", "70000")], &[], 4464, &[]);
+        check(
+            &[("replaces_priority", "3"), ("replaces_priority", "4")],
+            &[],
+            4,
+            &[],
+        );
+        // `triggers`: the last line's space-separated paths.
+        check(
+            &[
+                ("triggers", "/usr/lib/x /etc"),
+                ("triggers", " /bin  /sbin "),
+            ],
+            &[],
+            0,
+            &["/bin", "/sbin"],
+        );
+    }
 
     #[test]
     fn content_ranges() {

@@ -723,9 +723,10 @@ impl TransferFailure {
                 url: url.to_owned(),
                 status: status.as_u16(),
             },
+            // The message names the URL already; reqwest's own text would repeat it.
             Self::Transport(source) => RepositoryError::Request {
                 url: url.to_owned(),
-                source,
+                source: source.without_url(),
             },
         }
     }
@@ -740,15 +741,37 @@ pub(crate) fn status_is_retryable(status: StatusCode) -> bool {
 /// errors building the request or following redirects are not. A body cut off mid-stream is
 /// reported by reqwest as a decode error wrapping the body error (this client decodes nothing
 /// else: no decompression, no JSON), so decode errors count as transfer failures.
+///
+/// A TLS failure (an untrusted or mismatched certificate, a refused handshake) is an answer, not
+/// a passing fault: asking again gets the same certificate.
 pub(crate) fn transport_is_retryable(error: &reqwest::Error) -> bool {
     !error.is_builder()
         && !error.is_redirect()
         && !error.is_status()
+        && !is_tls_failure(error)
         && (error.is_connect()
             || error.is_timeout()
             || error.is_request()
             || error.is_body()
             || error.is_decode())
+}
+
+/// Whether a rustls error is among the causes of `error`.
+fn is_tls_failure(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        // An I/O error shows its inner error's text but skips it in `source()`.
+        let inner = current
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref);
+        if current.downcast_ref::<rustls::Error>().is_some()
+            || inner.is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+        {
+            return true;
+        }
+        cause = current.source();
+    }
+    false
 }
 
 /// Parses `Retry-After` as delay seconds or an HTTP date (relative to `now`).
@@ -1332,7 +1355,11 @@ async fn fetch_remote_index(
             Ok((verified, bytes)) => (verified, bytes, etag, from_cache),
             Err(error) => match &entry {
                 Some(entry) if from_cache => {
-                    warn!(%url, %error, "cached index no longer verifies; downloading it again");
+                    warn!(
+                        %url,
+                        error = %crate::error::Chain(&error),
+                        "cached index no longer verifies; downloading it again"
+                    );
                     entry.remove();
                     let (bytes, etag, _, _) =
                         cached_get(client, url, None, options.max_download_size, &options.retry)

@@ -1,5 +1,6 @@
 //! The APK resolver: decides which packages `apk add WORLD...` selects into an empty root, and
-//! in which order they install, making the choices apk-tools 2.14 makes (`src/solver.c`).
+//! in which order they install, making the choices apk-tools 3.0.6 makes (`src/solver.c`, with
+//! the error report of `src/commit.c`).
 //!
 //! Pure: package records and world atoms in, an ordered selection or an apk-worded
 //! "unable to select packages" report out. It does not fetch or verify anything, never sees an
@@ -9,31 +10,47 @@
 //! The algorithm is apk's deductive solver, reimplemented step for step rather than a generic
 //! SAT or backtracking search, so that the same inputs select the same packages:
 //!
-//! 1. Every name reachable from the world is discovered (`discover_name`), recording for each
-//!    name the longest dependency chain below it.
+//! 0. The package set is built the way apk's database loads repositories (`apk_db_pkg_add`):
+//!    packages whose checksum starts with the same 20 bytes are one package held by several
+//!    repositories (the first record read wins), every package is a provider of its own name
+//!    and of each name it provides, and a package whose architecture is neither the root's nor
+//!    `noarch` (nor absent), or that the index marks uninstallable, is never selectable. Reverse
+//!    dependency and reverse install-if lists are filled in the order apk walks its name hash
+//!    table (`apk_db_name_rdepends`), which also orders parts of the error report.
+//! 1. The world is sorted by name and every name reachable from it is discovered
+//!    (`discover_name`): dependencies of each provider first, then the names whose
+//!    `install_if` mentions this name or a provider's name, then the names each provider
+//!    provides; the name then gets its `order_id`, a discovery counter flagged with "named by
+//!    the world" and "has a real (non-virtual) provider"; last the names in the providers'
+//!    `install_if` atoms are discovered.
 //! 2. World atoms are applied in name order (`apply_constraint`): each provider that fails an
 //!    atom's version test, or matches a `!conflict`, is disqualified, and the disqualification
 //!    propagates to every package whose dependencies can no longer be met
 //!    (`disqualify_package`, `reconsider_name`). Dependencies common to every remaining
 //!    candidate of a name are applied early ("merging"), and a name whose candidates all carry
-//!    another name excludes that name's other providers ("provides transitivity").
-//! 3. The name to decide next is the first required name with a single option and no undecided
-//!    reverse dependencies; otherwise required names before install-if ones, real names before
-//!    virtual ones, longer dependency chains first (`compare_name_dequeue`).
+//!    another name excludes that name's other providers ("provides transitivity"). Install-if
+//!    packages are triggered once every atom of their `install_if` is decided and met; an
+//!    undecided `!conflict` atom of an `install_if` makes its name wanted (`iif_needed`).
+//! 3. The next name to decide is taken from three queues (`dequeue_next_name`): names with a
+//!    single automatically selectable option, requirers and no undecided reverse dependencies,
+//!    first come first served; then names with an automatically selectable option; then the
+//!    rest. The last two are ordered by `order_id`: world names with a real provider first,
+//!    then other world names, then other names with a real provider, then the remaining
+//!    (purely virtual) names, each group latest discovered first.
 //! 4. Among a name's providers the winner is decided by `compare_providers`: selectable (not
 //!    disqualified), then candidates that took part in the last dependency merge, then fewest
 //!    failed constraints, then an allowed repository tag, then the preferred tag, then the
-//!    highest version of the requested name (a versioned provide counts with its provided
-//!    version; an unversioned one ties), then the highest version of the same package name,
-//!    then the highest `provider_priority`, then the lowest repository index. An unversioned
-//!    provide without `provider_priority` is only chosen automatically when it is the name's
-//!    sole provider or the provider's own name is required elsewhere (`select_package`).
+//!    highest version of the requested name (an unversioned provide counts as the empty
+//!    version, older than every valid one), then the highest version of the same package name,
+//!    then the highest `provider_priority`, then the lowest repository. An unversioned provide
+//!    without `provider_priority` is only chosen when its package's own name is required
+//!    (`is_provider_auto_selectable`); an install-if package only when triggered.
 //! 5. Choosing a package claims its name and every provided name (`assign_name`): other
 //!    providers of those names are disqualified unless both provide the name unversioned, and
 //!    a second claim on a name is an error (two packages providing the same versioned name).
-//! 6. A package whose every `install_if` atom is met by the chosen set is selected too, with its
-//!    dependencies, iterating to a fixpoint.
-//! 7. The install order is apk's changeset order (`generate_changeset`): world atoms sorted by
+//!    A triggered install-if package chosen for a name nobody requires also applies its
+//!    `install_if` atoms on still undecided names.
+//! 6. The install order is apk's changeset order (`generate_changeset`): world atoms sorted by
 //!    name, each package emitted after its dependencies (depth first, in dependency order; a
 //!    cycle is broken at the package reached first), install-if packages right after the last
 //!    of their triggers.
@@ -45,30 +62,51 @@
 //! the atom itself. As in apk, a package with an installed size of zero (a meta package) is
 //! allowed from any repository.
 //!
-//! Two deliberate choices differ from one of the reference tools: a package's `!conflict` on a
-//! name it provides itself is ignored (apk-tools 3 and apko; apk-tools 2.14 reports it as an
-//! error), and on a full tie the lowest repository wins (apk; apko prefers the newest build).
+//! A refusal is explained the way `apk_solver_print_errors` explains it, from the packages the
+//! changeset holds: missing and undecidable names with who requires them, then each package's
+//! uninstallability, masking, conflicting claims, broken and satisfied atoms, lists wrapped at
+//! the 50 columns apk uses when its output is not a terminal.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 
-use super::constraint::{Dependency, VersionOp};
+use super::constraint::Dependency;
 use super::index::PackageRecord;
 use super::version;
 
-/// Pinning masks are 64-bit sets of repository tags, tag 0 being "untagged".
-const MAX_REPOSITORY_TAGS: usize = 64;
+/// Pinning masks are 16-bit sets of repository tags (apk's `APK_MAX_TAGS`), tag 0 being
+/// "untagged".
+const MAX_REPOSITORY_TAGS: usize = 16;
 /// The tag of untagged repositories.
 const DEFAULT_TAG: usize = 0;
 /// Pinning mask allowing only untagged repositories.
-const DEFAULT_PINNING: u64 = 1 << DEFAULT_TAG;
+const DEFAULT_PINNING: u32 = 1 << DEFAULT_TAG;
 /// Prefix apk prints before a repository tag.
 const TAG_PREFIX: char = '@';
-/// Column at which the error report wraps its lists, as apk wraps at the screen width.
-const REPORT_WIDTH: usize = 80;
+/// Column at which the error report wraps its lists: apk's width when not writing to a
+/// terminal.
+const REPORT_WIDTH: usize = 50;
 /// First line of the error report (apk prints it after `ERROR: `).
 const REPORT_HEADING: &str = "unable to select packages:";
+/// What apk prints when the report finds nothing to blame.
+const REPORT_NOTHING_FOUND: &str = "Huh? Error reporter did not find the broken constraints.";
+/// The note apk adds to a virtual name it could not choose a provider for.
+const VIRTUAL_NOTE: &str = "please select one of the 'provided by' packages explicitly";
+/// What apk prints under `error:` for an uninstallable package.
+const UNINSTALLABLE: &str = "uninstallable";
+/// The architecture every root accepts.
+const NOARCH: &str = "noarch";
+/// Bytes of the checksum that identify a package (apk's `APK_DIGEST_LENGTH_SHA1`).
+const PACKAGE_ID_LENGTH: usize = 20;
+/// Buckets of apk's name hash table, whose walk orders reverse dependency lists.
+const NAME_HASH_BUCKETS: u32 = 20_000;
+/// Seed of apk's name hash (`apk_blob_hash`).
+const NAME_HASH_SEED: u32 = 5381;
+/// `order_id` flag: the name is not in the world.
+const ORDER_NOT_IN_WORLD: u32 = 1 << 31;
+/// `order_id` flag: the name has a provider of the same name.
+const ORDER_HAS_REAL_PROVIDER: u32 = 1 << 30;
 
 /// One repository as the solver sees it.
 #[derive(Clone, Debug)]
@@ -101,7 +139,10 @@ pub struct Solution<'a> {
 #[derive(Debug, thiserror::Error)]
 pub enum SolveError {
     /// A world atom names a tag no repository carries (apk's `apk_db_check_world`).
-    #[error("the repository tag for world dependency '{dependency}' does not exist")]
+    #[error(
+        "the repository tag for world dependency '{}' does not exist",
+        tagged_name(.dependency)
+    )]
     UnknownTag {
         /// The world atom.
         dependency: Dependency,
@@ -175,6 +216,18 @@ pub struct ProblemDetail {
 /// The labels apk uses in its report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DetailKind {
+    /// `error:` what is wrong with the package itself (`uninstallable`).
+    Error,
+    /// `arch:` the architecture that makes a package uninstallable.
+    Arch,
+    /// `depends:` broken dependency atoms of an uninstallable package.
+    Depends,
+    /// `provides:` broken provides of an uninstallable package.
+    Provides,
+    /// `install_if:` broken install-if atoms of an uninstallable package.
+    InstallIf,
+    /// `note:` advice, one word per item.
+    Note,
     /// `provided by:` the packages (or package names) providing a virtual name.
     ProvidedBy,
     /// `required by:` the atoms asking for a missing name.
@@ -193,6 +246,12 @@ impl DetailKind {
     /// The label as apk prints it.
     pub fn label(self) -> &'static str {
         match self {
+            DetailKind::Error => "error:",
+            DetailKind::Arch => "arch:",
+            DetailKind::Depends => "depends:",
+            DetailKind::Provides => "provides:",
+            DetailKind::InstallIf => "install_if:",
+            DetailKind::Note => "note:",
             DetailKind::ProvidedBy => "provided by:",
             DetailKind::RequiredBy => "required by:",
             DetailKind::MaskedIn => "masked in:",
@@ -209,7 +268,7 @@ struct ReportDisplay<'p>(&'p [Problem]);
 impl fmt::Display for ReportDisplay<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.0.is_empty() {
-            return f.write_str("\n  no broken constraint could be identified");
+            return write!(f, "\n{REPORT_NOTHING_FOUND}");
         }
         for problem in self.0 {
             write!(f, "\n  {}:", problem.subject)?;
@@ -219,8 +278,8 @@ impl fmt::Display for ReportDisplay<'_> {
                 let indent = 4 + label.len() + 1;
                 let mut column = indent - 1;
                 for item in &detail.items {
-                    if column < indent {
-                        write!(f, " {item}")?;
+                    if column <= indent {
+                        write!(f, "{:pad$}{item}", "", pad = indent - column)?;
                         column = indent + item.len();
                     } else if column + item.len() + 1 >= REPORT_WIDTH {
                         write!(f, "\n{:indent$}{item}", "")?;
@@ -236,15 +295,18 @@ impl fmt::Display for ReportDisplay<'_> {
     }
 }
 
-/// Resolves `world` against `repositories` into an empty root, the way `apk add` would.
+/// Resolves `world` against `repositories` into an empty root of architecture `arch`, the way
+/// `apk add` would.
 ///
 /// Repositories are listed in priority order (lower index wins a full tie). A package present
-/// with the same name, version and checksum in several repositories is one candidate.
+/// with the same checksum in several repositories is one candidate. Packages whose `A:` is
+/// neither `arch` nor `noarch` (an empty architecture is compatible) are uninstallable.
 pub fn solve<'a>(
     repositories: &[SolverRepository<'a>],
     world: &[Dependency],
+    arch: &str,
 ) -> Result<Solution<'a>, SolveError> {
-    let mut solver = Solver::new(repositories, world)?;
+    let mut solver = Solver::new(repositories, world, arch)?;
     solver.run();
     if solver.errors > 0 {
         return Err(SolveError::Unsatisfiable {
@@ -272,12 +334,18 @@ struct ProvideRef<'n> {
     atom: &'n Dependency,
 }
 
-/// A package offering a name, at a version (`None`: provided without version). This is apk's
-/// `struct apk_provider`; "no provider" is `Option::None`.
+/// A package offering a name, at a version (`None`: provided without version, apk's
+/// `apk_atom_null`). This is apk's `struct apk_provider`; "no provider" is `Option::None`.
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Provider<'n> {
     pkg: PkgId,
     version: Option<&'n str>,
+}
+
+/// The version of a provider as apk compares it: an unversioned provide, and no provider at
+/// all, have the empty version.
+fn provider_version(provider: Option<Provider<'_>>) -> Option<&str> {
+    provider.and_then(|provider| provider.version)
 }
 
 /// A world atom with its repository tag resolved.
@@ -291,20 +359,22 @@ struct WorldAtom<'n> {
 #[derive(Default)]
 struct PkgState {
     seen: bool,
-    pinning_allowed: u64,
-    pinning_preferred: u64,
+    pinning_allowed: u32,
+    pinning_preferred: u32,
     selectable: bool,
     iif_triggered: bool,
     iif_failed: bool,
     tag_ok: bool,
     tag_preferred: bool,
-    max_dep_chain: u32,
     dependencies_merged: bool,
     dependencies_used: bool,
     conflicts: u32,
     error: bool,
     in_changeset: bool,
+    /// In the changeset, as the error report marks it.
     marked: bool,
+    /// The error report's discovery state (`STATE_*` bits).
+    report: u32,
 }
 
 struct Pkg<'a, 'n> {
@@ -313,7 +383,11 @@ struct Pkg<'a, 'n> {
     /// Repositories holding this exact package, ascending.
     repos: Vec<usize>,
     /// Tags of those repositories, as a pinning mask.
-    tag_bits: u64,
+    tag_bits: u32,
+    /// `provider_priority` as apk stores it (an unsigned short).
+    priority: u16,
+    /// Architecture neither the root's nor `noarch`.
+    wrong_arch: bool,
     depends: Vec<DepRef<'n>>,
     provides: Vec<ProvideRef<'n>>,
     install_if: Vec<DepRef<'n>>,
@@ -321,10 +395,6 @@ struct Pkg<'a, 'n> {
 }
 
 impl Pkg<'_, '_> {
-    fn provider_priority(&self) -> u64 {
-        self.record.provider_priority.unwrap_or(0)
-    }
-
     fn first_repository(&self) -> usize {
         self.repos.first().copied().unwrap_or(usize::MAX)
     }
@@ -333,11 +403,22 @@ impl Pkg<'_, '_> {
         self.record.display_name()
     }
 
-    /// The package's own name, then every name it provides.
-    fn names(&self) -> impl Iterator<Item = NameId> + '_ {
-        std::iter::once(self.name).chain(self.provides.iter().map(|provide| provide.name))
+    fn uninstallable(&self) -> bool {
+        self.wrong_arch || self.record.uninstallable.is_some()
     }
 }
+
+/// Which of apk's unresolved lists a name is on, with its sort key there.
+#[derive(Clone, Copy)]
+enum Queued {
+    ResolveNow(u64),
+    Selectable(QueueKey),
+    Unresolved(QueueKey),
+}
+
+/// Position in a list kept by `queue_insert`: descending (signed) `order_id`, a name inserted
+/// later going before an equal one.
+type QueueKey = (Reverse<i32>, Reverse<u64>);
 
 /// Per-name solver state (apk's `struct apk_solver_name_state`).
 #[derive(Default)]
@@ -353,38 +434,32 @@ struct NameState<'n> {
     reverse_deps_done: bool,
     has_iif: bool,
     no_iif: bool,
+    iif_needed: bool,
+    has_auto_selectable: bool,
+    resolvenow: bool,
     reevaluate_deps: bool,
     reevaluate_iif: bool,
-    max_dep_chain: u32,
+    order_id: i32,
     /// Generation of this name's live entry in the dirty queue.
     dirty: Option<u64>,
-    /// Position of this name in the unresolved list (smaller: added later).
-    unresolved: Option<u64>,
-    /// This name's entry among the unresolved names that can be decided right away.
-    ready: Option<u64>,
-    /// This name's entry in the unresolved names ranked by `compare_name_dequeue`.
-    rank: Option<RankKey>,
-    in_changeset: bool,
-    present: bool,
-    reported: bool,
+    /// This name's entry in the unresolved lists.
+    queued: Option<Queued>,
+    changeset_processed: bool,
+    /// The error report's discovery state (`STATE_*` bits).
+    report: u32,
 }
 
 struct Name<'n> {
     text: &'n str,
     providers: Vec<Provider<'n>>,
-    /// Names whose providers depend on this name.
+    /// Names whose providers depend on this name, in apk's name hash order.
     rdepends: Vec<NameId>,
-    /// Names whose providers list this name in `install_if`.
+    /// Names whose providers list this name in `install_if`, in apk's name hash order.
     rinstall_if: Vec<NameId>,
-    /// 0: only real packages, 1: real and virtual providers, 2: only virtual providers.
-    priority: u8,
+    /// Named by the world (`apk add` set solver flags on it).
+    in_world: bool,
     ss: NameState<'n>,
 }
-
-/// Order of unresolved names in apk's `compare_name_dequeue`, ties going to the name added
-/// to the unresolved list last: required names first, then real before virtual names, then
-/// longer dependency chains.
-type RankKey = (bool, u8, Reverse<u32>, u64);
 
 /// A step of the changeset walk (apk's `cset_gen_*` recursion, unrolled).
 enum Step<'n> {
@@ -400,34 +475,79 @@ enum Step<'n> {
     },
     /// `cset_gen_name_change`: emit dependencies from `next` on, then the package.
     Change { pkg: PkgId, next: usize },
-    /// `cset_check_install_by_iif` over the package's reverse install-if names from `next` on.
-    InstallIf { pkg: PkgId, next: usize },
+    /// `cset_check_by_reverse_iif`: the reverse install-if names of the package's name
+    /// (`source` 0) and of each provided name (`source` n: provide n - 1), from `next` on.
+    InstallIf {
+        pkg: PkgId,
+        source: usize,
+        next: usize,
+    },
+}
+
+/// Where a frame of the unrolled `discover_name` recursion is.
+#[derive(Clone, Copy)]
+enum DiscoverStage {
+    /// Providers from `provider`; inside a newly seen one (`in_package`), its dependencies
+    /// from `item`.
+    Providers,
+    /// The name's reverse install-if names.
+    ReverseInstallIf,
+    /// Each provider's own name's reverse install-if names, then the names it provides.
+    ProviderNames,
+    /// The names in each provider's `install_if`.
+    InstallIf,
 }
 
 /// A frame of the unrolled `discover_name` recursion.
 struct DiscoverFrame {
     name: NameId,
+    stage: DiscoverStage,
     provider: usize,
+    item: usize,
     in_package: bool,
-    dep: usize,
-    awaiting_child: bool,
-    in_install_if: bool,
-    install_if: usize,
+    num_virtual: usize,
 }
 
 impl DiscoverFrame {
     fn new(name: NameId) -> Self {
         DiscoverFrame {
             name,
+            stage: DiscoverStage::Providers,
             provider: 0,
+            item: 0,
             in_package: false,
-            dep: 0,
-            awaiting_child: false,
-            in_install_if: false,
-            install_if: 0,
+            num_virtual: 0,
         }
     }
 }
+
+/// A task of the error report's unrolled `discover_name` recursion (commit.c).
+enum Mark {
+    /// `discover_name`: the name's providers from `next` on.
+    Name {
+        name: NameId,
+        state: u32,
+        next: usize,
+    },
+    /// `discover_deps`: the package's dependencies from `next` on; then, for a package
+    /// marked present (or present through install-if), the reverse install-if walk.
+    Deps { pkg: PkgId, next: usize, state: u32 },
+    /// `discover_reverse_iif` over the package's name (`source` 0) and provided names.
+    ReverseInstallIf {
+        pkg: PkgId,
+        source: usize,
+        name: usize,
+        provider: usize,
+    },
+    /// A triggered install-if package: its own name, then its provided names.
+    InstallIfNames { pkg: PkgId, next: usize },
+}
+
+/// The error report's name and package states (commit.c `STATE_*`).
+const STATE_PRESENT: u32 = 0x8000_0000;
+const STATE_MISSING: u32 = 0x4000_0000;
+const STATE_VIRTUAL_ONLY: u32 = 0x2000_0000;
+const STATE_INSTALLIF: u32 = 0x1000_0000;
 
 /// How an atom relates to a package (apk's `apk_dep_analyze`).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -445,14 +565,20 @@ struct Solver<'a, 'n> {
     pkgs: Vec<Pkg<'a, 'n>>,
     world: Vec<WorldAtom<'n>>,
     dirty: VecDeque<(NameId, u64)>,
-    /// Unresolved names that can be decided right away, newest first.
-    ready: BTreeMap<u64, NameId>,
-    /// All unresolved names in `compare_name_dequeue` order.
-    ranked: BTreeMap<RankKey, NameId>,
+    resolvenow: BTreeMap<u64, NameId>,
+    selectable: BTreeMap<QueueKey, NameId>,
+    unresolved: BTreeMap<QueueKey, NameId>,
     queue_counter: u64,
-    pinning_inherit: u64,
+    order_counter: u32,
+    pinning_inherit: u32,
     errors: usize,
     changes: Vec<PkgId>,
+}
+
+/// A world atom's name and tag as apk names them in its missing-tag warning: `name@tag`.
+fn tagged_name(dependency: &Dependency) -> String {
+    let tag = dependency.tag.as_deref().map_or("", plain_tag);
+    format!("{}{TAG_PREFIX}{tag}", dependency.name)
 }
 
 /// Strips the `@` apk writes before a tag.
@@ -460,26 +586,96 @@ fn plain_tag(tag: &str) -> &str {
     tag.strip_prefix(TAG_PREFIX).unwrap_or(tag)
 }
 
-/// Whether the atom carries a version test.
-fn has_version_test(atom: &Dependency) -> bool {
-    atom.op != VersionOp::Any && atom.version.is_some()
+/// apk's `apk_name_cmp_display`: case-insensitive, then byte order.
+fn cmp_name_display(a: &str, b: &str) -> Ordering {
+    let folded = |text: &str| text.bytes().map(|byte| byte.to_ascii_lowercase()).collect();
+    let (fa, fb): (Vec<u8>, Vec<u8>) = (folded(a), folded(b));
+    fa.cmp(&fb).then_with(|| a.as_bytes().cmp(b.as_bytes()))
 }
 
-/// apk's `apk_dep_is_provided`: whether `provider` meets `atom` (for a conflict: does not
-/// violate it). `owner` is the package declaring the atom; a conflict with itself is ignored.
-fn is_provided(atom: &Dependency, provider: Option<Provider<'_>>, owner: Option<PkgId>) -> bool {
-    let Some(provider) = provider else {
-        return atom.conflict;
-    };
-    if atom.conflict && owner == Some(provider.pkg) {
-        return true;
+/// The 32-bit MurmurHash3 apk hashes names with (`apk_blob_hash`).
+fn murmur3_32(key: &[u8], seed: u32) -> u32 {
+    const C1: u32 = 0xcc9e_2d51;
+    const C2: u32 = 0x1b87_3593;
+    let mut hash = seed;
+    let mut blocks = key.chunks_exact(4);
+    for block in blocks.by_ref() {
+        let mut k = u32::from_le_bytes([block[0], block[1], block[2], block[3]]);
+        k = k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
+        hash ^= k;
+        hash = hash
+            .rotate_left(13)
+            .wrapping_mul(5)
+            .wrapping_add(0xe654_6b64);
     }
-    if !has_version_test(atom) {
-        return !atom.conflict;
+    let tail = blocks.remainder();
+    if !tail.is_empty() {
+        let mut k = 0u32;
+        for (shift, &byte) in tail.iter().enumerate() {
+            k ^= u32::from(byte) << (8 * shift);
+        }
+        k = k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
+        hash ^= k;
     }
-    match provider.version {
-        None => atom.conflict,
-        Some(version) => atom.matches(version) != atom.conflict,
+    // apk hashes lengths as 32 bits.
+    hash ^= key.len() as u32;
+    hash ^= hash >> 16;
+    hash = hash.wrapping_mul(0x85eb_ca6b);
+    hash ^= hash >> 13;
+    hash = hash.wrapping_mul(0xc2b2_ae35);
+    hash ^= hash >> 16;
+    hash
+}
+
+/// The identity apk's database keys packages by: the first 20 bytes of the checksum (the
+/// checksum text when it does not decode).
+fn package_identity(record: &PackageRecord) -> Vec<u8> {
+    match record.checksum_bytes() {
+        Ok(mut bytes) if bytes.len() >= PACKAGE_ID_LENGTH => {
+            bytes.truncate(PACKAGE_ID_LENGTH);
+            bytes
+        }
+        _ => {
+            let mut key = vec![0u8];
+            key.extend_from_slice(record.checksum.as_bytes());
+            key
+        }
+    }
+}
+
+/// apk's numeric operator (`APK_VERSION_*` bits), by which its report sorts atoms.
+fn op_bits(atom: &Dependency) -> u32 {
+    const EQUAL: u32 = 1;
+    const LESS: u32 = 2;
+    const GREATER: u32 = 4;
+    const FUZZY: u32 = 8;
+    const CONFLICT: u32 = 16;
+    let symbols = atom.op.as_str();
+    let mut bits = 0;
+    for symbol in symbols.chars() {
+        bits |= match symbol {
+            '<' => LESS,
+            '>' => GREATER,
+            '=' => EQUAL,
+            '~' => FUZZY | EQUAL,
+            _ => 0,
+        };
+    }
+    if symbols.is_empty() || atom.version.is_none() {
+        bits = EQUAL | LESS | GREATER;
+    }
+    if atom.conflict {
+        bits |= CONFLICT;
+    }
+    bits
+}
+
+/// An atom as apk's report prints it (`DEP_FMT`): `[!]name[op version]`, without a tag.
+fn atom_text(atom: &Dependency) -> String {
+    let bang = if atom.conflict { "!" } else { "" };
+    match &atom.version {
+        Some(version) => format!("{bang}{}{}{version}", atom.name, atom.op.as_str()),
+        None => format!("{bang}{}", atom.name),
     }
 }
 
@@ -492,6 +688,7 @@ where
     fn new(
         repositories: &[SolverRepository<'a>],
         world: &'n [Dependency],
+        arch: &str,
     ) -> Result<Self, SolveError> {
         let mut tag_names = vec![String::new()];
         let mut repo_tags = Vec::with_capacity(repositories.len());
@@ -514,6 +711,23 @@ where
                 max: MAX_REPOSITORY_TAGS - 1,
             });
         }
+        // apk refuses a world naming a tag no repository carries before solving; an empty tag
+        // (`name@`) is one of those.
+        let mut world_tags = Vec::with_capacity(world.len());
+        for atom in world {
+            let tag = match atom.tag.as_deref().map(plain_tag) {
+                None => DEFAULT_TAG,
+                Some(tag) => tag_names
+                    .iter()
+                    .skip(1)
+                    .position(|known| known == tag)
+                    .map(|index| index + 1)
+                    .ok_or_else(|| SolveError::UnknownTag {
+                        dependency: atom.clone(),
+                    })?,
+            };
+            world_tags.push(tag);
+        }
 
         let mut solver = Solver {
             tag_names,
@@ -522,24 +736,22 @@ where
             pkgs: Vec::new(),
             world: Vec::new(),
             dirty: VecDeque::new(),
-            ready: BTreeMap::new(),
-            ranked: BTreeMap::new(),
+            resolvenow: BTreeMap::new(),
+            selectable: BTreeMap::new(),
+            unresolved: BTreeMap::new(),
             queue_counter: 0,
+            order_counter: 0,
             pinning_inherit: 0,
             errors: 0,
             changes: Vec::new(),
         };
         let mut interned: HashMap<&'n str, NameId> = HashMap::new();
-        let mut identities: HashMap<(&'a str, &'a str, &'a str), PkgId> = HashMap::new();
+        let mut identities: HashMap<Vec<u8>, PkgId> = HashMap::new();
 
         for (repo_index, (repository, &tag)) in repositories.iter().zip(&repo_tags).enumerate() {
-            let tag_bit = 1u64 << tag;
+            let tag_bit = 1u32 << tag;
             for record in repository.packages {
-                let identity = (
-                    record.name.as_str(),
-                    record.version.as_str(),
-                    record.checksum.as_str(),
-                );
+                let identity = package_identity(record);
                 if let Some(&existing) = identities.get(&identity) {
                     let pkg = &mut solver.pkgs[existing];
                     if !pkg.repos.contains(&repo_index) {
@@ -564,11 +776,10 @@ where
                     .iter()
                     .map(|atom| ProvideRef {
                         name: solver.intern(&mut interned, &atom.name),
-                        version: if has_version_test(atom) {
-                            atom.version.as_deref()
-                        } else {
-                            None
-                        },
+                        version: atom
+                            .version
+                            .as_deref()
+                            .filter(|version| !version.is_empty()),
                         atom,
                     })
                     .collect();
@@ -590,11 +801,17 @@ where
                         version: provide.version,
                     });
                 }
+                let wrong_arch =
+                    !(record.arch.is_empty() || record.arch == arch || record.arch == NOARCH);
+                // apk keeps provider_priority in an unsigned short.
+                let priority = (record.provider_priority.unwrap_or(0) & 0xffff) as u16;
                 solver.pkgs.push(Pkg {
                     record,
                     name,
                     repos: vec![repo_index],
                     tag_bits: tag_bit,
+                    priority,
+                    wrong_arch,
                     depends,
                     provides,
                     install_if,
@@ -604,20 +821,11 @@ where
         }
 
         // apk sorts the world by name before solving (`cmp_pkgname` in `apk_solver_solve`).
-        let mut sorted: Vec<&'n Dependency> = world.iter().collect();
-        sorted.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
-        for atom in sorted {
-            let tag = match atom.tag.as_deref().map(plain_tag) {
-                None | Some("") => DEFAULT_TAG,
-                Some(tag) => solver
-                    .tag_names
-                    .iter()
-                    .position(|known| known == tag)
-                    .ok_or_else(|| SolveError::UnknownTag {
-                        dependency: atom.clone(),
-                    })?,
-            };
+        let mut sorted: Vec<(&'n Dependency, usize)> = world.iter().zip(world_tags).collect();
+        sorted.sort_by(|(a, _), (b, _)| cmp_name_display(&a.name, &b.name));
+        for (atom, tag) in sorted {
             let name = solver.intern(&mut interned, &atom.name);
+            solver.names[name].in_world = true;
             solver.world.push(WorldAtom {
                 dep: DepRef { name, atom },
                 tag,
@@ -640,24 +848,27 @@ where
             providers: Vec::new(),
             rdepends: Vec::new(),
             rinstall_if: Vec::new(),
-            priority: 0,
+            in_world: false,
             ss: NameState::default(),
         });
         id
     }
 
-    /// apk's `apk_db_name_rdepends`: reverse dependency and install-if lists, and each name's
-    /// dequeue priority (real before mixed before purely virtual).
+    /// apk's `apk_db_name_rdepends`, run over its name hash table: buckets in order, the name
+    /// created last first within a bucket.
     fn index_reverse_dependencies(&mut self) {
+        let mut order: Vec<(u32, Reverse<NameId>)> = (0..self.names.len())
+            .map(|name| {
+                let hash = murmur3_32(self.names[name].text.as_bytes(), NAME_HASH_SEED);
+                (hash % NAME_HASH_BUCKETS, Reverse(name))
+            })
+            .collect();
+        order.sort_unstable();
         let mut last_depender = vec![usize::MAX; self.names.len()];
         let mut last_installer = vec![usize::MAX; self.names.len()];
-        for name in 0..self.names.len() {
-            let mut virtual_providers = 0;
+        for (_, Reverse(name)) in order {
             for index in 0..self.names[name].providers.len() {
                 let pkg = self.names[name].providers[index].pkg;
-                if self.pkgs[pkg].name != name {
-                    virtual_providers += 1;
-                }
                 for dep in 0..self.pkgs[pkg].depends.len() {
                     let target = self.pkgs[pkg].depends[dep].name;
                     if last_depender[target] != name {
@@ -673,15 +884,27 @@ where
                     }
                 }
             }
-            let providers = self.names[name].providers.len();
-            self.names[name].priority = if virtual_providers == 0 {
-                0
-            } else if virtual_providers != providers {
-                1
-            } else {
-                2
-            };
         }
+    }
+
+    /// apk's `apk_dep_is_provided`: whether `provider` meets `atom` declared by `owner` (for
+    /// a conflict: does not violate it). A package never conflicts with itself. An unversioned
+    /// provide has the empty version, which `apk_version_match` compares like any other; a
+    /// checksum pin compares the package's checksum.
+    fn is_provided(
+        &self,
+        owner: Option<PkgId>,
+        atom: &Dependency,
+        provider: Option<Provider<'_>>,
+    ) -> bool {
+        let Some(provider) = provider else {
+            return atom.conflict;
+        };
+        if atom.conflict && owner == Some(provider.pkg) {
+            return true;
+        }
+        let checksum = &self.pkgs[provider.pkg].record.checksum;
+        atom.matches_package(provider.version.unwrap_or(""), checksum) != atom.conflict
     }
 
     /// apk's `apk_solver_solve`, without installed packages or solver flags.
@@ -700,7 +923,7 @@ where
             while let Some(name) = self.pop_dirty() {
                 self.reconsider_name(name);
             }
-            let Some(name) = self.next_unresolved() else {
+            let Some(name) = self.dequeue_next_name() else {
                 break;
             };
             self.select_package(name);
@@ -717,55 +940,126 @@ where
         let mut stack = vec![DiscoverFrame::new(root)];
         while let Some(frame) = stack.last_mut() {
             let name = frame.name;
-            if frame.in_install_if {
-                let Some(&child) = self.names[name].rinstall_if.get(frame.install_if) else {
-                    stack.pop();
-                    continue;
-                };
-                frame.install_if += 1;
-                if !self.names[child].ss.seen {
-                    self.enter_name(child);
-                    stack.push(DiscoverFrame::new(child));
+            let child = match frame.stage {
+                DiscoverStage::Providers => {
+                    match self.names[name].providers.get(frame.provider).copied() {
+                        None => {
+                            frame.stage = DiscoverStage::ReverseInstallIf;
+                            frame.item = 0;
+                            None
+                        }
+                        Some(provider) => {
+                            let pkg = provider.pkg;
+                            if !frame.in_package && !self.pkgs[pkg].ss.seen {
+                                self.enter_package(pkg);
+                                frame.in_package = true;
+                                frame.item = 0;
+                            }
+                            let dep = if frame.in_package {
+                                self.pkgs[pkg].depends.get(frame.item).map(|dep| dep.name)
+                            } else {
+                                None
+                            };
+                            match dep {
+                                Some(dep) => {
+                                    frame.item += 1;
+                                    Some(dep)
+                                }
+                                None => {
+                                    frame.in_package = false;
+                                    frame.provider += 1;
+                                    let package = &self.pkgs[pkg];
+                                    if package.name != name {
+                                        frame.num_virtual += 1;
+                                    }
+                                    self.names[name].ss.no_iif &= package.ss.iif_failed;
+                                    None
+                                }
+                            }
+                        }
+                    }
                 }
-                continue;
-            }
-            let Some(provider) = self.names[name].providers.get(frame.provider).copied() else {
-                frame.in_install_if = true;
-                continue;
+                DiscoverStage::ReverseInstallIf => {
+                    match self.names[name].rinstall_if.get(frame.item).copied() {
+                        Some(child) => {
+                            frame.item += 1;
+                            Some(child)
+                        }
+                        None => {
+                            frame.stage = DiscoverStage::ProviderNames;
+                            frame.provider = 0;
+                            frame.item = 0;
+                            None
+                        }
+                    }
+                }
+                DiscoverStage::ProviderNames => {
+                    match self.names[name].providers.get(frame.provider).copied() {
+                        Some(provider) => {
+                            let pkg = &self.pkgs[provider.pkg];
+                            let reverse = &self.names[pkg.name].rinstall_if;
+                            let child = match reverse.get(frame.item) {
+                                Some(&child) => Some(child),
+                                None => pkg
+                                    .provides
+                                    .get(frame.item - reverse.len())
+                                    .map(|provide| provide.name),
+                            };
+                            if child.is_some() {
+                                frame.item += 1;
+                            } else {
+                                frame.provider += 1;
+                                frame.item = 0;
+                            }
+                            child
+                        }
+                        None => {
+                            let mut flags = 0;
+                            if !self.names[name].in_world {
+                                flags |= ORDER_NOT_IN_WORLD;
+                            }
+                            if self.names[name].providers.len() != frame.num_virtual {
+                                flags |= ORDER_HAS_REAL_PROVIDER;
+                            }
+                            self.order_counter = self.order_counter.wrapping_add(1);
+                            // apk keeps order_id in an int: the flags make it negative.
+                            self.names[name].ss.order_id =
+                                i32::from_ne_bytes((flags | self.order_counter).to_ne_bytes());
+                            frame.stage = DiscoverStage::InstallIf;
+                            frame.provider = 0;
+                            frame.item = 0;
+                            None
+                        }
+                    }
+                }
+                DiscoverStage::InstallIf => {
+                    match self.names[name].providers.get(frame.provider).copied() {
+                        Some(provider) => {
+                            let child = self.pkgs[provider.pkg]
+                                .install_if
+                                .get(frame.item)
+                                .map(|dep| dep.name);
+                            if child.is_some() {
+                                frame.item += 1;
+                            } else {
+                                frame.provider += 1;
+                                frame.item = 0;
+                            }
+                            child
+                        }
+                        None => {
+                            stack.pop();
+                            continue;
+                        }
+                    }
+                }
             };
-            let pkg = provider.pkg;
-            if !frame.in_package {
-                if self.pkgs[pkg].ss.seen {
-                    self.finish_discovered_provider(name, pkg);
-                    frame.provider += 1;
-                    continue;
-                }
-                self.enter_package(pkg);
-                frame.in_package = true;
-                frame.dep = 0;
-                frame.awaiting_child = false;
+            if let Some(child) = child
+                && !self.names[child].ss.seen
+            {
+                self.enter_name(child);
+                stack.push(DiscoverFrame::new(child));
             }
-            if frame.awaiting_child {
-                frame.awaiting_child = false;
-                let child = self.pkgs[pkg].depends[frame.dep].name;
-                self.extend_dep_chain(pkg, child);
-                frame.dep += 1;
-                continue;
-            }
-            if let Some(dep) = self.pkgs[pkg].depends.get(frame.dep).copied() {
-                if self.names[dep.name].ss.seen {
-                    self.extend_dep_chain(pkg, dep.name);
-                    frame.dep += 1;
-                } else {
-                    frame.awaiting_child = true;
-                    self.enter_name(dep.name);
-                    stack.push(DiscoverFrame::new(dep.name));
-                }
-                continue;
-            }
-            frame.in_package = false;
-            frame.provider += 1;
-            self.finish_discovered_provider(name, pkg);
         }
     }
 
@@ -780,29 +1074,16 @@ where
         let package = &mut self.pkgs[pkg];
         let tag_preferred =
             package.record.installed_size == 0 || package.tag_bits & DEFAULT_PINNING != 0;
-        package.ss.seen = true;
-        package.ss.pinning_allowed = DEFAULT_PINNING;
-        package.ss.pinning_preferred = DEFAULT_PINNING;
-        package.ss.selectable = true;
-        package.ss.iif_failed = package.install_if.is_empty();
-        package.ss.tag_preferred = tag_preferred;
-        package.ss.tag_ok = tag_preferred;
-    }
-
-    fn extend_dep_chain(&mut self, pkg: PkgId, child: NameId) {
-        let chain = self.names[child].ss.max_dep_chain.saturating_add(1);
-        let state = &mut self.pkgs[pkg].ss;
-        state.max_dep_chain = state.max_dep_chain.max(chain);
-    }
-
-    fn finish_discovered_provider(&mut self, name: NameId, pkg: PkgId) {
-        let (iif_failed, chain) = (
-            self.pkgs[pkg].ss.iif_failed,
-            self.pkgs[pkg].ss.max_dep_chain,
-        );
-        let state = &mut self.names[name].ss;
-        state.no_iif &= iif_failed;
-        state.max_dep_chain = state.max_dep_chain.max(chain);
+        let selectable = !package.uninstallable();
+        let iif_failed = package.install_if.is_empty();
+        let state = &mut package.ss;
+        state.seen = true;
+        state.pinning_allowed = DEFAULT_PINNING;
+        state.pinning_preferred = DEFAULT_PINNING;
+        state.selectable = selectable;
+        state.iif_failed = iif_failed;
+        state.tag_preferred = tag_preferred;
+        state.tag_ok = tag_preferred;
     }
 
     fn next_generation(&mut self) -> u64 {
@@ -832,60 +1113,84 @@ where
         None
     }
 
-    /// apk's `queue_unresolved`: names still to decide.
-    fn queue_unresolved(&mut self, name: NameId) {
+    /// apk's `queue_resolvenow`: the name can be decided right away.
+    fn can_resolve_now(&self, name: NameId) -> bool {
         let state = &self.names[name].ss;
-        if state.locked {
-            return;
-        }
-        let wanted = state.requirers > 0 || state.has_iif;
-        match (wanted, state.unresolved) {
-            (true, None) => {
-                let key = u64::MAX - self.next_generation();
-                self.names[name].ss.unresolved = Some(key);
+        state.reverse_deps_done
+            && state.requirers > 0
+            && state.has_auto_selectable
+            && !state.has_options
+    }
+
+    /// Takes `name` off whichever unresolved list it is on (`list_del`).
+    fn unqueue(&mut self, name: NameId) {
+        match self.names[name].ss.queued.take() {
+            Some(Queued::ResolveNow(key)) => {
+                self.resolvenow.remove(&key);
             }
-            (false, Some(_)) => self.names[name].ss.unresolved = None,
-            _ => {}
+            Some(Queued::Selectable(key)) => {
+                self.selectable.remove(&key);
+            }
+            Some(Queued::Unresolved(key)) => {
+                self.unresolved.remove(&key);
+            }
+            None => {}
         }
-        self.refresh_unresolved(name);
     }
 
-    /// Re-files an unresolved name after its state changed, or drops it once it left the list.
-    fn refresh_unresolved(&mut self, name: NameId) {
-        let priority = self.names[name].priority;
-        let state = &mut self.names[name].ss;
-        if let Some(key) = state.ready.take() {
-            self.ready.remove(&key);
-        }
-        if let Some(rank) = state.rank.take() {
-            self.ranked.remove(&rank);
-        }
-        let Some(key) = state.unresolved else {
+    /// apk's `queue_unresolved`: files a wanted name on the resolve-now list, or by `order_id`
+    /// on the selectable or the unresolved list; `reevaluate` re-files a queued name.
+    fn queue_unresolved(&mut self, name: NameId, reevaluate: bool) {
+        if self.names[name].ss.locked {
             return;
-        };
-        if state.reverse_deps_done && state.requirers > 0 && !state.has_options {
-            state.ready = Some(key);
-            self.ready.insert(key, name);
         }
-        let rank = (
-            state.requirers == 0,
-            priority,
-            Reverse(state.max_dep_chain),
-            key,
-        );
-        state.rank = Some(rank);
-        self.ranked.insert(rank, name);
+        if self.names[name].ss.queued.is_some() {
+            if self.names[name].ss.resolvenow {
+                return;
+            }
+            if self.can_resolve_now(name) {
+                self.names[name].ss.resolvenow = true;
+            } else if !reevaluate {
+                return;
+            }
+            self.unqueue(name);
+        } else {
+            let state = &self.names[name].ss;
+            if state.requirers == 0 && !state.has_iif && !state.iif_needed {
+                return;
+            }
+            self.names[name].ss.resolvenow = self.can_resolve_now(name);
+        }
+
+        let sequence = self.next_generation();
+        let state = &mut self.names[name].ss;
+        if state.resolvenow {
+            state.queued = Some(Queued::ResolveNow(sequence));
+            self.resolvenow.insert(sequence, name);
+            return;
+        }
+        let key = (Reverse(state.order_id), Reverse(sequence));
+        if state.has_auto_selectable {
+            state.queued = Some(Queued::Selectable(key));
+            self.selectable.insert(key, name);
+        } else {
+            state.queued = Some(Queued::Unresolved(key));
+            self.unresolved.insert(key, name);
+        }
     }
 
-    /// The choice at the bottom of apk's solve loop: scanning the unresolved list from its
-    /// newest entry, the first name with a single option, no undecided reverse dependencies
-    /// and requirers; failing that, the first minimum of `compare_name_dequeue`.
-    fn next_unresolved(&self) -> Option<NameId> {
-        self.ready
-            .values()
-            .next()
-            .or_else(|| self.ranked.values().next())
-            .copied()
+    /// apk's `dequeue_next_name`: resolve-now names first come first served, then the
+    /// selectable list, then the unresolved list.
+    fn dequeue_next_name(&mut self) -> Option<NameId> {
+        let name = if let Some((_, name)) = self.resolvenow.pop_first() {
+            name
+        } else if let Some((_, name)) = self.selectable.pop_first() {
+            name
+        } else {
+            self.unresolved.pop_first()?.1
+        };
+        self.names[name].ss.queued = None;
+        Some(name)
     }
 
     fn reevaluate_reverse_deps(&mut self, name: NameId) {
@@ -911,6 +1216,14 @@ where
         }
     }
 
+    /// apk's `reevaluate_reverse_installif_pkg`: the package's name and provided names.
+    fn reevaluate_reverse_installif_pkg(&mut self, pkg: PkgId) {
+        self.reevaluate_reverse_installif(self.pkgs[pkg].name);
+        for index in 0..self.pkgs[pkg].provides.len() {
+            self.reevaluate_reverse_installif(self.pkgs[pkg].provides[index].name);
+        }
+    }
+
     /// apk's `disqualify_package`.
     fn disqualify(&mut self, pkg: PkgId) {
         self.pkgs[pkg].ss.selectable = false;
@@ -918,26 +1231,26 @@ where
         for index in 0..self.pkgs[pkg].provides.len() {
             self.reevaluate_reverse_deps(self.pkgs[pkg].provides[index].name);
         }
-        self.reevaluate_reverse_installif(self.pkgs[pkg].name);
+        self.reevaluate_reverse_installif_pkg(pkg);
     }
 
     /// apk's `dependency_satisfiable`.
     fn dependency_satisfiable(&self, owner: PkgId, dep: DepRef<'n>) -> bool {
         let name = &self.names[dep.name];
         if name.ss.locked {
-            return is_provided(dep.atom, name.ss.chosen, Some(owner));
+            return self.is_provided(Some(owner), dep.atom, name.ss.chosen);
         }
-        if name.ss.requirers == 0 && is_provided(dep.atom, None, Some(owner)) {
+        if name.ss.requirers == 0 && self.is_provided(Some(owner), dep.atom, None) {
             return true;
         }
         name.providers.iter().any(|provider| {
             self.pkgs[provider.pkg].ss.selectable
-                && is_provided(dep.atom, Some(*provider), Some(owner))
+                && self.is_provided(Some(owner), dep.atom, Some(*provider))
         })
     }
 
     fn name_requirers_changed(&mut self, name: NameId) {
-        self.queue_unresolved(name);
+        self.queue_unresolved(name, false);
         self.reevaluate_reverse_installif(name);
         self.queue_dirty(name);
     }
@@ -970,7 +1283,7 @@ where
         }
         for index in 0..self.names[name].providers.len() {
             let provider = self.names[name].providers[index];
-            let provided = is_provided(dep.atom, Some(provider), parent);
+            let provided = self.is_provided(parent, dep.atom, Some(provider));
             let state = &mut self.pkgs[provider.pkg].ss;
             if !provided {
                 state.conflicts += 1;
@@ -1024,14 +1337,45 @@ where
         complete
     }
 
-    /// apk's `reconsider_name`: re-checks a name's candidates, merges their common dependencies
-    /// and applies provides transitivity.
+    /// apk's `is_provider_auto_selectable`: an unversioned provide without provider priority
+    /// is only chosen when its package's own name is required.
+    fn is_auto_selectable(&self, provider: Provider<'n>) -> bool {
+        let pkg = &self.pkgs[provider.pkg];
+        provider.version.is_some() || pkg.priority != 0 || self.names[pkg.name].ss.requirers > 0
+    }
+
+    /// apk's install-if evaluation inside `reconsider_name`: triggered once every atom's name
+    /// is decided and met, failed once one is decided and not met. An undecided `!conflict`
+    /// atom makes its name wanted.
+    fn evaluate_install_if(&mut self, pkg: PkgId) {
+        let (mut triggered, mut failed) = (true, false);
+        for index in 0..self.pkgs[pkg].install_if.len() {
+            let dep = self.pkgs[pkg].install_if[index];
+            if !self.names[dep.name].ss.locked {
+                if dep.atom.conflict {
+                    self.names[dep.name].ss.iif_needed = true;
+                    self.queue_unresolved(dep.name, false);
+                }
+                triggered = false;
+                break;
+            }
+            if !self.is_provided(Some(pkg), dep.atom, self.names[dep.name].ss.chosen) {
+                (triggered, failed) = (false, true);
+                break;
+            }
+        }
+        self.pkgs[pkg].ss.iif_triggered = triggered;
+        self.pkgs[pkg].ss.iif_failed = failed;
+    }
+
+    /// apk's `reconsider_name`: re-checks a name's candidates, evaluates install-if triggers,
+    /// merges the candidates' common dependencies and applies provides transitivity.
     fn reconsider_name(&mut self, name: NameId) {
         let reevaluate_deps = std::mem::take(&mut self.names[name].ss.reevaluate_deps);
         let reevaluate_iif = std::mem::take(&mut self.names[name].ss.reevaluate_iif);
         let mut first_candidate: Option<PkgId> = None;
         let (mut options, mut tag_not_ok) = (0u32, 0u32);
-        let (mut has_iif, mut no_iif) = (false, true);
+        let (mut has_iif, mut no_iif, mut has_auto_selectable) = (false, true, false);
 
         for index in 0..self.names[name].providers.len() {
             let provider = self.names[name].providers[index];
@@ -1052,20 +1396,7 @@ where
             }
 
             if reevaluate_iif && !self.pkgs[pkg].ss.iif_triggered && !self.pkgs[pkg].ss.iif_failed {
-                let (mut triggered, mut failed) = (true, false);
-                for dep in &self.pkgs[pkg].install_if {
-                    let trigger = &self.names[dep.name].ss;
-                    if !trigger.locked {
-                        triggered = false;
-                        break;
-                    }
-                    if !is_provided(dep.atom, trigger.chosen, Some(pkg)) {
-                        (triggered, failed) = (false, true);
-                        break;
-                    }
-                }
-                self.pkgs[pkg].ss.iif_triggered = triggered;
-                self.pkgs[pkg].ss.iif_failed = failed;
+                self.evaluate_install_if(pkg);
             }
             if reevaluate_iif && self.pkgs[pkg].ss.iif_triggered {
                 for dep in 0..self.pkgs[pkg].install_if.len() {
@@ -1074,8 +1405,13 @@ where
                     self.inherit_pinning(pkg, parent);
                 }
             }
-            has_iif |= self.pkgs[pkg].ss.iif_triggered;
-            no_iif &= self.pkgs[pkg].ss.iif_failed;
+            let (triggered, failed) = (
+                self.pkgs[pkg].ss.iif_triggered,
+                self.pkgs[pkg].ss.iif_failed,
+            );
+            has_iif |= triggered;
+            no_iif &= failed;
+            has_auto_selectable |= triggered;
 
             if self.names[name].ss.requirers == 0 {
                 continue;
@@ -1103,13 +1439,20 @@ where
             }
             tag_not_ok += u32::from(!self.pkgs[pkg].ss.tag_ok);
             options += 1;
+            if !has_auto_selectable && self.is_auto_selectable(provider) {
+                has_auto_selectable = true;
+            }
         }
 
         let state = &mut self.names[name].ss;
         state.has_options = options > 1 || tag_not_ok > 0;
         state.has_iif = has_iif;
         state.no_iif = no_iif;
-        self.queue_unresolved(name);
+        let mut reevaluate = false;
+        if has_auto_selectable != state.has_auto_selectable {
+            state.has_auto_selectable = has_auto_selectable;
+            reevaluate = true;
+        }
 
         if let Some(candidate) = first_candidate {
             for index in 0..self.names[name].providers.len() {
@@ -1151,7 +1494,9 @@ where
                     self.exclude_non_providers(provided, name, skip_virtuals);
                 }
             }
-            for provided in self.pkgs[candidate].names() {
+            self.names[own].ss.has_virtual_provides = false;
+            for index in 0..self.pkgs[candidate].provides.len() {
+                let provided = self.pkgs[candidate].provides[index].name;
                 self.names[provided].ss.has_virtual_provides = false;
             }
         }
@@ -1161,10 +1506,11 @@ where
             !state.seen || state.locked
         });
         self.names[name].ss.reverse_deps_done = done;
-        self.refresh_unresolved(name);
+        self.queue_unresolved(name, reevaluate);
     }
 
-    /// apk's `compare_providers` for an empty root; `Greater` means `a` is preferred.
+    /// apk's `compare_providers` for an empty root without solver flags; `Greater` means `a`
+    /// is preferred.
     fn compare_providers(&self, a: Option<Provider<'n>>, b: Option<Provider<'n>>) -> Ordering {
         let (a, b) = match (a, b) {
             (Some(a), Some(b)) => (a, b),
@@ -1178,10 +1524,7 @@ where
             .then(pb.ss.conflicts.cmp(&pa.ss.conflicts))
             .then(pa.ss.tag_ok.cmp(&pb.ss.tag_ok))
             .then(pa.ss.tag_preferred.cmp(&pb.ss.tag_preferred))
-            .then_with(|| match (a.version, b.version) {
-                (Some(va), Some(vb)) => version::compare(va, vb),
-                _ => Ordering::Equal,
-            })
+            .then_with(|| version::compare(a.version.unwrap_or(""), b.version.unwrap_or("")))
             .then_with(|| {
                 if pa.name == pb.name {
                     version::compare(&pa.record.version, &pb.record.version)
@@ -1189,7 +1532,7 @@ where
                     Ordering::Equal
                 }
             })
-            .then(pa.provider_priority().cmp(&pb.provider_priority()))
+            .then(pa.priority.cmp(&pb.priority))
             .then(pb.first_repository().cmp(&pa.first_repository()))
     }
 
@@ -1204,10 +1547,10 @@ where
 
     /// apk's `assign_name`: `provider` claims `name`.
     fn assign_name(&mut self, name: NameId, provider: Option<Provider<'n>>) {
-        let version = provider.and_then(|provider| provider.version);
+        let version = provider_version(provider);
         if self.names[name].ss.locked {
             let chosen = self.names[name].ss.chosen;
-            if version.is_none() && chosen.and_then(|chosen| chosen.version).is_none() {
+            if version.is_none() && provider_version(chosen).is_none() {
                 return;
             }
             self.mark_error(provider.map(|provider| provider.pkg));
@@ -1219,12 +1562,24 @@ where
         state.locked = true;
         state.chosen = provider;
         state.dirty = None;
-        state.unresolved = None;
-        self.refresh_unresolved(name);
+        self.unqueue(name);
+
+        let chosen = provider.map(|provider| provider.pkg);
+        if let Some(pkg) = chosen
+            && self.names[name].ss.requirers == 0
+            && self.pkgs[pkg].ss.iif_triggered
+        {
+            for index in 0..self.pkgs[pkg].install_if.len() {
+                let dep = self.pkgs[pkg].install_if[index];
+                if !self.names[dep.name].ss.locked {
+                    self.apply_constraint(Some(pkg), dep);
+                }
+            }
+        }
 
         for index in 0..self.names[name].providers.len() {
             let other = self.names[name].providers[index];
-            if Some(other.pkg) == provider.map(|provider| provider.pkg) {
+            if Some(other.pkg) == chosen {
                 continue;
             }
             if version.is_none() && other.version.is_none() {
@@ -1233,7 +1588,10 @@ where
             self.disqualify(other.pkg);
         }
         self.reevaluate_reverse_deps(name);
-        self.reevaluate_reverse_installif(name);
+        match chosen {
+            Some(pkg) => self.reevaluate_reverse_installif_pkg(pkg),
+            None => self.reevaluate_reverse_installif(name),
+        }
     }
 
     /// apk's `select_package`: decides `name`.
@@ -1242,19 +1600,14 @@ where
         let state = &self.names[name].ss;
         if state.requirers > 0 || state.has_iif {
             let requirers = state.requirers;
-            let provider_count = self.names[name].providers.len();
-            for index in 0..provider_count {
+            for index in 0..self.names[name].providers.len() {
                 let provider = self.names[name].providers[index];
                 let pkg = &self.pkgs[provider.pkg];
-                if requirers == 0 && (!pkg.ss.iif_triggered || !pkg.ss.tag_ok) {
+                if requirers == 0 && (!pkg.ss.iif_triggered || !pkg.ss.tag_ok || !pkg.ss.selectable)
+                {
                     continue;
                 }
-                // An unversioned provide without provider_priority is not chosen on its own.
-                if provider.version.is_none()
-                    && self.names[pkg.name].ss.requirers == 0
-                    && pkg.provider_priority() == 0
-                    && provider_count > 1
-                {
+                if !self.is_auto_selectable(provider) {
                     continue;
                 }
                 if self.compare_providers(Some(provider), chosen) == Ordering::Greater {
@@ -1311,7 +1664,7 @@ where
                 match step {
                     Step::Dep { owner, dep } => {
                         let chosen = self.names[dep.name].ss.chosen;
-                        if !is_provided(dep.atom, chosen, owner) {
+                        if !self.is_provided(owner, dep.atom, chosen) {
                             self.mark_error(owner);
                         }
                         stack.push(Step::DepDone {
@@ -1337,19 +1690,38 @@ where
                             });
                         } else {
                             self.changes.push(pkg);
-                            stack.push(Step::InstallIf { pkg, next: 0 });
-                        }
-                    }
-                    Step::InstallIf { pkg, next } => {
-                        let own = self.pkgs[pkg].name;
-                        if let Some(&other) = self.names[own].rinstall_if.get(next) {
                             stack.push(Step::InstallIf {
                                 pkg,
-                                next: next + 1,
+                                source: 0,
+                                next: 0,
                             });
-                            if self.install_if_met(other) {
-                                self.start_name_change(other, &mut stack);
+                        }
+                    }
+                    Step::InstallIf { pkg, source, next } => {
+                        let package = &self.pkgs[pkg];
+                        let source_name = match source {
+                            0 => package.name,
+                            n => match package.provides.get(n - 1) {
+                                Some(provide) => provide.name,
+                                None => continue,
+                            },
+                        };
+                        match self.names[source_name].rinstall_if.get(next).copied() {
+                            Some(other) => {
+                                stack.push(Step::InstallIf {
+                                    pkg,
+                                    source,
+                                    next: next + 1,
+                                });
+                                if self.install_if_met(other) {
+                                    self.start_name_change(other, &mut stack);
+                                }
                             }
+                            None => stack.push(Step::InstallIf {
+                                pkg,
+                                source: source + 1,
+                                next: 0,
+                            }),
                         }
                     }
                 }
@@ -1357,13 +1729,13 @@ where
         }
     }
 
-    /// The entry of apk's `cset_gen_name_change`: marks the name and its chosen package and
-    /// schedules the package's dependencies.
+    /// The entry of apk's `cset_gen_name_change`: marks the name and its chosen package's
+    /// names processed and schedules the package's dependencies.
     fn start_name_change(&mut self, name: NameId, stack: &mut Vec<Step<'n>>) {
-        if self.names[name].ss.in_changeset {
+        if self.names[name].ss.changeset_processed {
             return;
         }
-        self.names[name].ss.in_changeset = true;
+        self.names[name].ss.changeset_processed = true;
         let Some(chosen) = self.names[name].ss.chosen else {
             return;
         };
@@ -1372,24 +1744,29 @@ where
             return;
         }
         self.pkgs[pkg].ss.in_changeset = true;
-        for provided in self.pkgs[pkg].names() {
-            self.names[provided].ss.in_changeset = true;
+        let own = self.pkgs[pkg].name;
+        self.names[own].ss.changeset_processed = true;
+        for index in 0..self.pkgs[pkg].provides.len() {
+            let provided = self.pkgs[pkg].provides[index].name;
+            self.names[provided].ss.changeset_processed = true;
         }
         stack.push(Step::Change { pkg, next: 0 });
     }
 
-    /// apk's `cset_check_install_by_iif`: every trigger already emitted and met.
+    /// apk's `cset_check_install_by_iif`: every trigger met, and every non-conflict trigger
+    /// already processed.
     fn install_if_met(&self, name: NameId) -> bool {
         let state = &self.names[name].ss;
         let Some(chosen) = state.chosen else {
             return false;
         };
-        if !state.seen || state.in_changeset {
+        if !state.seen || state.changeset_processed {
             return false;
         }
         self.pkgs[chosen.pkg].install_if.iter().all(|dep| {
             let trigger = &self.names[dep.name].ss;
-            trigger.in_changeset && is_provided(dep.atom, trigger.chosen, Some(chosen.pkg))
+            (dep.atom.conflict || trigger.changeset_processed)
+                && self.is_provided(Some(chosen.pkg), dep.atom, trigger.chosen)
         })
     }
 
@@ -1426,11 +1803,14 @@ where
     /// apk's `apk_solver_print_errors`: explains a failed selection from the packages the
     /// solver did choose.
     fn report(&mut self) -> Vec<Problem> {
-        for &pkg in &self.changes {
-            let package = &mut self.pkgs[pkg];
-            package.ss.marked = true;
-            for provided in package.names() {
-                self.names[provided].ss.present = true;
+        for index in 0..self.changes.len() {
+            let pkg = self.changes[index];
+            self.pkgs[pkg].ss.marked = true;
+        }
+        for index in 0..self.world.len() {
+            let dep = self.world[index].dep;
+            if !dep.atom.conflict {
+                self.report_discover(dep.name, STATE_PRESENT);
             }
         }
         let mut problems = Vec::new();
@@ -1447,23 +1827,198 @@ where
         problems
     }
 
-    /// apk's `analyze_deps`: reports each required name nothing was chosen for, once.
+    /// commit.c's `is_name_concrete`: the package is the name, or provides it with a version.
+    fn is_name_concrete(&self, pkg: PkgId, name: NameId) -> bool {
+        let package = &self.pkgs[pkg];
+        package.name == name
+            || package
+                .provides
+                .iter()
+                .any(|provide| provide.name == name && provide.version.is_some())
+    }
+
+    /// commit.c's `discover_name` (with `discover_deps` and `discover_reverse_iif`), unrolled:
+    /// marks which names the chosen packages make present, or present through install-if.
+    fn report_discover(&mut self, root: NameId, root_state: u32) {
+        enum Action {
+            Pop,
+            Push(Mark),
+            Stay,
+        }
+        let mut stack = vec![Mark::Name {
+            name: root,
+            state: root_state,
+            next: 0,
+        }];
+        while let Some(top) = stack.last_mut() {
+            let action = match top {
+                Mark::Name { name, state, next } => {
+                    let (name, state) = (*name, *state);
+                    let mut action = Action::Pop;
+                    while let Some(provider) = self.names[name].providers.get(*next).copied() {
+                        *next += 1;
+                        let pkg = provider.pkg;
+                        if !self.pkgs[pkg].ss.marked {
+                            continue;
+                        }
+                        let mut pkg_state = state;
+                        if (pkg_state == STATE_PRESENT || pkg_state == STATE_INSTALLIF)
+                            && self.pkgs[pkg].priority == 0
+                            && !self.is_name_concrete(pkg, name)
+                        {
+                            pkg_state = STATE_VIRTUAL_ONLY;
+                        }
+                        if self.pkgs[pkg].ss.report & pkg_state != 0 {
+                            continue;
+                        }
+                        self.pkgs[pkg].ss.report |= pkg_state;
+                        let own = self.pkgs[pkg].name;
+                        self.names[own].ss.report |= pkg_state;
+                        for index in 0..self.pkgs[pkg].provides.len() {
+                            let provide = self.pkgs[pkg].provides[index];
+                            let provide_state =
+                                if pkg_state == STATE_INSTALLIF && provide.version.is_none() {
+                                    STATE_VIRTUAL_ONLY
+                                } else {
+                                    pkg_state
+                                };
+                            self.names[provide.name].ss.report |= provide_state;
+                        }
+                        action = Action::Push(Mark::Deps {
+                            pkg,
+                            next: 0,
+                            state: pkg_state,
+                        });
+                        break;
+                    }
+                    action
+                }
+                Mark::Deps { pkg, next, state } => {
+                    let (pkg, state) = (*pkg, *state);
+                    let depends = &self.pkgs[pkg].depends;
+                    while depends.get(*next).is_some_and(|dep| dep.atom.conflict) {
+                        *next += 1;
+                    }
+                    match depends.get(*next) {
+                        Some(dep) => {
+                            *next += 1;
+                            Action::Push(Mark::Name {
+                                name: dep.name,
+                                state: STATE_PRESENT,
+                                next: 0,
+                            })
+                        }
+                        None if state == STATE_PRESENT || state == STATE_INSTALLIF => {
+                            *top = Mark::ReverseInstallIf {
+                                pkg,
+                                source: 0,
+                                name: 0,
+                                provider: 0,
+                            };
+                            Action::Stay
+                        }
+                        None => Action::Pop,
+                    }
+                }
+                Mark::ReverseInstallIf {
+                    pkg,
+                    source,
+                    name,
+                    provider,
+                } => {
+                    let pkg = *pkg;
+                    loop {
+                        let package = &self.pkgs[pkg];
+                        let source_name = match *source {
+                            0 => package.name,
+                            n => match package.provides.get(n - 1) {
+                                Some(provide) => provide.name,
+                                None => break Action::Pop,
+                            },
+                        };
+                        let Some(&other) = self.names[source_name].rinstall_if.get(*name) else {
+                            *source += 1;
+                            (*name, *provider) = (0, 0);
+                            continue;
+                        };
+                        let Some(candidate) = self.names[other].providers.get(*provider) else {
+                            *name += 1;
+                            *provider = 0;
+                            continue;
+                        };
+                        *provider += 1;
+                        let candidate = &self.pkgs[candidate.pkg];
+                        if !candidate.ss.marked || candidate.install_if.is_empty() {
+                            continue;
+                        }
+                        let triggered = candidate.install_if.iter().all(|dep| {
+                            let present = self.names[dep.name].ss.report
+                                & (STATE_PRESENT | STATE_INSTALLIF)
+                                != 0;
+                            dep.atom.conflict != present
+                        });
+                        if triggered {
+                            let pkg = self.names[other].providers[*provider - 1].pkg;
+                            break Action::Push(Mark::InstallIfNames { pkg, next: 0 });
+                        }
+                    }
+                }
+                Mark::InstallIfNames { pkg, next } => {
+                    let package = &self.pkgs[*pkg];
+                    let target = match *next {
+                        0 => Some(package.name),
+                        n => package.provides.get(n - 1).map(|provide| provide.name),
+                    };
+                    *next += 1;
+                    match target {
+                        Some(name) => Action::Push(Mark::Name {
+                            name,
+                            state: STATE_INSTALLIF,
+                            next: 0,
+                        }),
+                        None => Action::Pop,
+                    }
+                }
+            };
+            match action {
+                Action::Pop => {
+                    stack.pop();
+                }
+                Action::Push(mark) => stack.push(mark),
+                Action::Stay => {}
+            }
+        }
+    }
+
+    /// apk's `analyze_deps`: reports each required name nothing present provides, once.
     fn analyze_deps(&mut self, deps: &[DepRef<'n>], problems: &mut Vec<Problem>) {
         for dep in deps {
             if dep.atom.conflict {
                 continue;
             }
             let state = &mut self.names[dep.name].ss;
-            if state.present || state.reported {
+            if state.report & (STATE_INSTALLIF | STATE_PRESENT | STATE_MISSING) != 0 {
                 continue;
             }
-            state.reported = true;
-            problems.push(self.analyze_name(dep.name));
+            state.report |= STATE_MISSING;
+            problems.push(self.analyze_missing_name(dep.name));
         }
     }
 
-    /// apk's `analyze_name`: a missing or undecidable name and who required it.
-    fn analyze_name(&self, name: NameId) -> Problem {
+    /// How a world atom is printed: `world[atom@tag]`.
+    fn world_item(&self, atom: WorldAtom<'n>) -> String {
+        let tag = match atom.tag {
+            DEFAULT_TAG => String::new(),
+            tag => format!(
+                "{TAG_PREFIX}{}",
+                self.tag_names.get(tag).map_or("", String::as_str)
+            ),
+        };
+        format!("world[{}{tag}]", atom_text(atom.dep.atom))
+    }
+
+    /// apk's `analyze_missing_name`: a missing or undecidable name and who required it.
+    fn analyze_missing_name(&self, name: NameId) -> Problem {
         let entry = &self.names[name];
         let mut details = Vec::new();
         let subject = if entry.providers.is_empty() {
@@ -1471,6 +2026,10 @@ where
                 name: entry.text.to_owned(),
             }
         } else {
+            details.push(ProblemDetail {
+                kind: DetailKind::Note,
+                items: VIRTUAL_NOTE.split_whitespace().map(str::to_owned).collect(),
+            });
             // A package name whose every version provides this name is listed once, by name.
             let mut counts: HashMap<NameId, usize> = HashMap::new();
             for provider in &entry.providers {
@@ -1502,24 +2061,23 @@ where
         let mut required = Vec::new();
         for atom in &self.world {
             if atom.dep.name == name && !atom.dep.atom.conflict {
-                required.push(format!("world[{}]", atom.dep.atom));
+                required.push(self.world_item(*atom));
             }
         }
-        let mut visited = HashSet::new();
+        let mut visited = vec![false; self.pkgs.len()];
         for &other in &entry.rdepends {
-            for provider in &self.names[other].providers {
+            'providers: for provider in &self.names[other].providers {
                 let pkg = &self.pkgs[provider.pkg];
-                if !pkg.ss.marked || !visited.insert(provider.pkg) {
+                if !pkg.ss.marked || visited[provider.pkg] {
                     continue;
                 }
-                if let Some(dep) = pkg
-                    .depends
-                    .iter()
-                    .find(|dep| dep.name == name && !dep.atom.conflict)
-                {
-                    required.push(format!("{}[{}]", pkg.label(), dep.atom));
+                visited[provider.pkg] = true;
+                for dep in &pkg.depends {
+                    if dep.name == name && !dep.atom.conflict {
+                        required.push(format!("{}[{}]", pkg.label(), atom_text(dep.atom)));
+                        break 'providers;
+                    }
                 }
-                break;
             }
         }
         details.push(ProblemDetail {
@@ -1529,11 +2087,39 @@ where
         Problem { subject, details }
     }
 
-    /// apk's `analyze_package`: masking, conflicting claims and broken atoms of a chosen
-    /// package; `None` when it is not at fault.
+    /// apk's `analyze_package`: what is wrong with a chosen package, its pinning, conflicting
+    /// claims and broken atoms; `None` when it is not at fault.
     fn analyze_package(&self, pkg: PkgId) -> Option<Problem> {
         let package = &self.pkgs[pkg];
         let mut details = Vec::new();
+
+        if package.uninstallable() {
+            details.push(ProblemDetail {
+                kind: DetailKind::Error,
+                items: vec![UNINSTALLABLE.to_owned()],
+            });
+            if package.wrong_arch {
+                details.push(ProblemDetail {
+                    kind: DetailKind::Arch,
+                    items: vec![package.record.arch.clone()],
+                });
+            }
+            let record = package.record;
+            for (kind, atoms) in [
+                (DetailKind::Depends, &record.depends),
+                (DetailKind::Provides, &record.provides),
+                (DetailKind::InstallIf, &record.install_if),
+            ] {
+                let items: Vec<String> = atoms
+                    .iter()
+                    .filter(|atom| atom.is_broken())
+                    .map(atom_text)
+                    .collect();
+                if !items.is_empty() {
+                    details.push(ProblemDetail { kind, items });
+                }
+            }
+        }
 
         let tag = self.package_tag(pkg);
         if package.tag_bits & (DEFAULT_PINNING | 1 << tag) == 0 {
@@ -1570,7 +2156,7 @@ where
                 conflicts.push(format!(
                     "{}[{}]",
                     self.pkgs[provider.pkg].label(),
-                    provide.atom
+                    atom_text(provide.atom)
                 ));
             }
         }
@@ -1607,33 +2193,63 @@ where
         })
     }
 
+    /// apk's `apk_pkg_cmp_display`: by name, then by version.
+    fn cmp_pkg_display(&self, a: PkgId, b: PkgId) -> Ordering {
+        let (pa, pb) = (&self.pkgs[a], &self.pkgs[b]);
+        if pa.name != pb.name {
+            return cmp_name_display(self.names[pa.name].text, self.names[pb.name].text);
+        }
+        if pa.record.version == pb.record.version {
+            return Ordering::Equal;
+        }
+        version::compare(&pa.record.version, &pb.record.version)
+    }
+
     /// apk's `print_deps`: the world atoms, then the atoms of chosen packages (through the
     /// reverse dependencies of the package's name and provided names), that relate to `pkg`
-    /// as `wanted`.
+    /// as `wanted`, each group sorted as apk sorts it (`matched_dep_sort`).
     fn matching_atoms(&self, pkg: PkgId, wanted: Analysis) -> Vec<String> {
-        let mut items = Vec::new();
-        for atom in &self.world {
-            if self.analyze(None, atom.dep, pkg) == wanted {
-                items.push(format!("world[{}]", atom.dep.atom));
-            }
-        }
-        let reverse = self.pkgs[pkg]
-            .names()
-            .flat_map(|name| self.names[name].rdepends.iter().copied());
-        let mut visited = HashSet::new();
-        for other in reverse {
-            for provider in &self.names[other].providers {
-                let owner = provider.pkg;
-                if !self.pkgs[owner].ss.marked || !visited.insert(owner) {
-                    continue;
-                }
-                for &dep in &self.pkgs[owner].depends {
-                    if self.analyze(Some(owner), dep, pkg) == wanted {
-                        items.push(format!("{}[{}]", self.pkgs[owner].label(), dep.atom));
+        let mut world: Vec<WorldAtom<'n>> = self
+            .world
+            .iter()
+            .copied()
+            .filter(|atom| self.analyze(None, atom.dep, pkg) == wanted)
+            .collect();
+        world.sort_by_key(|atom| op_bits(atom.dep.atom));
+        let mut items: Vec<String> = world
+            .into_iter()
+            .map(|atom| self.world_item(atom))
+            .collect();
+
+        let mut reverse: Vec<(PkgId, DepRef<'n>)> = Vec::new();
+        let mut visited = vec![false; self.pkgs.len()];
+        let package = &self.pkgs[pkg];
+        let sources = std::iter::once(package.name).chain(package.provides.iter().map(|p| p.name));
+        for source in sources {
+            for &other in &self.names[source].rdepends {
+                for provider in &self.names[other].providers {
+                    let owner = provider.pkg;
+                    if !self.pkgs[owner].ss.marked || visited[owner] {
+                        continue;
+                    }
+                    visited[owner] = true;
+                    for &dep in &self.pkgs[owner].depends {
+                        if self.analyze(Some(owner), dep, pkg) == wanted {
+                            reverse.push((owner, dep));
+                        }
                     }
                 }
             }
         }
+        reverse.sort_by(|(a, da), (b, db)| {
+            self.cmp_pkg_display(*a, *b)
+                .then_with(|| op_bits(da.atom).cmp(&op_bits(db.atom)))
+        });
+        items.extend(
+            reverse.into_iter().map(|(owner, dep)| {
+                format!("{}[{}]", self.pkgs[owner].label(), atom_text(dep.atom))
+            }),
+        );
         items
     }
 
@@ -1652,20 +2268,20 @@ where
                 pkg,
                 version: Some(package.record.version.as_str()),
             };
-            return verdict(is_provided(dep.atom, Some(own), None));
+            return verdict(self.is_provided(None, dep.atom, Some(own)));
         }
         match package
             .provides
             .iter()
             .find(|provide| provide.name == dep.name)
         {
-            Some(provide) => verdict(is_provided(
+            Some(provide) => verdict(self.is_provided(
+                owner,
                 dep.atom,
                 Some(Provider {
                     pkg,
                     version: provide.version,
                 }),
-                owner,
             )),
             None => Analysis::Irrelevant,
         }
@@ -1676,6 +2292,9 @@ where
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    /// The root architecture of every test.
+    const ARCH: &str = "x86_64";
 
     fn atom(text: &str) -> Dependency {
         Dependency::parse(text).expect("valid atom")
@@ -1702,6 +2321,7 @@ mod tests {
         fn install_if(self, texts: &[&str]) -> Self;
         fn priority(self, priority: u64) -> Self;
         fn installed_size(self, size: u64) -> Self;
+        fn arch(self, arch: &str) -> Self;
     }
 
     impl Build for PackageRecord {
@@ -1723,6 +2343,10 @@ mod tests {
         }
         fn installed_size(mut self, size: u64) -> Self {
             self.installed_size = size;
+            self
+        }
+        fn arch(mut self, arch: &str) -> Self {
+            self.arch = arch.to_owned();
             self
         }
     }
@@ -1783,7 +2407,8 @@ mod tests {
     fn check(cases: Vec<Case>) {
         for case in cases {
             let repositories = repositories(&case.repos);
-            let result = solve(&repositories, &atoms(case.world));
+            let world = crate::apk::world::from_atoms(case.world).expect("valid world");
+            let result = solve(&repositories, &world, ARCH);
             match (case.expect, result) {
                 (Expect::Installs(expected), Ok(solution)) => {
                     assert_eq!(labels(&solution), expected, "case `{}`", case.name);
@@ -1884,14 +2509,24 @@ mod tests {
                 ),
             ),
             case(
-                "contradictory atoms",
+                "a later atom for the same name replaces the earlier",
                 &["foo<1.2", "foo>1.20"],
-                Expect::Fails(
-                    "unable to select packages:\n  foo-2.0-r0:\n    breaks: world[foo<1.2]\n    \
-                     satisfies: world[foo>1.20]",
-                ),
+                Expect::Installs(&["foo-2.0-r0"]),
             ),
         ]);
+        check(vec![Case {
+            name: "world and dependency contradict",
+            repos: vec![main_repo(vec![
+                pkg("app", "1.0-r0").depends(&["foo>1.20"]),
+                pkg("foo", "1.0-r0"),
+                pkg("foo", "2.0-r0"),
+            ])],
+            world: &["foo<1.2", "app"],
+            expect: Expect::Fails(
+                "unable to select packages:\n  foo-1.0-r0:\n    breaks: app-1.0-r0[foo>1.20]\n    \
+                 satisfies: world[foo<1.2]",
+            ),
+        }]);
         check(vec![Case {
             name: "version beats repository order",
             repos: vec![
@@ -1939,7 +2574,9 @@ mod tests {
                 vec![pkg("bar", "1.0-r0").provides(&["foo-virtual"])],
                 &["foo-virtual>=1"],
                 Expect::Fails(
-                    "unable to select packages:\n  bar-1.0-r0:\n    breaks: world[foo-virtual>=1]",
+                    "unable to select packages:\n  foo-virtual (virtual):\n    note: please select \
+                     one of the 'provided by'\n          packages explicitly\n    provided by: bar\n    \
+                     required by: world[foo-virtual>=1]",
                 ),
             ),
             case(
@@ -1974,6 +2611,16 @@ mod tests {
                 Expect::Installs(&["openssh-client-default-9.9-r0"]),
             ),
             case(
+                "a versioned provide beats an unversioned one with priority",
+                vec![
+                    pkg("app", "1.0-r0").depends(&["v"]),
+                    pkg("a", "1").provides(&["v"]).priority(1),
+                    pkg("b", "1").provides(&["v=1"]),
+                ],
+                &["app"],
+                Expect::Installs(&["b-1", "app-1.0-r0"]),
+            ),
+            case(
                 "provider priority breaks a version tie",
                 vec![
                     pkg("app", "1.0-r0").depends(&["so:libx.so.1"]),
@@ -1993,7 +2640,8 @@ mod tests {
                 ],
                 &["cmd:sh"],
                 Expect::Fails(
-                    "unable to select packages:\n  cmd:sh (virtual):\n    provided by: busybox \
+                    "unable to select packages:\n  cmd:sh (virtual):\n    note: please select one \
+                     of the 'provided by'\n          packages explicitly\n    provided by: busybox \
                      dash\n    required by: world[cmd:sh]",
                 ),
             ),
@@ -2137,6 +2785,26 @@ mod tests {
                     "doc-base-1.0-r0",
                     "foo-doc-1.0-r0",
                 ]),
+            ),
+            case(
+                "a conflict trigger is met while its name stays uninstalled",
+                vec![
+                    pkg("foo", "1.0-r0"),
+                    pkg("man-pages", "1.0-r0"),
+                    pkg("foo-doc", "1.0-r0").install_if(&["foo", "!man-pages"]),
+                ],
+                &["foo"],
+                Expect::Installs(&["foo-1.0-r0", "foo-doc-1.0-r0"]),
+            ),
+            case(
+                "a conflict trigger is not met once its name is installed",
+                vec![
+                    pkg("foo", "1.0-r0"),
+                    pkg("man-pages", "1.0-r0"),
+                    pkg("foo-doc", "1.0-r0").install_if(&["foo", "!man-pages"]),
+                ],
+                &["foo", "man-pages"],
+                Expect::Installs(&["foo-1.0-r0", "man-pages-1.0-r0"]),
             ),
             case(
                 "trigger pulled in as a dependency",
@@ -2375,7 +3043,7 @@ mod tests {
         ];
         for (name, repos, world, expected) in cases {
             let repositories = repositories(&repos);
-            let solution = solve(&repositories, &atoms(world)).expect(name);
+            let solution = solve(&repositories, &atoms(world), ARCH).expect(name);
             assert_eq!(solution.packages.len(), 1, "{name}");
             assert_eq!(solution.packages[0].repository, expected, "{name}");
         }
@@ -2459,7 +3127,7 @@ mod tests {
             expect,
         };
         let requirers: Vec<PackageRecord> = (1..=6)
-            .map(|index| pkg(&format!("a{index}"), "1.0-r0").depends(&["so:libmissing.so.1"]))
+            .map(|index| pkg(&format!("a{index}"), "1").depends(&["x"]))
             .collect();
         check(vec![
             case(
@@ -2501,22 +3169,71 @@ mod tests {
                 ],
                 &["app"],
                 Expect::Fails(
-                    "unable to select packages:\n  cmd:sh (virtual):\n    provided by: busybox \
+                    "unable to select packages:\n  cmd:sh (virtual):\n    note: please select one \
+                     of the 'provided by'\n          packages explicitly\n    provided by: busybox \
                      dash\n    required by: app-1.0-r0[cmd:sh]",
                 ),
             ),
             case(
-                "long lists wrap under their label",
+                "long lists wrap under their label, in apk's name hash order",
                 requirers,
                 &["a1", "a2", "a3", "a4", "a5", "a6"],
                 Expect::Fails(
-                    "unable to select packages:\n  so:libmissing.so.1 (no such package):\n    \
-                     required by: a1-1.0-r0[so:libmissing.so.1] a2-1.0-r0[so:libmissing.so.1]\n\
-                     \x20                a3-1.0-r0[so:libmissing.so.1] \
-                     a4-1.0-r0[so:libmissing.so.1]\n\
-                     \x20                a5-1.0-r0[so:libmissing.so.1] \
-                     a6-1.0-r0[so:libmissing.so.1]",
+                    "unable to select packages:\n  x (no such package):\n    required by: a6-1[x] \
+                     a3-1[x] a1-1[x] a5-1[x]\n                 a4-1[x] a2-1[x]",
                 ),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn architectures_and_identical_packages() {
+        let case = |name, repos, world, expect| Case {
+            name,
+            repos,
+            world,
+            expect,
+        };
+        check(vec![
+            case(
+                "a package for another architecture is uninstallable",
+                vec![main_repo(vec![pkg("foo", "1.0-r0").arch("aarch64")])],
+                &["foo"],
+                Expect::Fails(
+                    "unable to select packages:\n  foo-1.0-r0:\n    error: uninstallable\n    \
+                     arch: aarch64\n    satisfies: world[foo]",
+                ),
+            ),
+            case(
+                "the root's architecture and no architecture are installable",
+                vec![main_repo(vec![
+                    pkg("foo", "2.0-r0").arch("aarch64"),
+                    pkg("foo", "1.0-r0").arch(ARCH),
+                    pkg("foo", "0.5-r0"),
+                ])],
+                &["foo"],
+                Expect::Installs(&["foo-1.0-r0"]),
+            ),
+            case(
+                "noarch is installable",
+                vec![main_repo(vec![
+                    pkg("foo", "3.0-r0").arch("noarch"),
+                    pkg("foo", "1.0-r0").arch(ARCH),
+                ])],
+                &["foo"],
+                Expect::Installs(&["foo-3.0-r0"]),
+            ),
+            case(
+                "the first record of a checksum is the package",
+                vec![
+                    main_repo(vec![pkg("foo", "1.0-r0")]),
+                    tagged(
+                        "edge",
+                        vec![pkg("foo", "1.0-r0").depends(&["bar"]), pkg("bar", "1.0-r0")],
+                    ),
+                ],
+                &["foo"],
+                Expect::Installs(&["foo-1.0-r0"]),
             ),
         ]);
     }
@@ -2525,7 +3242,8 @@ mod tests {
     fn structured_problems() {
         let repos = vec![main_repo(vec![])];
         let repositories = repositories(&repos);
-        let error = solve(&repositories, &atoms(&["nope"])).expect_err("nothing provides nope");
+        let error =
+            solve(&repositories, &atoms(&["nope"]), ARCH).expect_err("nothing provides nope");
         let SolveError::Unsatisfiable { problems } = error else {
             panic!("unexpected error {error}");
         };
@@ -2547,7 +3265,7 @@ mod tests {
     fn repository_tag_errors() {
         let repos = vec![main_repo(vec![pkg("foo", "1.0-r0")])];
         let repositories = repositories(&repos);
-        let error = solve(&repositories, &atoms(&["foo@testing"])).expect_err("unknown tag");
+        let error = solve(&repositories, &atoms(&["foo@testing"]), ARCH).expect_err("unknown tag");
         assert_eq!(
             error.to_string(),
             "the repository tag for world dependency 'foo@testing' does not exist"
@@ -2560,10 +3278,10 @@ mod tests {
                 packages: &[],
             })
             .collect();
-        let error = solve(&many, &atoms(&["foo"])).expect_err("too many tags");
+        let error = solve(&many, &atoms(&["foo"]), ARCH).expect_err("too many tags");
         assert_eq!(
             error.to_string(),
-            "64 repository tags are configured, at most 63 are supported"
+            "16 repository tags are configured, at most 15 are supported"
         );
     }
 
@@ -2577,8 +3295,10 @@ mod tests {
             pkg("ca-certificates", "2024-r0"),
         ])];
         let repositories = repositories(&repos);
-        let first = solve(&repositories, &atoms(&["app", "ca-certificates"])).expect("solves");
-        let second = solve(&repositories, &atoms(&["ca-certificates", "app"])).expect("solves");
+        let first =
+            solve(&repositories, &atoms(&["app", "ca-certificates"]), ARCH).expect("solves");
+        let second =
+            solve(&repositories, &atoms(&["ca-certificates", "app"]), ARCH).expect("solves");
         assert_eq!(first, second);
         assert_eq!(
             labels(&first),
@@ -2600,8 +3320,7 @@ mod tests {
                     (earlier.name == dep.name && dep.matches(&earlier.version))
                         || earlier.provides.iter().any(|provide| {
                             provide.name == dep.name
-                                && (!has_version_test(dep)
-                                    || provide.version.as_deref().is_some_and(|v| dep.matches(v)))
+                                && dep.matches(provide.version.as_deref().unwrap_or(""))
                         })
                 });
                 assert!(met, "{} needs {dep}", selection.package.name);
@@ -2648,7 +3367,7 @@ mod tests {
         let repos = vec![main_repo(packages)];
         let repositories = repositories(&repos);
         let world: Vec<&str> = world.iter().map(String::as_str).collect();
-        let solution = solve(&repositories, &atoms(&world)).expect("solves");
+        let solution = solve(&repositories, &atoms(&world), ARCH).expect("solves");
         assert_dependencies_first(&solution);
         assert!(solution.packages.len() > 20);
         assert!(
@@ -2681,12 +3400,31 @@ mod tests {
             .collect();
         let repos = vec![main_repo(packages)];
         let repositories = repositories(&repos);
-        let solution = solve(&repositories, &atoms(&["p0"])).expect("solves");
+        let solution = solve(&repositories, &atoms(&["p0"]), ARCH).expect("solves");
         assert_eq!(solution.packages.len(), length);
         assert_eq!(
             solution.packages[0].package.name,
             format!("p{}", length - 1)
         );
         assert_eq!(solution.packages[length - 1].package.name, "p0");
+    }
+
+    #[test]
+    fn deep_dependency_chain_error_report_does_not_exhaust_the_stack() {
+        let length = 20_000usize;
+        let packages: Vec<PackageRecord> = (0..length)
+            .map(|index| pkg(&format!("p{index}"), "1.0-r0").depends(&[&format!("p{}", index + 1)]))
+            .collect();
+        let repos = vec![main_repo(packages)];
+        let repositories = repositories(&repos);
+        let error = solve(&repositories, &atoms(&["p0"]), ARCH).expect_err("p20000 is missing");
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "unable to select packages:\n  p{length} (no such package):\n    required by: \
+                 p{}-1.0-r0[p{length}]",
+                length - 1
+            )
+        );
     }
 }

@@ -1,14 +1,14 @@
-//! apk version strings: validation and ordering exactly as apk-tools does it.
+//! apk version strings: validation, ordering and the fuzzy prefix test, exactly as apk-tools
+//! 3.0.6 does them (`apk_version_validate`, `apk_version_compare` and
+//! `apk_version_compare_fuzzy` in `src/version.c`).
 //!
-//! The grammar is `number{.number}...{letter}{_suffix{number}}...{~hash}{-r#}`, tokenised and
-//! compared token by token the way apk-tools' `src/version.c` does (`apk_version_validate`,
-//! `apk_version_compare` and the fuzzy comparison behind the `~` operator):
+//! The grammar is `number{.number}...{letter}{_suffix{number}}...{~hash}{-r#}`. Both strings are
+//! tokenised and compared token by token:
 //!
 //! - The first number is compared numerically. Every later dot-separated number is compared
 //!   numerically unless either side starts with `0`, in which case the two digit strings are
-//!   compared bytewise, shorter-prefix first (Gentoo's "fractional" rule: `1.05 < 1.1`,
-//!   `1.010 < 1.09`, `1.0 < 1.00`). Numbers are accumulated as wrapping 64-bit integers, as apk
-//!   does.
+//!   compared bytewise, shorter-prefix first (`1.05 < 1.1`, `1.010 < 1.09`, `1.0 < 1.00`).
+//!   Numbers are accumulated as wrapping 64-bit integers (`18446744073709551616 = 0`).
 //! - A single lowercase letter may follow the numbers (`1.2a`), compared by its byte value.
 //! - Suffixes `_alpha _beta _pre _rc` sort before the release, `_cvs _svn _git _hg _p` after it,
 //!   each optionally numbered (`_rc2`); several may follow each other (`_alpha_pre2`).
@@ -18,18 +18,19 @@
 //!   going on with the "earlier" kind is newer: `1.0_rc1 < 1.0 < 1.0-r1 < 1.0~c0ffee < 1.0_p1 <
 //!   1.0a < 1.0.1`, a pre-release suffix always being older.
 //!
-//! This follows the apk-tools 3 tokenizer. For every version that apk-tools 2.14 also accepts,
-//! both branches order identically (2.14 carries the same token rules and the same leading-zero
-//! string comparison). The branches differ only on strings 2.14 does not know or accepts by
-//! accident: 2.14 has no `~hash` component (it treats `1.0~abc` as invalid past `1.0`), and 2.14
-//! also accepts an empty number after a dot (`1.`), an empty revision (`1.0-r`) and an empty
-//! suffix name (`1.0_`), all of which apk-tools 3 and this module reject.
+//! Invalid versions are not an error here, because apk keeps them: an index may hold
+//! `V:v2.4` or `p:pc:librtmp=v2.4`, and apk compares such versions like any other. The walk
+//! goes on until the token kinds differ; a token the grammar does not allow ends the walk as an
+//! "invalid" token, which ranks below every valid continuation (the end of the string included)
+//! except a pre-release suffix, which is checked first. Two strings that become invalid at the
+//! same token compare equal whatever follows (`v2.4 = v2.5`, `1.0-foo = 1.0-bar`), and a string
+//! invalid from its first byte is older than every valid version (`v2.4 < 0`). apk refuses
+//! invalid versions only where a person types them (`apk version --test`, `apk add name=v2`);
+//! callers that want that call [`is_valid`] first.
 //!
-//! Invalid versions are not an error here, mirroring apk: the comparison walks both strings until
-//! the token kinds differ, and an invalid token ranks below every valid continuation (the end of
-//! the string included) except a pre-release suffix, which is checked first. Two strings that
-//! become invalid at the same token compare equal (so `abc` and `xyz` are "equal", and both are
-//! older than `0`). Callers that need to reject garbage call [`is_valid`] first.
+//! The differential test at the bottom of this file holds these functions to the answers of the
+//! real `apk version` on the pairs in `tests/reference/golden/version-compare.tsv` (recorded by
+//! `tests/reference/record-apk-versions.py`).
 //!
 //! This module deliberately does not parse dependency atoms (see the `constraint` module) and
 //! keeps no state: every function works on the strings it is given.
@@ -269,11 +270,18 @@ pub fn compare(a: &str, b: &str) -> Ordering {
     compare_with(a, b, false)
 }
 
+/// apk's fuzzy comparison (`apk_version_compare_fuzzy` with `fuzzy` set, behind the `~`, `<~`
+/// and `>~` operators): like [`compare`], except that `a` also equals `b` when `b` is a
+/// token-wise prefix of `a` (`compare_fuzzy("1.25.8-r3", "1.25")` is equal).
+pub fn compare_fuzzy(a: &str, b: &str) -> Ordering {
+    compare_with(a, b, true)
+}
+
 /// Whether `version` satisfies the fuzzy constraint `~prefix`: every token of `prefix` matches
 /// the corresponding token of `version`, which may go on. `go~1.25` therefore matches 1.25,
 /// 1.25.8, 1.25.8-r3 and also the pre-release 1.25_rc1, but not 1.250, 1.26 or 1.2.
 pub fn fuzzy_matches(version: &str, prefix: &str) -> bool {
-    compare_with(version, prefix, true) == Ordering::Equal
+    compare_fuzzy(version, prefix) == Ordering::Equal
 }
 
 /// The symbol `apk version --test` prints for a comparison result: `<`, `=` or `>`.
@@ -282,6 +290,47 @@ pub fn compare_display(ordering: Ordering) -> &'static str {
         Ordering::Less => "<",
         Ordering::Equal => "=",
         Ordering::Greater => ">",
+    }
+}
+
+/// Reading the golden files `tests/reference/record-apk-versions.py` writes.
+#[cfg(test)]
+pub(crate) mod golden {
+    /// The rows of a golden TSV file: `#` lines skipped, fields split at tabs and unescaped
+    /// (`\\`, `\t`, `\n`, `\r`, `\xNN` for one byte of the UTF-8 text).
+    pub(crate) fn rows(text: &str) -> Vec<Vec<String>> {
+        text.lines()
+            .filter(|line| !line.starts_with('#'))
+            .map(|line| line.split('\t').map(unescape).collect())
+            .collect()
+    }
+
+    fn unescape(field: &str) -> String {
+        let mut bytes = Vec::with_capacity(field.len());
+        let mut rest = field.as_bytes();
+        while let Some((&byte, tail)) = rest.split_first() {
+            rest = tail;
+            if byte != b'\\' {
+                bytes.push(byte);
+                continue;
+            }
+            let (&escape, tail) = rest.split_first().expect("escape at the end of a field");
+            rest = tail;
+            bytes.push(match escape {
+                b'\\' => b'\\',
+                b't' => b'\t',
+                b'n' => b'\n',
+                b'r' => b'\r',
+                b'x' => {
+                    let (hex, tail) = rest.split_at(2);
+                    rest = tail;
+                    u8::from_str_radix(std::str::from_utf8(hex).expect("hex escape"), 16)
+                        .expect("hex escape")
+                }
+                other => panic!("unknown escape \\{}", char::from(other)),
+            });
+        }
+        String::from_utf8(bytes).expect("golden fields are UTF-8")
     }
 }
 
@@ -1435,6 +1484,41 @@ mod tests {
         ] {
             check_fuzzy(version, prefix, expected);
         }
+    }
+
+    /// The pairs `apk version` compared, from `tests/reference/golden/version-compare.tsv`.
+    const GOLDEN_COMPARE: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/reference/golden/version-compare.tsv"
+    ));
+
+    #[test]
+    fn agrees_with_apk_on_every_recorded_pair() {
+        let rows = golden::rows(GOLDEN_COMPARE);
+        let mut disagreements = Vec::new();
+        let mut tested = 0;
+        for row in &rows {
+            let [a, b, valid_a, valid_b, test, expected] = row.as_slice() else {
+                panic!("malformed golden row {row:?}");
+            };
+            let symbol = compare_display(compare(a, b));
+            if symbol != expected {
+                disagreements.push(format!("compare({a:?}, {b:?}) = {symbol}, apk: {expected}"));
+            }
+            for (version, valid) in [(a, valid_a), (b, valid_b)] {
+                if is_valid(version) != (valid == "1") {
+                    disagreements.push(format!("is_valid({version:?}), apk: {valid}"));
+                }
+            }
+            // `apk version --test` answers only for two valid versions, and then the same.
+            if test != "!" {
+                tested += 1;
+                assert!(is_valid(a) && is_valid(b), "{a:?} {b:?}");
+                assert_eq!(test, expected, "{a:?} {b:?}");
+            }
+        }
+        assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
+        assert_eq!((rows.len(), tested), (900, 460));
     }
 
     #[test]

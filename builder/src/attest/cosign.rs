@@ -58,7 +58,7 @@ pub enum CosignError {
         repository: String,
     },
     /// The manifest is not valid JSON of the expected shape.
-    #[error("malformed signature manifest: {source}")]
+    #[error("malformed signature manifest")]
     ManifestJson {
         /// The JSON error.
         source: serde_json::Error,
@@ -78,7 +78,7 @@ pub enum CosignError {
         version: u32,
     },
     /// The simple-signing payload is not valid JSON of the expected shape.
-    #[error("malformed simple-signing payload: {source}")]
+    #[error("malformed simple-signing payload")]
     PayloadJson {
         /// The JSON error.
         source: serde_json::Error,
@@ -98,7 +98,7 @@ pub enum CosignError {
         expected: String,
     },
     /// The signature annotation is not base64.
-    #[error("signature is not valid base64: {source}")]
+    #[error("signature is not valid base64")]
     SignatureBase64 {
         /// The decoding error.
         source: base64::DecodeError,

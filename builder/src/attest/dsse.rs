@@ -17,7 +17,7 @@ const PAE_PREFIX: &str = "DSSEv1";
 #[derive(Debug, thiserror::Error)]
 pub enum DsseError {
     /// The envelope is not valid JSON of the expected shape.
-    #[error("malformed dsse envelope: {source}")]
+    #[error("malformed dsse envelope")]
     Json {
         /// The JSON error.
         source: serde_json::Error,
@@ -31,7 +31,7 @@ pub enum DsseError {
         max: usize,
     },
     /// The payload is not valid base64.
-    #[error("dsse payload is not valid base64: {source}")]
+    #[error("dsse payload is not valid base64")]
     PayloadBase64 {
         /// The decoding error.
         source: base64::DecodeError,

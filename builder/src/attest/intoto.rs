@@ -25,7 +25,7 @@ pub type DigestSet = BTreeMap<String, String>;
 #[derive(Debug, thiserror::Error)]
 pub enum StatementError {
     /// A subject digest is malformed.
-    #[error("statement subject {name:?}: {source}")]
+    #[error("statement subject {name:?}")]
     SubjectDigest {
         /// Subject name.
         name: String,
@@ -39,7 +39,7 @@ pub enum StatementError {
     #[error(transparent)]
     Envelope(#[from] DsseError),
     /// The verified payload is not a Statement.
-    #[error("attestation payload is not an in-toto statement: {source}")]
+    #[error("attestation payload is not an in-toto statement")]
     Json {
         /// The JSON error.
         source: serde_json::Error,

@@ -42,7 +42,7 @@ const MAX_PEM_LEN: usize = 64 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// The input is not a single well-formed PEM document.
-    #[error("malformed pem document: {source}")]
+    #[error("malformed pem document")]
     Pem {
         /// What the PEM decoder rejected.
         source: pem_rfc7468::Error,
@@ -70,7 +70,7 @@ pub enum KeyError {
         label: String,
     },
     /// The encrypted key body is not the expected JSON document.
-    #[error("encrypted key body is not valid json: {source}")]
+    #[error("encrypted key body is not valid json")]
     EncryptedKeyJson {
         /// The JSON error.
         source: serde_json::Error,
@@ -98,7 +98,7 @@ pub enum KeyError {
         p: u32,
     },
     /// A base64 field of the encrypted key does not decode.
-    #[error("field {field} of the encrypted key is not valid base64: {source}")]
+    #[error("field {field} of the encrypted key is not valid base64")]
     Base64 {
         /// Field name.
         field: &'static str,
@@ -128,25 +128,25 @@ pub enum KeyError {
     #[error("cannot encrypt the private key")]
     Encrypt,
     /// The decrypted or plain PKCS#8 document is not an ECDSA P-256 private key.
-    #[error("invalid pkcs#8 p-256 private key: {source}")]
+    #[error("invalid pkcs#8 p-256 private key")]
     Pkcs8 {
         /// The decoding error.
         source: p256::pkcs8::Error,
     },
     /// The SEC1 document is not a P-256 private key.
-    #[error("invalid sec1 p-256 private key: {source}")]
+    #[error("invalid sec1 p-256 private key")]
     Sec1 {
         /// The decoding error.
         source: p256::elliptic_curve::DecodeError,
     },
     /// The public key document is not a P-256 SPKI public key.
-    #[error("invalid p-256 public key: {source}")]
+    #[error("invalid p-256 public key")]
     PublicKey {
         /// The decoding error.
         source: p256::pkcs8::spki::Error,
     },
     /// The operating system's random number generator failed.
-    #[error("system random number generator failed: {source}")]
+    #[error("system random number generator failed")]
     Random {
         /// The generator's error.
         source: getrandom::Error,

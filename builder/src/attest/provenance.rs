@@ -34,7 +34,7 @@ pub enum ProvenanceError {
         digest: String,
     },
     /// A timestamp is not RFC 3339.
-    #[error("{field} {value:?} is not an rfc 3339 timestamp: {source}")]
+    #[error("{field} {value:?} is not an rfc 3339 timestamp")]
     InvalidTimestamp {
         /// Which timestamp.
         field: &'static str,

@@ -95,11 +95,12 @@ pub trait SignatureStore: Sync {
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
     /// The manifest could not be fetched.
-    #[error("fetching manifest {reference}: {}", error_chain(.error.as_ref()))]
+    #[error("fetching manifest {reference}")]
     Store {
         /// `repository:tag` or `repository@digest`.
         reference: String,
         /// The registry's error.
+        #[source]
         error: StoreError,
     },
     /// A digest is malformed.
@@ -155,22 +156,6 @@ pub async fn resolve_digest<S: SignatureStore>(
     Ok(found)
 }
 
-/// `error` followed by each of its sources, joined by `: `, skipping a source whose text the
-/// message already contains.
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let message = cause.to_string();
-        if !text.contains(&message) {
-            text.push_str(": ");
-            text.push_str(&message);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 /// A manifest as fetched from a registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchedManifest {
@@ -213,17 +198,18 @@ impl std::fmt::Display for StoreOperation {
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     /// A registry call failed.
-    #[error("{operation} {target}: {}", error_chain(.error.as_ref()))]
+    #[error("{operation} {target}")]
     Store {
         /// What was being done.
         operation: StoreOperation,
         /// The reference involved (`repository:tag` or `repository@digest`).
         target: String,
         /// The registry's error.
+        #[source]
         error: StoreError,
     },
     /// The existing signature or attestation manifest cannot be merged into.
-    #[error("existing manifest {reference} cannot be extended: {source}")]
+    #[error("existing manifest {reference} cannot be extended")]
     ExistingManifest {
         /// `repository:tag` of the manifest.
         reference: String,

@@ -56,7 +56,7 @@ pub enum SbomError {
     #[error(transparent)]
     Digest(#[from] InvalidDigest),
     /// The creation time is not RFC 3339.
-    #[error("sbom creation time {value:?} is not an rfc 3339 timestamp: {source}")]
+    #[error("sbom creation time {value:?} is not an rfc 3339 timestamp")]
     InvalidTimestamp {
         /// The rejected value.
         value: String,

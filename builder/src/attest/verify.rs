@@ -25,9 +25,7 @@ use super::dsse::{self, DsseError, Envelope, INTOTO_PAYLOAD_TYPE, MAX_ENVELOPE_L
 use super::intoto::{DIGEST_SHA256, STATEMENT_TYPE_V01, STATEMENT_TYPE_V1, Statement};
 use super::keys::VerifyingKey;
 use super::provenance::SLSA_PROVENANCE_V1;
-use super::publish::{
-    ResolveError, SignatureStore, StoreError, StoreOperation, error_chain, resolve_digest,
-};
+use super::publish::{ResolveError, SignatureStore, StoreError, StoreOperation, resolve_digest};
 use super::sbom::SPDX_PREDICATE_TYPE;
 use super::{sha256_digest, sha256_hex};
 
@@ -104,13 +102,14 @@ impl std::fmt::Display for AttestationType {
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
     /// A registry call failed.
-    #[error("{operation} {target}: {}", error_chain(.error.as_ref()))]
+    #[error("{operation} {target}")]
     Store {
         /// What was being done.
         operation: StoreOperation,
         /// The reference involved.
         target: String,
         /// The registry's error.
+        #[source]
         error: StoreError,
     },
     /// The image reference cannot be resolved to a digest.
@@ -133,7 +132,7 @@ pub enum VerifyError {
         tag: String,
     },
     /// The signature or attestation manifest cannot be read.
-    #[error("malformed manifest {reference}: {source}")]
+    #[error("malformed manifest {reference}")]
     Manifest {
         /// `repository:tag`.
         reference: String,
@@ -206,9 +205,10 @@ pub enum LayerFailure {
         max: u64,
     },
     /// The blob could not be fetched.
-    #[error("cannot fetch the blob: {}", error_chain(.error.as_ref()))]
+    #[error("cannot fetch the blob")]
     Fetch {
         /// The registry's error.
+        #[source]
         error: StoreError,
     },
     /// The blob's content does not match its descriptor.
@@ -222,7 +222,7 @@ pub enum LayerFailure {
         expected: String,
     },
     /// The simple-signing signature or its claims do not verify.
-    #[error("simple-signing payload: {source}")]
+    #[error("simple-signing payload")]
     Signature {
         /// What failed.
         source: CosignError,
@@ -236,13 +236,13 @@ pub enum LayerFailure {
         expected: String,
     },
     /// The DSSE envelope does not parse or verify.
-    #[error("dsse envelope: {source}")]
+    #[error("dsse envelope")]
     Envelope {
         /// What failed.
         source: DsseError,
     },
     /// The verified payload is not an in-toto statement.
-    #[error("envelope payload is not an in-toto statement: {source}")]
+    #[error("envelope payload is not an in-toto statement")]
     StatementJson {
         /// The JSON error.
         source: serde_json::Error,
@@ -663,7 +663,7 @@ fn reject(position: usize, descriptor: &Descriptor, failure: &LayerFailure) -> R
     RejectedLayer {
         position: position + 1,
         digest: descriptor.digest.clone(),
-        reason: error_chain(failure),
+        reason: crate::error::chain(failure),
     }
 }
 

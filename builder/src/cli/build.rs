@@ -25,7 +25,7 @@ pub async fn run(args: &BuildArgs, out: &mut dyn Write) -> Result<()> {
     if let Some(path) = &args.result {
         let result = match &outcome {
             Ok(result) => result.clone(),
-            Err(error) => BuildResult::failure(error.reason(), error.to_string()),
+            Err(error) => BuildResult::failure(error.reason(), crate::error::chain(error)),
         };
         write_result(path, &result)?;
     }
@@ -146,13 +146,9 @@ async fn build_and_publish(args: &BuildArgs, out: &mut dyn Write) -> Result<Buil
     Ok(result)
 }
 
-/// Reads and parses the image configuration file.
+/// Reads and parses the image configuration file with its includes.
 pub(crate) fn read_config(path: &Path) -> Result<ImageConfiguration> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::File {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    Ok(ImageConfiguration::from_yaml(&text)?)
+    crate::config_file::read_config(path)
 }
 
 /// The build options the flags describe.

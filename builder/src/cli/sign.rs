@@ -30,7 +30,7 @@ pub const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
     /// A key or password file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     ReadFile {
         /// The file.
         path: PathBuf,
@@ -46,7 +46,7 @@ pub enum CommandError {
         max: u64,
     },
     /// The key file does not hold a usable key.
-    #[error("key {path}: {source}")]
+    #[error("key {path}")]
     Key {
         /// The key file.
         path: PathBuf,
@@ -74,13 +74,13 @@ pub enum CommandError {
         annotation: String,
     },
     /// The docker configuration could not be loaded.
-    #[error("registry configuration: {}", publish::error_chain(.source))]
+    #[error("registry configuration")]
     RegistryConfig {
         /// What failed.
         source: AuthError,
     },
     /// The image reference is invalid or the registry client cannot be built.
-    #[error("{}", publish::error_chain(.source))]
+    #[error(transparent)]
     Registry {
         /// What failed.
         source: RegistryError,
@@ -308,7 +308,7 @@ mod tests {
         assert_eq!(load_verifying_key(&public).unwrap(), key.verifying_key());
 
         fn check(result: Result<impl std::fmt::Debug, CommandError>, expected: &str) {
-            let error = result.unwrap_err().to_string();
+            let error = crate::error::chain(&result.unwrap_err());
             assert!(
                 error.contains(expected),
                 "expected {expected:?} in: {error}"

@@ -4,7 +4,9 @@
 //! `/etc/apk/{world,repositories,arch,keys/*}`, as apko lays them out.
 //!
 //! The installed database is apk-tools' format: each package's index fields (in
-//! `apk_pkg_write_index_header` order) followed by its paths: `F:dir` lines (with
+//! `apk_pkg_write_index_header` order), then `r:` and `q:` from the package's own `.PKGINFO`
+//! (as `apk_db_fdb_write` writes them; the index's `r:`, `q:` and fields apk does not know are
+//! not carried over), followed by its paths: `F:dir` lines (with
 //! `M:uid:gid:mode` unless root-owned 0755), and for everything else `R:name` lines (with
 //! `a:uid:gid:mode` unless root-owned 0644, and `Z:Q1…` when the SHA-1 is known), directories
 //! sorted with their files before their subdirectories, as apko sorts them. A path whose parent
@@ -23,6 +25,7 @@ use super::install::InstalledPath;
 use super::layer::{LayerError, LayerWriter};
 use super::paths::{self, TreePathError};
 use super::tree::{Content, Node, Tree};
+use crate::apk::constraint::Dependency;
 use crate::apk::index::{CHECKSUM_PREFIX_SHA1_BASE64, PackageRecord, write_record};
 
 /// The installed-packages database.
@@ -72,6 +75,18 @@ const LINE_FILE_CHECKSUM: &str = "Z:";
 /// Permission bits recorded in the database.
 const MODE_BITS: u32 = 0o7777;
 
+/// The script actions apk keeps from a package's control files (`.pre-install`, …), in apk's
+/// order (`apk_script_types` in apk-tools' `package.c`).
+pub const SCRIPT_ACTIONS: [&str; 7] = [
+    "pre-install",
+    "post-install",
+    "pre-deinstall",
+    "post-deinstall",
+    "pre-upgrade",
+    "post-upgrade",
+    "trigger",
+];
+
 /// A package script for `scripts.tar`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PackageScript {
@@ -92,6 +107,10 @@ pub struct DbPackage<'a> {
     pub scripts: &'a [PackageScript],
     /// Its trigger paths (the `triggers` of `.PKGINFO`).
     pub triggers: &'a [String],
+    /// The `replaces` of its `.PKGINFO` (`r:`).
+    pub replaces: &'a [Dependency],
+    /// The `replaces_priority` of its `.PKGINFO` (`q:`, written when not 0).
+    pub replaces_priority: u16,
 }
 
 /// A public key for `/etc/apk/keys`.
@@ -225,7 +244,7 @@ pub fn write_apk_database(
 pub fn installed_database(packages: &[DbPackage<'_>]) -> Result<String, ApkDbError> {
     let mut out = String::new();
     for package in packages {
-        write_record(package.record, &mut out);
+        write_record(&installed_record(package), &mut out);
         for file in package.files {
             check_line("installed path", &file.path)?;
         }
@@ -233,6 +252,26 @@ pub fn installed_database(packages: &[DbPackage<'_>]) -> Result<String, ApkDbErr
         out.push('\n');
     }
     Ok(out)
+}
+
+/// The record as apk's installed database holds it (`apk_db_fdb_write`): the index record's
+/// fields, `o:`, `m:`, `c:`, `t:` and `k:` only when not empty or 0, `r:` and `q:` (when not 0)
+/// from the package's `.PKGINFO`, and no fields apk does not know.
+fn installed_record(package: &DbPackage<'_>) -> PackageRecord {
+    let record = package.record;
+    let non_empty = |value: &Option<String>| value.clone().filter(|text| !text.is_empty());
+    PackageRecord {
+        origin: non_empty(&record.origin),
+        maintainer: non_empty(&record.maintainer),
+        commit: non_empty(&record.commit),
+        build_time: record.build_time.filter(|time| *time != 0),
+        provider_priority: record.provider_priority.filter(|priority| *priority != 0),
+        replaces: package.replaces.to_vec(),
+        replaces_priority: (package.replaces_priority != 0)
+            .then_some(u64::from(package.replaces_priority)),
+        other: Vec::new(),
+        ..record.clone()
+    }
 }
 
 /// A path as the database lists it.
@@ -633,11 +672,14 @@ mod tests {
             owned,
             file("usr/bin/busybox", 0o755, 1),
         ];
+        let replaces = [Dependency::parse("old-busybox").unwrap()];
         let package = DbPackage {
             record: &busybox,
             files: &files,
             scripts: &[],
             triggers: &[],
+            replaces: &replaces,
+            replaces_priority: 1,
         };
         let text = installed_database(&[package]).unwrap();
         let z = |b: u8| BASE64.encode([b; 20]);
@@ -673,6 +715,58 @@ mod tests {
         )
         .unwrap();
         assert_eq!(records, [busybox]);
+    }
+
+    #[test]
+    fn replaces_come_from_the_package_not_the_index() {
+        let check = |replaces: &[&str], priority: u16, expected: &str| {
+            let mut record = record("layout", "1.0-r0");
+            record.other.push(('z', "unknown".into()));
+            let replaces: Vec<Dependency> = replaces
+                .iter()
+                .map(|atom| Dependency::parse(atom).unwrap())
+                .collect();
+            let package = DbPackage {
+                record: &record,
+                files: &[],
+                scripts: &[],
+                triggers: &[],
+                replaces: &replaces,
+                replaces_priority: priority,
+            };
+            let text = installed_database(&[package]).unwrap();
+            let tail: Vec<&str> = text
+                .lines()
+                .skip_while(|line| !line.starts_with("p:"))
+                .skip(1)
+                .filter(|line| !line.is_empty())
+                .collect();
+            assert_eq!(tail.join("\n"), expected, "{text}");
+        };
+        // The index's `r:old-layout` and `q:1` are not the package's.
+        check(&[], 0, "");
+        check(&["base"], 0, "r:base");
+        check(&["base<2", "!other"], 7, "r:base<2 !other\nq:7");
+        check(&[], 300, "q:300");
+    }
+
+    #[test]
+    fn empty_and_zero_fields_are_left_out_as_apk_does() {
+        let text = "C:Q1AAAAAAAAAAAAAAAAAAAAAAAAAAA=\nP:x\nV:1-r0\nA:x86_64\nS:1\nI:2\nT:\nU:\nL:\n\
+                    o:\nm:\nt:0\nc:\nk:0\n";
+        let record = parse_index(text).unwrap().remove(0);
+        let package = DbPackage {
+            record: &record,
+            files: &[],
+            scripts: &[],
+            triggers: &[],
+            replaces: &[],
+            replaces_priority: 0,
+        };
+        assert_eq!(
+            installed_database(&[package]).unwrap(),
+            "C:Q1AAAAAAAAAAAAAAAAAAAAAAAAAAA=\nP:x\nV:1-r0\nA:x86_64\nS:1\nI:2\nT:\nU:\nL:\n\n"
+        );
     }
 
     #[test]
@@ -736,6 +830,8 @@ mod tests {
             files: &files,
             scripts: &scripts,
             triggers: &triggers,
+            replaces: &[],
+            replaces_priority: 0,
         }];
         let world = [
             "zlib".to_string(),
@@ -900,6 +996,8 @@ mod tests {
             files: &[],
             scripts: &bad_script,
             triggers: &[],
+            replaces: &[],
+            replaces_priority: 0,
         }];
         let base = empty_input(&arch);
         let check = |input: ApkDbInput<'_>, fragment: &str| {

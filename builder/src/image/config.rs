@@ -80,8 +80,10 @@ pub enum ImageConfigError {
     /// `cmd` does not split.
     #[error("cannot split cmd")]
     Cmd(#[source] SplitError),
-    /// An entrypoint type other than a plain command.
-    #[error("entrypoint type `{kind}` is not supported; use command or shell-fragment")]
+    /// An entrypoint type other than a plain command or `service-bundle`.
+    #[error(
+        "entrypoint type `{kind}` is not supported; use command or shell-fragment, or type service-bundle"
+    )]
     UnsupportedEntrypointType {
         /// The type as configured.
         kind: String,
@@ -239,12 +241,17 @@ pub fn environment(image: &ImageConfiguration) -> Result<Vec<String>, ImageConfi
     Ok(pairs)
 }
 
-/// `Entrypoint`: `/bin/sh -c <fragment>` for a shell fragment, else the split command.
+/// `Entrypoint`: `/bin/sh -c <fragment>` for a shell fragment, else the split command (for a
+/// `service-bundle`, the `/bin/s6-svscan /sv` that `image::services` sets).
 pub fn entrypoint(image: &ImageConfiguration) -> Result<Option<Vec<String>>, ImageConfigError> {
     let Some(entrypoint) = &image.entrypoint else {
         return Ok(None);
     };
-    if let Some(kind) = entrypoint.kind.as_deref().filter(|k| !k.is_empty()) {
+    if let Some(kind) = entrypoint
+        .kind
+        .as_deref()
+        .filter(|k| !k.is_empty() && *k != securebuild_crds::image_config::SERVICE_BUNDLE)
+    {
         return Err(ImageConfigError::UnsupportedEntrypointType {
             kind: kind.to_string(),
         });
@@ -567,10 +574,18 @@ vcs-url: https://github.com/example/images@0123abc
         );
         check(
             ImageEntrypoint {
-                kind: Some("service-bundle".into()),
+                kind: Some("oneshot".into()),
                 ..ImageEntrypoint::default()
             },
-            Err("entrypoint type `service-bundle` is not supported"),
+            Err("entrypoint type `oneshot` is not supported"),
+        );
+        check(
+            ImageEntrypoint {
+                kind: Some("service-bundle".into()),
+                command: Some("/bin/s6-svscan /sv".into()),
+                ..ImageEntrypoint::default()
+            },
+            Ok(Some(&["/bin/s6-svscan", "/sv"])),
         );
     }
 

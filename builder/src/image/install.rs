@@ -7,6 +7,10 @@
 //! checked by the [`Guard`], and merged into the tree with apk's file-conflict rules. Nodes
 //! point at byte ranges of the spools, which [`Spools`] reads back when the layer is written.
 //!
+//! As apk-tools 3.0.6 does, the installer takes `replaces`, `replaces_priority` and `triggers`
+//! from each package's own `.PKGINFO` ([`InstallMetadata`]), never from the index, and only the
+//! control files apk knows as scripts; name, version and origin come from the index record.
+//!
 //! Decompressing and reading the entries of a package is independent of every other package,
 //! so it runs on every core, a bounded number of packages ahead; guard checks and merges stay
 //! on the calling thread in install order, so the tree, the ownership and the first error
@@ -22,12 +26,14 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 use tar::EntryType;
 
-use super::apkdb::PackageScript;
+use super::apkdb::{PackageScript, SCRIPT_ACTIONS};
 use super::entry::{EntryKind, LayerEntry};
 use super::guard::{self, Guard, GuardError, Origin};
 use super::tree::{Content, ContentSource, Node, Tree};
 use crate::apk::archive::{self, ArchiveError, Limits as ArchiveLimits};
+use crate::apk::constraint::Dependency;
 use crate::apk::index::{Checksum, ChecksumAlgorithm, PackageRecord};
+use crate::apk::package::InstallMetadata;
 
 /// The PAX record in which apk-tools and abuild store a file's SHA-1.
 pub const PAX_APK_CHECKSUM: &str = "APK-TOOLS.checksum.SHA1";
@@ -87,11 +93,15 @@ pub struct InstalledPackage {
     pub index: usize,
     /// Every path the package owns after conflicts are settled, in the package's order.
     pub paths: Vec<InstalledPath>,
-    /// The control stream's scripts (`.post-install`, `.trigger`, …), never run, recorded in
-    /// the apk database.
+    /// The control stream's scripts (`.post-install`, `.trigger`, …, in apk's script order,
+    /// other control files left out), never run, recorded in the apk database.
     pub scripts: Vec<PackageScript>,
     /// The `triggers` of `.PKGINFO`.
     pub triggers: Vec<String>,
+    /// The `replaces` of `.PKGINFO`, recorded as the database's `r:`.
+    pub replaces: Vec<Dependency>,
+    /// The `replaces_priority` of `.PKGINFO` (0 when absent), recorded as the database's `q:`.
+    pub replaces_priority: u16,
 }
 
 /// The result of installing every package.
@@ -109,7 +119,7 @@ pub struct Installed {
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
     /// A package file could not be read or a spool written.
-    #[error("cannot install {package}: {path}: {source}")]
+    #[error("cannot install {package}: {path}")]
     Io {
         /// `name-version`.
         package: String,
@@ -120,7 +130,7 @@ pub enum InstallError {
         source: io::Error,
     },
     /// The package's streams are malformed, oversized or fail their checksums.
-    #[error("cannot install {package}: {source}")]
+    #[error("cannot install {package}")]
     Archive {
         /// `name-version`.
         package: String,
@@ -141,7 +151,7 @@ pub enum InstallError {
         actual: String,
     },
     /// A data tar entry is malformed.
-    #[error("cannot install {package}: malformed data entry {entry}: {source}")]
+    #[error("cannot install {package}: malformed data entry {entry}")]
     Entry {
         /// `name-version`.
         package: String,
@@ -153,7 +163,7 @@ pub enum InstallError {
     },
     /// An entry tries to escape the root, write through a symlink, create a device, or exceeds
     /// a limit.
-    #[error("package {package} is not safe to install: {source}")]
+    #[error("package {package} is not safe to install")]
     Unsafe {
         /// `name-version`.
         package: String,
@@ -177,8 +187,8 @@ pub enum InstallError {
         /// `name-version`.
         package: String,
     },
-    /// Two packages install different content at the same path and neither may overwrite
-    /// the other.
+    /// Two packages install the same non-directory path and neither may take it from the
+    /// other (apk makes no exception for identical content).
     #[error(
         "file conflict: {path} is installed by both {owner} and {package}; declare `replaces` in one of them or remove one from the image"
     )]
@@ -317,8 +327,8 @@ fn install_jobs(jobs: &[Job<'_>], limits: &InstallLimits) -> Result<Installed, I
         tree: Tree::new(),
         guard: Guard::new(limits.guard),
         owners: BTreeMap::new(),
-        checksums: BTreeMap::new(),
         records: jobs.iter().map(|job| job.record).collect(),
+        metadata: Vec::with_capacity(jobs.len()),
         spools: Spools::default(),
     };
     let mut installed = Vec::with_capacity(jobs.len());
@@ -337,12 +347,16 @@ fn install_jobs(jobs: &[Job<'_>], limits: &InstallLimits) -> Result<Installed, I
                 package: job.record.display_name(),
             })??;
             state.spools.files.push(job.spool.clone());
+            state.metadata.push(prepared.control.metadata);
             let mut merged = state.merge(index, prepared.entries)?;
             if let Some(failure) = prepared.failure {
                 return Err(failure);
             }
+            let metadata = &state.metadata[index];
             merged.scripts = prepared.control.scripts;
-            merged.triggers = prepared.control.triggers;
+            merged.triggers = metadata.triggers.clone();
+            merged.replaces = metadata.replaces.clone();
+            merged.replaces_priority = metadata.replaces_priority;
             installed.push(merged);
             Ok(())
         },
@@ -482,10 +496,10 @@ where
     })
 }
 
-/// What the control stream holds besides `.PKGINFO`.
+/// What apk takes from the control stream: `.PKGINFO`'s install metadata and the scripts.
 struct ControlFiles {
     scripts: Vec<PackageScript>,
-    triggers: Vec<String>,
+    metadata: InstallMetadata,
 }
 
 /// Reads the control member of `apk` (checked against the index's `C:`) and leaves the reader
@@ -528,19 +542,34 @@ fn open_package(
         });
     }
     let control = ControlFiles {
-        scripts: archive
-            .control
-            .entries
-            .iter()
-            .filter(|e| e.name.starts_with('.') && e.name != archive::PKGINFO_ENTRY)
-            .map(|e| PackageScript {
-                name: e.name.clone(),
-                content: e.data.clone(),
-            })
-            .collect(),
-        triggers: archive.control.pkginfo.triggers.clone(),
+        scripts: package_scripts(&archive.control.entries),
+        metadata: InstallMetadata::from_pkginfo(&archive.control.pkginfo),
     };
     Ok((control, archive.data))
+}
+
+/// The control files apk keeps as scripts (`apk_script_type` in apk-tools' `package.c`): one
+/// per action in apk's order, a later file of the same action replacing an earlier one; any
+/// other control file (`.melange.yaml`, …) is not a script.
+fn package_scripts(entries: &[archive::ControlEntry]) -> Vec<PackageScript> {
+    let mut slots: [Option<&archive::ControlEntry>; SCRIPT_ACTIONS.len()] =
+        [None; SCRIPT_ACTIONS.len()];
+    for entry in entries {
+        let Some(action) = entry.name.strip_prefix('.') else {
+            continue;
+        };
+        if let Some(slot) = SCRIPT_ACTIONS.iter().position(|known| *known == action) {
+            slots[slot] = Some(entry);
+        }
+    }
+    slots
+        .into_iter()
+        .flatten()
+        .map(|entry| PackageScript {
+            name: entry.name.clone(),
+            content: entry.data.clone(),
+        })
+        .collect()
 }
 
 /// The control files of a package whose data stream is already spooled.
@@ -601,10 +630,21 @@ struct State<'a> {
     guard: Guard,
     /// Which package owns each non-directory path.
     owners: BTreeMap<String, usize>,
-    /// SHA-1 of regular files whose packages recorded one.
-    checksums: BTreeMap<String, [u8; 20]>,
     records: Vec<&'a PackageRecord>,
+    /// Each merged package's `.PKGINFO` install metadata, by install position.
+    metadata: Vec<InstallMetadata>,
     spools: Spools,
+}
+
+/// apk's verdict on a path two packages install (`APK_PKG_REPLACES_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    /// The newcomer takes the path.
+    Yes,
+    /// The installed package keeps it; the newcomer's entry is skipped.
+    No,
+    /// Neither may take it from the other: an error.
+    Conflict,
 }
 
 /// Reads a spool's tar entries as nodes, stopping at the first malformed or unsafe one.
@@ -807,7 +847,7 @@ impl State<'_> {
                 gid: node.entry.gid,
                 sha1,
             };
-            if self.place(index, node, sha1)? {
+            if self.place(index, node)? {
                 paths.push(installed);
             }
         }
@@ -816,139 +856,142 @@ impl State<'_> {
             paths,
             scripts: Vec::new(),
             triggers: Vec::new(),
+            replaces: Vec::new(),
+            replaces_priority: 0,
         })
     }
 
-    /// Puts a node into the tree following apk's conflict rules (`apk_db_install_archive_entry`):
-    /// the same package or origin overwrites; a package that `replaces` the owner overwrites;
-    /// an owner that `replaces` the newcomer keeps its file; identical content (same kind,
-    /// owner, mode and bytes, or the same link target) is not a conflict. Returns whether the
-    /// package now owns the path.
-    fn place(
-        &mut self,
-        index: usize,
-        node: Node,
-        sha1: Option<[u8; 20]>,
-    ) -> Result<bool, InstallError> {
+    /// Puts a node into the tree following apk's rules (`apk_db_install_file` in apk-tools'
+    /// `database.c`). A directory another package already ships is shared, its owner and
+    /// metadata settled by [`Self::replaces_dir`]. Any other path already installed by another
+    /// package goes to the newcomer, stays with its owner or is a conflict, as
+    /// [`Self::replaces_file`] decides; identical content changes nothing. Returns whether the
+    /// package now lists the path.
+    fn place(&mut self, index: usize, node: Node) -> Result<bool, InstallError> {
         let path = node.entry.path.clone();
         let Some(existing) = self.tree.get(&path) else {
-            self.insert(index, node, sha1);
+            self.insert(index, node);
             return Ok(true);
         };
         if existing.entry.kind == EntryKind::Directory && node.entry.kind == EntryKind::Directory {
-            // Shared directories: the first package's metadata stays, as apk keeps the
-            // directory it already has; builder-made parents take the package's metadata.
-            if existing.owner.is_none() {
-                self.tree.insert(node);
+            match existing.owner {
+                // A parent the builder made for an earlier entry takes the package's metadata.
+                None => self.insert(index, node),
+                Some(owner) if self.replaces_dir(owner, index) => {
+                    let mut shared = existing.clone();
+                    shared.entry.mode = node.entry.mode;
+                    shared.entry.uid = node.entry.uid;
+                    shared.entry.gid = node.entry.gid;
+                    shared.entry.uname = node.entry.uname;
+                    shared.entry.gname = node.entry.gname;
+                    shared.owner = Some(index);
+                    self.tree.insert(shared);
+                }
+                Some(_) => {}
             }
             return Ok(true);
         }
         let Some(owner) = existing.owner.filter(|o| *o != index) else {
-            // Same package twice, or a builder-made parent: the later entry wins.
-            self.insert(index, node, sha1);
+            // The same package again, or a builder-made parent: the later entry wins.
+            self.insert(index, node);
             return Ok(true);
         };
-        let old = self.records[owner];
-        let new = self.records[index];
-        let same_origin = old.origin.is_some() && old.origin == new.origin;
-        let new_replaces_old = new.replaces.iter().any(|d| d.name == old.name);
-        let old_replaces_new = old.replaces.iter().any(|d| d.name == new.name);
-        if same_origin || new_replaces_old {
-            self.insert(index, node, sha1);
-            return Ok(true);
-        }
-        if old_replaces_new {
-            return Ok(false);
-        }
-        let existing = existing.clone();
-        let identical = self
-            .same_content(&existing, &node, sha1)
-            .map_err(|source| InstallError::Io {
-                package: new.display_name(),
-                path: self
-                    .spools
-                    .path(index)
-                    .map(Path::to_path_buf)
-                    .unwrap_or_default(),
-                source,
-            })?;
-        if identical {
-            Ok(false)
-        } else {
-            Err(InstallError::FileConflict {
+        match self.replaces_file(owner, index) {
+            Verdict::Yes => {
+                self.insert(index, node);
+                Ok(true)
+            }
+            Verdict::No => Ok(false),
+            Verdict::Conflict => Err(InstallError::FileConflict {
                 path,
-                owner: old.display_name(),
-                package: new.display_name(),
-            })
+                owner: self.records[owner].display_name(),
+                package: self.records[index].display_name(),
+            }),
         }
     }
 
-    fn same_content(
-        &self,
-        existing: &Node,
-        new: &Node,
-        new_sha1: Option<[u8; 20]>,
-    ) -> io::Result<bool> {
-        let (a, b) = (&existing.entry, &new.entry);
-        if a.kind != b.kind || a.mode != b.mode || a.uid != b.uid || a.gid != b.gid {
-            return Ok(false);
+    /// `apk_pkg_replaces_file(old, new)`: whether package `new` may take a file, symlink or
+    /// other non-directory that package `old` installed. The same package takes it. Otherwise
+    /// each side's `replaces` (from its `.PKGINFO`) that names the other package at its
+    /// version gives that side its `replaces_priority`: the old package keeps the file when its
+    /// priority is higher (one that replaces nothing has none); the new one takes it when it
+    /// replaces the old; else packages of the same origin take it; else it is a conflict.
+    fn replaces_file(&self, old: usize, new: usize) -> Verdict {
+        let (a, b) = (self.records[old], self.records[new]);
+        if a.name == b.name {
+            return Verdict::Yes;
         }
-        if !matches!(a.kind, EntryKind::File { .. }) {
-            // Same symlink target, same hardlink target, or both FIFOs.
-            return Ok(true);
+        let priority = |replacer: usize, replaced: &PackageRecord| {
+            let metadata = &self.metadata[replacer];
+            metadata
+                .replaces
+                .iter()
+                .any(|atom| materializes(atom, replaced))
+                .then_some(metadata.replaces_priority)
+        };
+        let (a_priority, b_priority) = (priority(old, b), priority(new, a));
+        if a_priority > b_priority {
+            Verdict::No
+        } else if b_priority.is_some() || same_origin(a, b) {
+            Verdict::Yes
+        } else {
+            Verdict::Conflict
         }
-        let old_sha1 = match self.checksums.get(&a.path) {
-            Some(sum) => *sum,
-            None => self.content_sha1(&existing.content)?,
-        };
-        let new_sha1 = match new_sha1 {
-            Some(sum) => sum,
-            None => self.content_sha1(&new.content)?,
-        };
-        Ok(old_sha1 == new_sha1)
     }
 
-    fn content_sha1(&self, content: &Content) -> io::Result<[u8; 20]> {
-        use sha1::Digest;
-        let mut hasher = sha1::Sha1::new();
-        match content {
-            Content::Empty => {}
-            Content::Inline(bytes) => hasher.update(bytes),
-            Content::Spool { spool, offset, len } => {
-                let mut writer = HashWriter(&mut hasher);
-                self.spools.copy_range(*spool, *offset, *len, &mut writer)?;
+    /// `apk_pkg_replaces_dir(old, new)`: whether package `new` becomes the owner of a
+    /// directory package `old` owns, so that its mode and owner apply. The same package does;
+    /// then the higher `replaces_priority` (whether or not it replaces anything); then, between
+    /// packages of one origin, the one named like the origin; then the name that sorts first
+    /// keeps it.
+    fn replaces_dir(&self, old: usize, new: usize) -> bool {
+        let (a, b) = (self.records[old], self.records[new]);
+        if a.name == b.name {
+            return true;
+        }
+        let (a_priority, b_priority) = (
+            self.metadata[old].replaces_priority,
+            self.metadata[new].replaces_priority,
+        );
+        if a_priority != b_priority {
+            return a_priority < b_priority;
+        }
+        if same_origin(a, b) {
+            if a.origin.as_deref() == Some(a.name.as_str()) {
+                return false;
+            }
+            if b.origin.as_deref() == Some(b.name.as_str()) {
+                return true;
             }
         }
-        Ok(hasher.finalize().into())
+        a.name.as_bytes() > b.name.as_bytes()
     }
 
-    fn insert(&mut self, index: usize, node: Node, sha1: Option<[u8; 20]>) {
+    fn insert(&mut self, index: usize, node: Node) {
         let path = node.entry.path.clone();
         let mtime = node.entry.mtime;
-        if node.entry.kind != EntryKind::Directory {
+        if node.entry.kind == EntryKind::Directory {
+            self.owners.remove(&path);
+        } else {
             self.owners.insert(path.clone(), index);
         }
-        match sha1 {
-            Some(sum) => self.checksums.insert(path.clone(), sum),
-            None => self.checksums.remove(&path),
-        };
         self.tree.ensure_parents(&path, mtime);
         self.tree.insert(node);
     }
 }
 
-struct HashWriter<'a>(&'a mut sha1::Sha1);
+/// Whether both packages have the same non-empty origin (the index's `o:`, as apk reads it).
+fn same_origin(a: &PackageRecord, b: &PackageRecord) -> bool {
+    a.origin.as_deref().is_some_and(|origin| !origin.is_empty()) && a.origin == b.origin
+}
 
-impl Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        use sha1::Digest;
-        self.0.update(buf);
-        Ok(buf.len())
+/// `apk_dep_is_materialized(atom, package)`: a `replaces` atom names `package` at a version (or
+/// checksum) it accepts; a `!name` atom is the other way round, and matches every other package.
+fn materializes(atom: &Dependency, package: &PackageRecord) -> bool {
+    if atom.name != package.name {
+        return atom.conflict;
     }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
+    atom.matches_package(&package.version, &package.checksum) != atom.conflict
 }
 
 fn decode_sha1(value: &[u8]) -> Option<[u8; 20]> {
@@ -961,8 +1004,168 @@ fn decode_sha1(value: &[u8]) -> Option<[u8; 20]> {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+    use crate::apk::index::parse_index;
     use std::sync::atomic::AtomicBool;
     use std::time::Duration;
+
+    /// One side of a two-package case: `name-version`, its index origin, and its `.PKGINFO`
+    /// `replaces` atoms and `replaces_priority`.
+    struct Side<'a> {
+        name: &'a str,
+        version: &'a str,
+        origin: &'a str,
+        replaces: &'a [&'a str],
+        priority: u16,
+    }
+
+    const fn side<'a>(name: &'a str, replaces: &'a [&'a str], priority: u16) -> Side<'a> {
+        Side {
+            name,
+            version: "1.0-r0",
+            origin: name,
+            replaces,
+            priority,
+        }
+    }
+
+    /// Asks the installer's rules about `old` (installed first) and `new`.
+    fn verdicts(old: &Side<'_>, new: &Side<'_>) -> (Verdict, bool) {
+        let record = |side: &Side<'_>| {
+            let origin = if side.origin.is_empty() {
+                String::new()
+            } else {
+                format!("o:{}\n", side.origin)
+            };
+            let text = format!(
+                "C:Q1AAAAAAAAAAAAAAAAAAAAAAAAAAA=\nP:{}\nV:{}\n{origin}",
+                side.name, side.version
+            );
+            parse_index(&text).unwrap().remove(0)
+        };
+        let metadata = |side: &Side<'_>| InstallMetadata {
+            replaces: side
+                .replaces
+                .iter()
+                .map(|atom| Dependency::parse(atom).unwrap())
+                .collect(),
+            replaces_priority: side.priority,
+            triggers: Vec::new(),
+        };
+        let records = [record(old), record(new)];
+        let state = State {
+            tree: Tree::new(),
+            guard: Guard::new(guard::Limits::default()),
+            owners: BTreeMap::new(),
+            records: records.iter().collect(),
+            metadata: vec![metadata(old), metadata(new)],
+            spools: Spools::default(),
+        };
+        (state.replaces_file(0, 1), state.replaces_dir(0, 1))
+    }
+
+    #[test]
+    fn file_and_directory_rules_follow_apk() {
+        use Verdict::{Conflict, No, Yes};
+        let check = |old: Side<'_>, new: Side<'_>, file: Verdict, dir: bool| {
+            assert_eq!(
+                verdicts(&old, &new),
+                (file, dir),
+                "{} {:?} q{} then {} {:?} q{}",
+                old.name,
+                old.replaces,
+                old.priority,
+                new.name,
+                new.replaces,
+                new.priority
+            );
+        };
+        // Unrelated packages: a file is a conflict; a directory stays with the name that sorts
+        // first.
+        check(side("a", &[], 0), side("b", &[], 0), Conflict, false);
+        check(side("b", &[], 0), side("a", &[], 0), Conflict, true);
+        // The newcomer replaces the owner.
+        check(side("a", &[], 0), side("b", &["a"], 0), Yes, false);
+        // The owner replaces the newcomer: it keeps its file.
+        check(side("a", &["b"], 0), side("b", &[], 0), No, false);
+        // Both replace each other: the higher priority wins, the newcomer on a tie.
+        check(side("a", &["b"], 0), side("b", &["a"], 0), Yes, false);
+        check(side("a", &["b"], 5), side("b", &["a"], 1), No, false);
+        check(side("a", &["b"], 1), side("b", &["a"], 5), Yes, true);
+        // A priority alone replaces no file, but decides directories.
+        check(side("a", &[], 9), side("b", &[], 0), Conflict, false);
+        check(side("b", &[], 0), side("a", &[], 9), Conflict, true);
+        check(side("a", &[], 9), side("b", &[], 10), Conflict, true);
+        // Versioned atoms count only when the other package's version matches.
+        check(side("a", &[], 0), side("b", &["a<0.5"], 0), Conflict, false);
+        check(side("a", &[], 0), side("b", &["a>=1.0"], 0), Yes, false);
+        check(side("a", &[], 0), side("b", &["a~1"], 0), Yes, false);
+        // A checksum pin names the package whose `C:` it is.
+        let pin = ["a><Q1AAAAAAAAAAAAAAAAAAAAAAAAAAA="];
+        check(side("a", &[], 0), side("b", &pin, 0), Yes, false);
+        let other_pin = ["a><Q1BBBBBBBBBBBBBBBBBBBBBBBBBBB="];
+        check(side("a", &[], 0), side("b", &other_pin, 0), Conflict, false);
+        check(side("a", &[], 0), side("b", &["!a"], 0), Conflict, false);
+        check(side("a", &[], 0), side("b", &["!a<1"], 0), Yes, false);
+        // apk's `!name` atom materializes for every other name.
+        check(side("a", &[], 0), side("b", &["!c"], 0), Yes, false);
+        // Replacing some other package is not replacing this one.
+        check(side("a", &[], 0), side("b", &["c"], 0), Conflict, false);
+        // The same origin takes files, unless the owner replaces the newcomer.
+        let sub = |name, replaces, priority| Side {
+            origin: "src",
+            ..side(name, replaces, priority)
+        };
+        check(sub("a", &[], 0), sub("b", &[], 0), Yes, false);
+        check(sub("a", &["b"], 0), sub("b", &[], 0), No, false);
+        // ... and directories go to the package named like the origin.
+        check(sub("src", &[], 0), sub("a", &[], 0), Yes, false);
+        check(sub("z", &[], 0), sub("src", &[], 0), Yes, true);
+        check(sub("z", &[], 0), sub("y", &[], 0), Yes, true);
+        // An empty origin is no origin.
+        let bare = |name| Side {
+            origin: "",
+            ..side(name, &[], 0)
+        };
+        check(bare("a"), bare("b"), Conflict, false);
+        // The same name (another version) is an upgrade: it takes everything.
+        let v2 = Side {
+            version: "2.0-r0",
+            ..side("a", &[], 0)
+        };
+        check(side("a", &[], 7), v2, Yes, true);
+    }
+
+    #[test]
+    fn only_apk_script_types_are_scripts() {
+        let entry = |name: &str, data: &str| archive::ControlEntry {
+            name: name.into(),
+            mode: 0o755,
+            mtime: 0,
+            data: data.as_bytes().to_vec(),
+        };
+        let scripts = package_scripts(&[
+            entry(".PKGINFO", "pkgname = x\n"),
+            entry(".trigger", "t"),
+            entry(".melange.yaml", "package: {}\n"),
+            entry(".post-install", "first"),
+            entry(".pre-install", "pre"),
+            entry(".post-install", "second"),
+            entry("post-install", "no dot"),
+            entry(".SIGN.RSA.key.rsa.pub", "sig"),
+        ]);
+        let found: Vec<(&str, &[u8])> = scripts
+            .iter()
+            .map(|s| (s.name.as_str(), s.content.as_slice()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (".pre-install", b"pre".as_slice()),
+                (".post-install", b"second".as_slice()),
+                (".trigger", b"t".as_slice()),
+            ]
+        );
+    }
 
     /// Runs `in_order_parallel` over `count` items whose work takes longer for low indexes;
     /// returns the consumed order and the furthest any work ran ahead of the consumer.

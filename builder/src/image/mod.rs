@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod apkdb;
 pub mod busybox;
+pub mod certificates;
 pub mod config;
 pub mod entry;
 pub mod guard;
@@ -13,6 +14,9 @@ pub mod layout;
 pub mod ldso;
 pub mod os_release;
 pub mod paths;
+pub mod pem;
 pub mod pgzip;
+pub mod runtime_keyring;
+pub mod services;
 pub mod tree;
 pub mod write;

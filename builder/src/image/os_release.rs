@@ -27,14 +27,14 @@ pub struct ReleaseInfo {
 #[derive(Debug, thiserror::Error)]
 pub enum OsReleaseError {
     /// The path cannot be resolved inside the image.
-    #[error("cannot resolve /etc/os-release: {source}")]
+    #[error("cannot resolve /etc/os-release")]
     Path {
         /// Why.
         #[source]
         source: paths::TreePathError,
     },
     /// The file's content could not be read back.
-    #[error("cannot read /etc/os-release: {source}")]
+    #[error("cannot read /etc/os-release")]
     Read {
         /// The IO error.
         #[source]

@@ -46,7 +46,7 @@ const LAYER_CACHE_FORMAT: &str = "securebuild layer cache 1";
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     /// The layer file could not be created or written.
-    #[error("cannot write layer {path}: {source}")]
+    #[error("cannot write layer {path}")]
     Io {
         /// The layer file.
         path: std::path::PathBuf,
@@ -55,7 +55,7 @@ pub enum WriteError {
         source: io::Error,
     },
     /// A spool could not be read back.
-    #[error("cannot read the content of {path} from spool {spool}: {source}")]
+    #[error("cannot read the content of {path} from spool {spool}")]
     Spool {
         /// The image path whose content was being read.
         path: String,
@@ -195,7 +195,7 @@ impl Read for RangeReader<'_> {
 #[derive(Debug, thiserror::Error)]
 pub enum LayerCacheError {
     /// A cache file could not be created, written, renamed or removed.
-    #[error("layer cache {path}: {source}")]
+    #[error("layer cache {path}")]
     Io {
         /// The file or directory.
         path: PathBuf,
@@ -204,7 +204,7 @@ pub enum LayerCacheError {
         source: io::Error,
     },
     /// An entry's description could not be encoded.
-    #[error("layer cache entry {path} cannot be encoded: {source}")]
+    #[error("layer cache entry {path} cannot be encoded")]
     Encode {
         /// The description file.
         path: PathBuf,

@@ -91,6 +91,7 @@ fn record_from(info: &PkgInfo, checksum: String, size: u64) -> Result<PackageRec
         replaces: atoms("replaces", &info.replaces)?,
         replaces_priority: info.replaces_priority,
         other: Vec::new(),
+        uninstallable: None,
     })
 }
 

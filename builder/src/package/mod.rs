@@ -34,7 +34,7 @@ pub use write::{PackageOptions, WrittenPackage, write_package};
 #[derive(Debug, thiserror::Error)]
 pub enum PackagingError {
     /// A file could not be read or written.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     File {
         /// The file.
         path: PathBuf,
@@ -133,7 +133,7 @@ pub enum PackagingError {
     },
 
     /// The signing key cannot be used.
-    #[error("signing key {}: {source}", path.display())]
+    #[error("signing key {}", path.display())]
     Key {
         /// The key file.
         path: PathBuf,
@@ -143,7 +143,7 @@ pub enum PackagingError {
     },
 
     /// Signing failed.
-    #[error("signing with {key} failed: {source}")]
+    #[error("signing with {key} failed")]
     Sign {
         /// The key name.
         key: String,
@@ -153,7 +153,7 @@ pub enum PackagingError {
     },
 
     /// The public key could not be encoded.
-    #[error("encoding the public key of {key} failed: {source}")]
+    #[error("encoding the public key of {key} failed")]
     PublicKey {
         /// The key name.
         key: String,
@@ -167,7 +167,7 @@ pub enum PackagingError {
     Tar(#[from] crate::image::layer::LayerError),
 
     /// Compression failed.
-    #[error("compressing {what} failed: {source}")]
+    #[error("compressing {what} failed")]
     Compress {
         /// Which member.
         what: &'static str,
@@ -177,7 +177,7 @@ pub enum PackagingError {
     },
 
     /// A package to index could not be read.
-    #[error("{}: not a valid APK package: {source}", path.display())]
+    #[error("{}: not a valid APK package", path.display())]
     Read {
         /// The package file.
         path: PathBuf,
