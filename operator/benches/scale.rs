@@ -210,7 +210,7 @@ async fn main() {
         rate / slots
     );
     println!(
-        "mean build (start to end)       {:>9.2} s   (from the operator's log)",
+        "mean slot time of a build       {:>9.2} s   (created to finished, from the operator's log)",
         busy.mean_build_seconds
     );
     println!(
@@ -317,11 +317,12 @@ fn sum(text: &str, name: &str, labels: &[&str]) -> u64 {
         .sum::<f64>() as u64
 }
 
-/// How busy the build slots were, from the operator's `local build started` and `local build
-/// finished` records.
+/// How busy the build slots were: a build holds its slot from the controller's `build
+/// started` record (the slot taken, the build created) to the backend's `local build
+/// finished` (after which the controller hands the slot on); the gaps are the hand-offs.
 struct SlotUse {
-    /// Running builds over slots, time-weighted, from the first start to the last start (while
-    /// builds were queued).
+    /// Builds holding a slot over slots, time-weighted, from the first start to the last start
+    /// (while builds were queued).
     busy_fraction: f64,
     /// That period.
     queued_seconds: f64,
@@ -344,16 +345,15 @@ fn slot_use(log: &str, slots: usize) -> SlotUse {
         else {
             continue;
         };
-        let build = record["fields"]["build"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        match record["fields"]["message"].as_str() {
-            Some("local build started") => {
+        let fields = &record["fields"];
+        match fields["message"].as_str() {
+            Some("build started") => {
+                let build = fields["job"].as_str().unwrap_or_default().to_string();
                 events.push((at, 1));
                 started.insert(build, at);
             }
             Some("local build finished") => {
+                let build = fields["build"].as_str().unwrap_or_default().to_string();
                 events.push((at, -1));
                 if let Some(start) = started.get(&build) {
                     durations.push(at.duration_since(*start).as_secs_f64());

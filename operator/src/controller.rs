@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use backon::{BackoffBuilder as _, ExponentialBuilder};
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::jiff::Timestamp;
@@ -47,12 +48,21 @@ pub const FIELD_MANAGER: &str = "securebuild-operator";
 pub const REQUEUE_RUNNING: Duration = Duration::from_secs(300);
 /// How often an ImageBuild waiting for a build slot asks again. Only a fallback: a freed slot
 /// reconciles the next waiting ImageBuilds at once.
-pub const REQUEUE_QUEUED: Duration = Duration::from_secs(60);
+pub const REQUEUE_QUEUED: Duration = Duration::from_secs(300);
 /// How many slot hand-offs wait for the controller before the oldest are dropped (a dropped
 /// one only delays that ImageBuild until its [`REQUEUE_QUEUED`]).
 pub const HANDOFF_CAPACITY: usize = 1024;
 /// How soon after recording a finished build the ImageBuild is looked at again.
 pub const REQUEUE_FINISHED: Duration = Duration::from_secs(1);
+/// The first delay before a failed watch is started again; it doubles up to
+/// [`WATCH_RETRY_MAX_DELAY`].
+pub const WATCH_RETRY_MIN_DELAY: Duration = Duration::from_millis(500);
+/// The longest delay before a failed watch is started again. kube's default (30 s) applies
+/// twice after an API server restart — once to reconnect, once more to re-list after the new
+/// server answers `410 Gone` — and left the operator a minute behind; five seconds keep it
+/// within seconds at the cost of one request per watch every five seconds while the API
+/// server is away.
+pub const WATCH_RETRY_MAX_DELAY: Duration = Duration::from_secs(5);
 /// The first delay after a failed reconcile; it doubles up to [`MAX_RETRY_DELAY`].
 pub const FIRST_RETRY_DELAY: Duration = Duration::from_secs(5);
 /// The longest delay after failed reconciles.
@@ -250,6 +260,42 @@ impl Context {
     }
 }
 
+/// The backoff of the controller's watches after an error: [`WATCH_RETRY_MIN_DELAY`],
+/// doubling up to [`WATCH_RETRY_MAX_DELAY`], with jitter, never giving up, and starting over
+/// once a watch works again.
+pub struct WatchBackoff {
+    builder: ExponentialBuilder,
+    current: backon::ExponentialBackoff,
+}
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        let builder = ExponentialBuilder::default()
+            .with_min_delay(WATCH_RETRY_MIN_DELAY)
+            .with_max_delay(WATCH_RETRY_MAX_DELAY)
+            .with_jitter()
+            .without_max_times();
+        Self {
+            current: builder.build(),
+            builder,
+        }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        self.current.next()
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.current = self.builder.build();
+    }
+}
+
 /// The delay before retrying after `attempts` failed reconciles in a row: 5 s, doubling, at
 /// most 5 minutes.
 pub fn retry_delay(attempts: u32) -> Duration {
@@ -432,6 +478,9 @@ impl Reconciler<'_> {
                 .await?;
             return Ok(Action::requeue(REQUEUE_RUNNING));
         }
+        // The build is over: its slot goes to the next waiting ImageBuild now, not after
+        // signing and the status write.
+        self.ctx.release_slot(self.key);
 
         let mut job_pods = self
             .ctx
@@ -458,7 +507,6 @@ impl Reconciler<'_> {
         let new_status = status::build_finished(self.ib, job_name, Some(job), &finish, self.now);
         let latest_image = new_status.latest_image.clone();
         self.patch_status(new_status).await?;
-        self.ctx.release_slot(self.key);
 
         let duration = status::build_duration(job);
         match &finish {
@@ -687,10 +735,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<()> {
             ))?;
         tracing::info!(scope = %scope, backend = %ctx.config.backend, "watching ImageBuilds");
         let stop = shutdown.clone();
-        let mut controller = Controller::new(imagebuilds, watcher::Config::default()).owns(
-            jobs,
-            watcher::Config::default().labels(&job::managed_selector()),
-        );
+        let mut controller = Controller::new(imagebuilds, watcher::Config::default())
+            .owns(
+                jobs,
+                watcher::Config::default().labels(&job::managed_selector()),
+            )
+            .trigger_backoff(WatchBackoff::default());
         if let Some(notices) = ctx.backend.finished_builds() {
             controller = controller.reconcile_on(finished_refs(notices, namespace.clone()));
         }
@@ -1188,6 +1238,21 @@ mod tests {
         timeout_after_1s(mock).await;
         assert_eq!(action, Action::requeue(REQUEUE_FINISHED));
         assert_eq!(local.len(), 1);
+    }
+
+    #[test]
+    fn watch_retries_grow_cap_and_start_over() {
+        use kube::runtime::utils::Backoff as _;
+        let mut backoff = WatchBackoff::default();
+        let delays: Vec<Duration> = backoff.by_ref().take(12).collect();
+        assert_eq!(delays.len(), 12, "never gives up");
+        assert!(delays[0] >= WATCH_RETRY_MIN_DELAY, "{delays:?}");
+        assert!(
+            delays.iter().all(|d| *d <= WATCH_RETRY_MAX_DELAY * 2),
+            "{delays:?}"
+        );
+        backoff.reset();
+        assert!(backoff.next().unwrap() < WATCH_RETRY_MAX_DELAY);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// How long (seconds) a waiting ImageBuild keeps its place without asking again; queued
 /// ImageBuilds ask at least every `REQUEUE_QUEUED`, well within this.
-pub const STALE_WAITER_SECONDS: i64 = 600;
+pub const STALE_WAITER_SECONDS: i64 = 900;
 
 /// One waiting ImageBuild.
 #[derive(Clone, Debug, PartialEq, Eq)]

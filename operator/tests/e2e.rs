@@ -61,7 +61,7 @@ const REPOSITORY_PREFIX: &str = "securebuild-e2e";
 const WAIT: Duration = Duration::from_secs(300);
 const POLL: Duration = Duration::from_millis(500);
 /// How long the API server stays down in the outage tests.
-const OUTAGE: Duration = Duration::from_secs(10);
+const OUTAGE: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Backend {
@@ -246,7 +246,8 @@ impl Harness {
                     log: dir.path().join(format!("operator-{replica}.log")),
                     leader_election: options.replicas > 1,
                     identity: format!("{namespace}-operator-{replica}"),
-                    log_filter: "info".into(),
+                    log_filter: std::env::var("SECUREBUILD_E2E_LOG")
+                        .unwrap_or_else(|_| "info".into()),
                 })
                 .unwrap()
             })
@@ -435,7 +436,17 @@ impl Harness {
                     .count()
             };
             let sig_tag = format!("{}.sig", digest.replace(':', "-"));
-            assert_eq!(count(&sig_tag), triggers, "{name}: signatures pushed");
+            let pushes: Vec<&Exchange> = exchanges
+                .iter()
+                .filter(|e| e.method != "GET" && e.method != "HEAD")
+                .filter(|e| e.path.starts_with(&format!("/v2/{repository}/")))
+                .collect();
+            assert_eq!(
+                count(&sig_tag),
+                triggers,
+                "{name}: signatures pushed; pushes: {pushes:#?}\n{}",
+                self.logs_tail()
+            );
             let recorded = succeeded
                 .iter()
                 .filter(|r| r["fields"]["imagebuild"] == format!("{}/{name}", self.namespace))

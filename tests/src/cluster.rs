@@ -34,6 +34,9 @@ pub const SERVICE_ACCOUNT: &str = "securebuild";
 pub const SIGNING_SECRET: &str = "securebuild-signing-key";
 /// The variable naming the Python with `helm-python-sdk`.
 pub const PYTHON_ENV: &str = "SECUREBUILD_PYTHON";
+/// The variable naming a CRD YAML file to apply instead of the generated one (for example an
+/// older release's, to test against it).
+pub const CRD_ENV: &str = "SECUREBUILD_E2E_CRD";
 /// How long the ServiceAccount token is valid.
 pub const TOKEN_SECONDS: i64 = 4 * 3600;
 
@@ -118,11 +121,17 @@ fn api_error(
     move |source| ClusterError::Api { verb, what, source }
 }
 
-/// Applies the ImageBuild CRD and waits until it is established.
+/// Applies the ImageBuild CRD (the one [`securebuild_crds::crd_yaml`] generates, or the YAML
+/// file [`CRD_ENV`] names) and waits until it is established.
 pub async fn apply_crd(client: &Client) -> Result<(), ClusterError> {
-    let yaml = securebuild_crds::crd_yaml().map_err(|e| ClusterError::Crd {
-        detail: e.to_string(),
-    })?;
+    let yaml = match std::env::var_os(CRD_ENV) {
+        Some(path) => std::fs::read_to_string(&path).map_err(|e| ClusterError::Crd {
+            detail: format!("{}: {e}", PathBuf::from(path).display()),
+        })?,
+        None => securebuild_crds::crd_yaml().map_err(|e| ClusterError::Crd {
+            detail: e.to_string(),
+        })?,
+    };
     let crd: CustomResourceDefinition =
         serde_norway::from_str(&yaml).map_err(|e| ClusterError::Crd {
             detail: e.to_string(),

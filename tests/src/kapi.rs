@@ -17,6 +17,8 @@ pub const KIT_ENV: &str = "SECUREBUILD_KAPI_KIT";
 pub const HOME_ENV: &str = "KAPI_HOME";
 /// The API server's PID file under the kit home.
 pub const APISERVER_PID: &str = "run/kube-apiserver.pid";
+/// How long the API server may take to stop after SIGTERM before it is killed.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
 /// How long a stop or start may take.
 pub const RESTART_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -139,17 +141,25 @@ impl ControlPlane {
         Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
     }
 
-    /// Stops the API server (SIGTERM, then SIGKILL after [`RESTART_TIMEOUT`]); etcd and the
-    /// controller manager keep running.
+    /// Stops the API server as a supervisor would: SIGTERM, and SIGKILL when it is still
+    /// there after [`STOP_GRACE`] (its graceful termination waits for open requests, a minute
+    /// for watches). etcd and the controller manager keep running.
     pub fn stop_apiserver(&self) -> Result<(), KapiError> {
         let pid = self.apiserver_pid().ok_or_else(|| KapiError::NoPid {
             path: self.home.join(APISERVER_PID),
         })?;
         signal(pid, "TERM")?;
+        let gone = || !Path::new(&format!("/proc/{pid}")).exists();
+        let grace = Instant::now() + STOP_GRACE;
+        while !gone() && Instant::now() < grace {
+            std::thread::sleep(POLL);
+        }
+        if !gone() {
+            signal(pid, "KILL")?;
+        }
         let deadline = Instant::now() + RESTART_TIMEOUT;
-        while Path::new(&format!("/proc/{pid}")).exists() {
+        while !gone() {
             if Instant::now() >= deadline {
-                signal(pid, "KILL")?;
                 return Err(KapiError::StopTimeout {
                     pid,
                     timeout: RESTART_TIMEOUT,

@@ -132,7 +132,15 @@ impl RegistryProxy {
                 tokio::spawn(async move {
                     let service = service_fn(move |request| {
                         let state = state.clone();
-                        async move { Ok::<_, Infallible>(handle(&state, request).await) }
+                        // Handled on a task of its own, so that an exchange the client gave up
+                        // on (a killed operator) still reaches the registry as sent and is
+                        // recorded.
+                        let exchange = tokio::spawn(async move { handle(&state, request).await });
+                        async move {
+                            Ok::<_, Infallible>(exchange.await.unwrap_or_else(|_| {
+                                text_response(StatusCode::BAD_GATEWAY, "the proxy task failed")
+                            }))
+                        }
                     });
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
