@@ -132,7 +132,6 @@ pub struct ImageCertificates {
 pub struct AdditionalCertificate {
     /// Required: the certificate's name, used in its file name.
     #[serde(default)]
-    #[schemars(regex(pattern = r"^[a-zA-Z0-9_-]+[a-zA-Z0-9_.-]*$"))]
     pub name: String,
 
     /// Required: exactly one PEM-encoded X.509 certificate.
@@ -146,7 +145,6 @@ pub struct RuntimeKeyringEntry {
     /// Required: the file name under `/etc/apk/keys`; it must match the name the runtime
     /// repository's index signature references.
     #[serde(default)]
-    #[schemars(regex(pattern = r"^[a-zA-Z0-9_-]+[a-zA-Z0-9_.-]*$"))]
     pub name: String,
 
     /// Required: one PEM-encoded RSA public key (`-----BEGIN PUBLIC KEY-----`).
