@@ -60,6 +60,10 @@ const REPOSITORY_PREFIX: &str = "securebuild-e2e";
 /// How long a test waits for its ImageBuilds.
 const WAIT: Duration = Duration::from_secs(300);
 const POLL: Duration = Duration::from_millis(500);
+/// How long the final checks wait for the operator's log records of what the status shows.
+const RECORD_WAIT: Duration = Duration::from_secs(20);
+/// How long the final checks then wait for records that should not come (a repeated build).
+const SETTLE: Duration = Duration::from_secs(2);
 /// How long the API server stays down in the outage tests.
 const OUTAGE: Duration = Duration::from_secs(5);
 
@@ -397,6 +401,20 @@ impl Harness {
         statuses: &BTreeMap<String, ImageBuildStatus>,
         triggers: usize,
     ) {
+        // The operator logs `build succeeded` right after the status write the test saw: wait
+        // for those records, then a little longer, so that a repeated recording shows.
+        let recorded = |name: &str| {
+            let key = format!("{}/{name}", self.namespace);
+            self.records("build succeeded")
+                .iter()
+                .filter(|r| r["fields"]["imagebuild"] == key.as_str())
+                .count()
+        };
+        let deadline = Instant::now() + RECORD_WAIT;
+        while Instant::now() < deadline && statuses.keys().any(|n| recorded(n) < triggers) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(SETTLE).await;
         let exchanges = self.proxy.exchanges();
         let succeeded = self.records("build succeeded");
         let finished = self.records("local build finished");
