@@ -784,11 +784,10 @@ mod tests {
         timeout_after_1s(mock).await;
     }
 
-    #[tokio::test]
-    async fn succeeded_job_reports_digest_and_ready() {
-        let (ctx, server) = test_context();
-        let ib = TestImageBuild::new().running(1, "app-job").build();
-        let job = TestJob::for_build(&ib, "app-job")
+    /// The `app-job` build of `ib` finished: its Job succeeded and its Pod's termination
+    /// message carries the image.
+    fn succeeded_build(ib: &ImageBuild) -> Scenario {
+        let job = TestJob::for_build(ib, "app-job")
             .started(10)
             .completed_at(70)
             .succeeded()
@@ -797,7 +796,14 @@ mod tests {
         let pod = TestPod::new("app-job")
             .terminated("Completed", 0, &result)
             .build();
-        let mock = server.run(Scenario::BuildSucceeded(ib.clone(), job, pod));
+        Scenario::BuildSucceeded(ib.clone(), job, pod)
+    }
+
+    #[tokio::test]
+    async fn succeeded_job_reports_digest_and_ready() {
+        let (ctx, server) = test_context();
+        let ib = TestImageBuild::new().running(1, "app-job").build();
+        let mock = server.run(succeeded_build(&ib));
         reconcile(Arc::new(ib), ctx.clone()).await.unwrap();
         timeout_after_1s(mock).await;
         assert_eq!(ctx.metrics.builds_succeeded.get(), 1);
@@ -937,16 +943,7 @@ mod tests {
             assert!(!s.try_start("other/older", 10, 30));
         });
         let ib = TestImageBuild::new().running(1, "app-job").build();
-        let job = TestJob::for_build(&ib, "app-job")
-            .started(10)
-            .completed_at(70)
-            .succeeded()
-            .build();
-        let result = BuildResult::success(image_result("sha256:lock")).to_termination_message();
-        let pod = TestPod::new("app-job")
-            .terminated("Completed", 0, &result)
-            .build();
-        let mock = server.run(Scenario::BuildSucceeded(ib.clone(), job, pod));
+        let mock = server.run(succeeded_build(&ib));
         reconcile(Arc::new(ib), ctx.clone()).await.unwrap();
         timeout_after_1s(mock).await;
         assert_eq!(handoffs.try_recv().unwrap(), "other/older");

@@ -99,6 +99,17 @@ struct RegistryState {
     hooks: Mutex<Vec<Hook>>,
 }
 
+/// A listener on a free 127.0.0.1 port, and its address.
+async fn bind_loopback() -> Result<(TcpListener, SocketAddr), ProxyError> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|source| ProxyError::Bind { source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| ProxyError::Bind { source })?;
+    Ok((listener, addr))
+}
+
 /// An HTTP reverse proxy in front of a registry; see the module docs.
 pub struct RegistryProxy {
     addr: SocketAddr,
@@ -109,12 +120,7 @@ pub struct RegistryProxy {
 impl RegistryProxy {
     /// Starts a proxy on a free 127.0.0.1 port forwarding to `upstream`.
     pub async fn start(upstream: SocketAddr) -> Result<Self, ProxyError> {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|source| ProxyError::Bind { source })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| ProxyError::Bind { source })?;
+        let (listener, addr) = bind_loopback().await?;
         let state = Arc::new(RegistryState {
             upstream,
             client: Client::builder(TokioExecutor::new()).build_http(),
@@ -262,12 +268,7 @@ pub struct TcpProxy {
 impl TcpProxy {
     /// Starts a forwarder on a free 127.0.0.1 port to `upstream`.
     pub async fn start(upstream: SocketAddr) -> Result<Self, ProxyError> {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|source| ProxyError::Bind { source })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| ProxyError::Bind { source })?;
+        let (listener, addr) = bind_loopback().await?;
         let connections = Arc::new(Mutex::new(JoinSet::new()));
         let refusing = Arc::new(AtomicBool::new(false));
         let held = connections.clone();
