@@ -545,8 +545,9 @@ fn finish_platform(
 }
 
 /// The files the builder generates after the packages are installed, in apko's order: the apk
-/// database, accounts, `paths` mutations, `os-release`, certificates, the runtime keyring, the
-/// s6 supervision tree, busybox links and `ld.so.cache`.
+/// database, accounts, `paths` mutations, `os-release`, certificates, the checksums of the CA
+/// bundles and Java truststore, the runtime keyring, the s6 supervision tree, busybox links and
+/// `ld.so.cache`.
 /// Returns the OCI `User` (the resolved `run-as`) and the image's release information.
 fn generate_files(
     config: &ImageConfiguration,
@@ -608,7 +609,8 @@ fn generate_files(
     Ok((user, release))
 }
 
-/// `certificates`, `contents.runtime_keyring` and the s6 supervision tree, in apko's order.
+/// `certificates`, the CA bundle and truststore checksums, `contents.runtime_keyring` and the s6
+/// supervision tree, in apko's order.
 fn install_configured_files(
     config: &ImageConfiguration,
     verified: &[VerifiedPackage],
@@ -655,6 +657,8 @@ fn install_configured_files(
         &providers,
         created,
     )?;
+    // On every build, as apko does: not only when `certificates` is configured.
+    certificates::write_checksums(tree, &installed.spools, created)?;
     runtime_keyring::install_runtime_keyring(tree, &config.contents.runtime_keyring, created)?;
     if let Some(entrypoint) = &config.entrypoint {
         services::write_supervision_tree(tree, &entrypoint.services, created)?;

@@ -1,11 +1,12 @@
 //! apko configuration features end to end, from test-made signed packages: `include` chains,
-//! `certificates` (inline and from providers), `contents.runtime_keyring`, a `service-bundle`
-//! entrypoint and `layering`. Each image is unpacked with umoci and its files compared with what
-//! apko's code writes for the same input (`pkg/build/certificates.go`,
-//! `pkg/build/runtime_keyring.go`, `pkg/s6/supervision_tree.go`).
+//! `certificates` (inline and from providers, into CA bundles and a Java truststore),
+//! `contents.runtime_keyring`, a `service-bundle` entrypoint and `layering`. Each image is
+//! unpacked with umoci and its files compared with what apko's code writes for the same input
+//! (`pkg/build/certificates.go`, `pkg/build/runtime_keyring.go`, `pkg/s6/supervision_tree.go`).
 
 use std::path::{Path, PathBuf};
 
+use securebuild_builder::image::jks::{self, Entry, KeyStore, TrustedCertificateEntry};
 use securebuild_tests::apkgen::{PackageSpec, Repository, TestKey};
 use serde_json::Value;
 
@@ -26,7 +27,36 @@ const X1: &str = "test-root-1.pem";
 const X1_FINGERPRINT: &str = "b533734285f50a1a9da7149f6afcfccd880a99f3c097e8fc4489af719dbffc69";
 const X2: &str = "test-root-2.pem";
 
-/// A signed repository: a base with a CA bundle, two certificate providers, `s6` and `app`.
+/// The Java truststore `java-cacerts` installs: a trusted certificate `existing` (X2) and a
+/// private key entry `server`, made with SecureBuild's own JKS codec (which `keytool` checks in
+/// the unit tests of `image::jks`).
+fn packaged_truststore() -> KeyStore {
+    let der = |name| {
+        securebuild_builder::image::certificates::parse_certificate(&certificate(name))
+            .unwrap()
+            .der
+    };
+    let mut store = KeyStore::new();
+    store.insert(
+        "existing",
+        Entry::TrustedCertificate(TrustedCertificateEntry {
+            creation_time: 1_600_000_000_123,
+            certificate: jks::Certificate::x509(der(X2)),
+        }),
+    );
+    store.insert(
+        "server",
+        Entry::PrivateKey(jks::PrivateKeyEntry {
+            creation_time: 1_600_000_000_456,
+            protected_key: b"an encrypted key stays as it is".to_vec(),
+            chain: vec![jks::Certificate::x509(der(X1))],
+        }),
+    );
+    store
+}
+
+/// A signed repository: a base with a CA bundle, two certificate providers, a Java truststore,
+/// `s6` and `app`.
 /// (A provider of a versioned `custom-ca-certificates=1.0`, which apko does not match, cannot
 /// be installed next to these: apk lets only unversioned provides coexist. The unit tests of
 /// `image::certificates` cover it.)
@@ -64,6 +94,18 @@ fn write_repo(dir: &Path) -> (PathBuf, PathBuf) {
                 .provide("custom-ca-certificates")
                 .dir("usr/local/share/ca-certificates", 0o755, 0, 0)
                 .file(format!("{certs}/cert-a.crt"), certificate(X1), 0o644, 0, 0),
+        )
+        .package(
+            PackageSpec::new("java-cacerts", "1.0-r0")
+                .builddate(1_750_000_000)
+                .dir("etc/ssl/certs/java", 0o755, 0, 0)
+                .file(
+                    "etc/ssl/certs/java/cacerts",
+                    packaged_truststore().encode("changeit").unwrap(),
+                    0o644,
+                    0,
+                    0,
+                ),
         )
         .package(
             PackageSpec::new("s6", "2.13-r0")
@@ -287,6 +329,122 @@ layering:
     );
     // layering is validated but not applied yet: one layer.
     assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn certificates_are_added_to_the_java_truststore_as_apko_adds_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, key) = write_repo(tmp.path());
+    let x1 = certificate(X1);
+    let indented: String = x1.lines().map(|l| format!("        {l}\n")).collect();
+    let config = format!(
+        "contents:
+  repositories: [{repo}]
+  keyring: [{key}]
+  packages: [base, java-cacerts, custom-ca-certs-1]
+archs: [x86_64]
+certificates:
+  additional:
+    - name: Pretend-Pear-X1
+      content: |
+{indented}  providers: [custom-ca-certificates]
+",
+        repo = repo.display(),
+        key = key.display(),
+    );
+    let path = tmp.path().join("java.yaml");
+    std::fs::write(&path, config).unwrap();
+    let epoch = "1760000000";
+    let mut digests = Vec::new();
+    for run in ["a", "b"] {
+        let layout = tmp.path().join(format!("java-{run}.oci"));
+        let (ok, stdout, error) = securebuild(&[
+            "build",
+            path.to_str().unwrap(),
+            "--output",
+            layout.to_str().unwrap(),
+            "--cache-dir",
+            tmp.path().join(format!("cache-{run}")).to_str().unwrap(),
+            "--source-date-epoch",
+            epoch,
+        ])
+        .await;
+        assert!(ok, "{error}");
+        digests.push(digest_line(&stdout, "index: "));
+    }
+    assert_eq!(digests[0], digests[1], "two builds, one digest");
+
+    let layout = tmp.path().join("java-a.oci");
+    let rootfs = unpack(&layout, "latest", "amd64", tmp.path());
+    let written = std::fs::read(rootfs.join("etc/ssl/certs/java/cacerts")).unwrap();
+    let store = KeyStore::decode(&written, "changeit").unwrap();
+
+    // The package's entries as they were; the inline certificate under `<name>-<sha256>`
+    // lower-cased, the provider's (custom-ca-certs-1's cert-b.crt, X2) under `pkg-<sha256>`,
+    // both created at the build time, in milliseconds.
+    let x2_fingerprint =
+        securebuild_builder::image::certificates::parse_certificate(&certificate(X2))
+            .unwrap()
+            .fingerprint;
+    let packaged = packaged_truststore();
+    let mut expected = packaged.clone();
+    let added = |name: &str| TrustedCertificateEntry {
+        creation_time: 1_760_000_000_000,
+        certificate: jks::Certificate::x509(
+            securebuild_builder::image::certificates::parse_certificate(&certificate(name))
+                .unwrap()
+                .der,
+        ),
+    };
+    expected.insert(
+        format!("pretend-pear-x1-{X1_FINGERPRINT}"),
+        Entry::TrustedCertificate(added(X1)),
+    );
+    expected.insert(
+        format!("pkg-{x2_fingerprint}"),
+        Entry::TrustedCertificate(added(X2)),
+    );
+    assert_eq!(store, expected);
+    assert_eq!(written, expected.encode("changeit").unwrap());
+    assert_eq!(store.get(b"server"), packaged.get(b"server"));
+    assert_eq!(
+        store
+            .entries()
+            .map(|(alias, _)| alias.to_vec())
+            .collect::<Vec<_>>(),
+        [
+            b"existing".to_vec(),
+            format!("pkg-{x2_fingerprint}").into_bytes(),
+            format!("pretend-pear-x1-{X1_FINGERPRINT}").into_bytes(),
+            b"server".to_vec(),
+        ]
+    );
+    // Java's own keytool reads it (and checks its digest with the password).
+    let output = std::process::Command::new("keytool")
+        .args(["-list", "-storepass", "changeit", "-keystore"])
+        .arg(rootfs.join("etc/ssl/certs/java/cacerts"))
+        .output()
+        .unwrap_or_else(|error| {
+            panic!("cannot run keytool ({error}): install a Java runtime (default-jre-headless)")
+        });
+    let listing = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{listing}");
+    assert!(
+        listing.contains("Your keystore contains 4 entries"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains(&format!("pretend-pear-x1-{X1_FINGERPRINT}, ")),
+        "{listing}"
+    );
+    assert!(listing.contains("server, "), "{listing}");
+
+    // Its mode is the package's.
+    let modes = modes(&layout);
+    assert!(
+        modes.contains(&("etc/ssl/certs/java/cacerts".to_string(), 0o644)),
+        "{modes:?}"
+    );
 }
 
 #[tokio::test]

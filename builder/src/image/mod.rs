@@ -9,6 +9,7 @@ pub mod config;
 pub mod entry;
 pub mod guard;
 pub mod install;
+pub mod jks;
 pub mod layer;
 pub mod layout;
 pub mod ldso;
