@@ -277,6 +277,36 @@ pub struct ImageBuildStatus {
     /// When the packages were last re-resolved for `rebuild.interval`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_resolved: Option<String>,
+
+    /// The image configuration the last build used, when `spec.image.include` names other
+    /// configurations: its digest and where its parts came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configuration: Option<ConfigurationSources>,
+}
+
+/// The image configuration a build used after merging `spec.image.include`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigurationSources {
+    /// `sha256:<hex>` of the merged configuration (as YAML): a build starts again when it
+    /// changes.
+    pub digest: String,
+    /// The included configurations, the one `spec.image.include` names first, each with the
+    /// ConfigMap's `resourceVersion` when it was read.
+    pub includes: Vec<IncludedConfiguration>,
+}
+
+/// One included configuration: a key of a ConfigMap in the ImageBuild's namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IncludedConfiguration {
+    /// The ConfigMap's name.
+    pub config_map: String,
+    /// The key holding the configuration.
+    pub key: String,
+    /// The ConfigMap's `resourceVersion` when it was read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_version: Option<String>,
 }
 
 /// One architecture's image manifest.
@@ -331,6 +361,8 @@ pub enum BuildReason {
     Manual,
     /// Re-resolving found newer packages (the lock digest changed).
     PackageUpdate,
+    /// A configuration that `spec.image.include` names (a ConfigMap key) changed.
+    IncludeChanged,
 }
 
 /// How a build ended.

@@ -210,7 +210,7 @@ async fn main() {
         rate / slots
     );
     println!(
-        "mean slot time of a build       {:>9.2} s   (created to finished, from the operator's log)",
+        "mean slot time of a build       {:>9.2} s   (started to finished, from the operator's log)",
         busy.mean_build_seconds
     );
     println!(
@@ -317,9 +317,9 @@ fn sum(text: &str, name: &str, labels: &[&str]) -> u64 {
         .sum::<f64>() as u64
 }
 
-/// How busy the build slots were: a build holds its slot from the controller's `build
-/// started` record (the slot taken, the build created) to the backend's `local build
-/// finished` (after which the controller hands the slot on); the gaps are the hand-offs.
+/// How busy the build slots were: a build holds its slot from the backend's `local build
+/// started` record (it took one of the backend's permits and runs) to its `local build
+/// finished`; the gaps are the hand-offs.
 struct SlotUse {
     /// Builds holding a slot over slots, time-weighted, from the first start to the last start
     /// (while builds were queued).
@@ -347,8 +347,8 @@ fn slot_use(log: &str, slots: usize) -> SlotUse {
         };
         let fields = &record["fields"];
         match fields["message"].as_str() {
-            Some("build started") => {
-                let build = fields["job"].as_str().unwrap_or_default().to_string();
+            Some("local build started") => {
+                let build = fields["build"].as_str().unwrap_or_default().to_string();
                 events.push((at, 1));
                 started.insert(build, at);
             }

@@ -57,6 +57,8 @@ use crate::{Error, Result};
 /// How many finished-build notices wait for a slow subscriber before the oldest are dropped
 /// (a dropped notice only delays the reconcile until its periodic requeue).
 pub const NOTICE_CAPACITY: usize = 1024;
+/// How many builds per build slot the `local` backend queues ahead of the running ones.
+pub const RUN_AHEAD_PER_SLOT: usize = 4;
 /// The prefix of the directory a local build writes its layout into (removed after the push).
 pub const STAGING_PREFIX: &str = ".securebuild-local-";
 /// The layout's name inside the staging directory.
@@ -70,15 +72,26 @@ pub const TERMINATED_COMPLETED: &str = "Completed";
 /// The terminated reason of a builder container that failed.
 pub const TERMINATED_ERROR: &str = "Error";
 
-/// A build that ended, for the controller to reconcile its ImageBuild at once.
+/// What happened to a build that no watch sees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BuildEvent {
+    /// It got a slot and began to run.
+    Started,
+    /// It ended (succeeded, failed or ran past its deadline) and its end is recorded.
+    Finished,
+}
+
+/// A build that started or ended, for the controller to reconcile its ImageBuild at once.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FinishedBuild {
+pub struct BuildNotice {
     /// The ImageBuild's namespace.
     pub namespace: String,
     /// The ImageBuild's name.
     pub image_build: String,
     /// The build's (Job's) name.
     pub build: String,
+    /// Whether it started or ended.
+    pub event: BuildEvent,
 }
 
 /// Starts and observes builds; every name is the deterministic build (Job) name.
@@ -118,10 +131,20 @@ pub trait BuildBackend: Send + Sync {
         Box::pin(async {})
     }
 
-    /// Notices of finished builds, for backends whose builds no watch sees; `None` when the
-    /// Job watch already tells.
-    fn finished_builds(&self) -> Option<broadcast::Receiver<FinishedBuild>> {
+    /// Notices of builds that started or finished, for backends whose builds no watch sees;
+    /// `None` when the Job watch already tells.
+    fn build_notices(&self) -> Option<broadcast::Receiver<BuildNotice>> {
         None
+    }
+
+    /// How many builds the controller may start beyond `maxConcurrentBuilds`. A backend that
+    /// itself runs at most that many builds at once and queues the others in the order they
+    /// were started (the `local` backend) keeps the next builds waiting inside it, so that a
+    /// slot freed by a finished build starts the next one at once instead of after the
+    /// controller's reconciles. Zero for Jobs: a Job's Pod takes cluster resources as soon as
+    /// it exists.
+    fn run_ahead(&self) -> usize {
+        0
     }
 }
 
@@ -310,7 +333,7 @@ pub struct LocalBackend {
     config: Arc<Config>,
     builds: Builds,
     permits: Arc<Semaphore>,
-    finished: broadcast::Sender<FinishedBuild>,
+    notices: broadcast::Sender<BuildNotice>,
 }
 
 impl LocalBackend {
@@ -318,13 +341,13 @@ impl LocalBackend {
     /// `config`'s cache and work directories.
     pub fn new(client: Client, config: Arc<Config>) -> Self {
         let permits = Arc::new(Semaphore::new(usize::from(config.max_concurrent_builds)));
-        let (finished, _) = broadcast::channel(NOTICE_CAPACITY);
+        let (notices, _) = broadcast::channel(NOTICE_CAPACITY);
         Self {
             client,
             config,
             builds: Arc::new(Mutex::new(BTreeMap::new())),
             permits,
-            finished,
+            notices,
         }
     }
 
@@ -631,8 +654,15 @@ impl BuildBackend for LocalBackend {
         })
     }
 
-    fn finished_builds(&self) -> Option<broadcast::Receiver<FinishedBuild>> {
-        Some(self.finished.subscribe())
+    fn build_notices(&self) -> Option<broadcast::Receiver<BuildNotice>> {
+        Some(self.notices.subscribe())
+    }
+
+    /// Up to [`RUN_AHEAD_PER_SLOT`] builds per slot wait behind the running ones, in the
+    /// order they were started (the permits are a fair semaphore): enough that the slots stay
+    /// busy while the controller is held up by signing and status writes of finished builds.
+    fn run_ahead(&self) -> usize {
+        usize::from(self.config.max_concurrent_builds) * RUN_AHEAD_PER_SLOT
     }
 }
 
@@ -672,6 +702,7 @@ impl LocalRun {
             status.ready = Some(1);
         });
         tracing::info!(namespace = %self.key.0, build = %self.key.1, "local build started");
+        self.notify(BuildEvent::Started);
 
         let handle = tokio::runtime::Handle::current();
         let client = self.backend.client.clone();
@@ -786,11 +817,17 @@ impl LocalRun {
         }
         tracing::info!(namespace = %self.key.0, build = %self.key.1, succeeded, "local build finished");
         self.record(annotations).await;
+        self.notify(BuildEvent::Finished);
+    }
+
+    /// Tells the controller (if one runs) that this build started or finished.
+    fn notify(&self, event: BuildEvent) {
         // No subscriber only means no controller is running (tests, shutdown).
-        let _ = self.backend.finished.send(FinishedBuild {
+        let _ = self.backend.notices.send(BuildNotice {
             namespace: self.key.0.clone(),
             image_build: self.image_build.name_any(),
             build: self.key.1.clone(),
+            event,
         });
     }
 
@@ -974,11 +1011,26 @@ mod tests {
         desired_job(ib, &trigger, config).unwrap()
     }
 
-    async fn next_notice(receiver: &mut broadcast::Receiver<FinishedBuild>) -> FinishedBuild {
-        tokio::time::timeout(Duration::from_secs(30), receiver.recv())
-            .await
-            .expect("the build finishes")
-            .unwrap()
+    /// The next notice of a finished build; a started notice must come before it.
+    async fn next_notice(receiver: &mut broadcast::Receiver<BuildNotice>) -> BuildNotice {
+        let mut started = None;
+        loop {
+            let notice = tokio::time::timeout(Duration::from_secs(30), receiver.recv())
+                .await
+                .expect("the build finishes")
+                .unwrap();
+            match notice.event {
+                BuildEvent::Started => started = Some(notice.build.clone()),
+                BuildEvent::Finished => {
+                    assert_eq!(
+                        started.as_deref(),
+                        Some(notice.build.as_str()),
+                        "a build is announced as started before it finishes"
+                    );
+                    return notice;
+                }
+            }
+        }
     }
 
     /// A keyring that cannot be read fails the build at once, before any network use.
@@ -1007,7 +1059,7 @@ mod tests {
         let records = FakeRecords::default();
         let config = Config::default();
         let local = backend(&records, config.clone());
-        let mut notices = local.finished_builds().unwrap();
+        let mut notices = local.build_notices().unwrap();
         let ib = unreadable_keyring();
         let (config_map, job) = objects(&ib, &config);
         assert!(local.start_build(&ib, &config_map, &job).await.unwrap());
@@ -1016,10 +1068,11 @@ mod tests {
         let notice = next_notice(&mut notices).await;
         assert_eq!(
             notice,
-            FinishedBuild {
+            BuildNotice {
                 namespace: "team".into(),
                 image_build: "app".into(),
                 build: job.name_any(),
+                event: BuildEvent::Finished,
             }
         );
         let listed = local.list_builds(&ib).await.unwrap();
@@ -1083,7 +1136,7 @@ mod tests {
         assert!(killed.start_build(&ib, &config_map, &job).await.unwrap());
 
         let restarted = backend(&records, config.clone());
-        let mut notices = restarted.finished_builds().unwrap();
+        let mut notices = restarted.build_notices().unwrap();
         let listed = restarted.list_builds(&ib).await.unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].name_any(), job.name_any());
@@ -1130,7 +1183,7 @@ mod tests {
         let records = FakeRecords::default();
         let config = Config::default();
         let local = backend(&records, config.clone());
-        let mut notices = local.finished_builds().unwrap();
+        let mut notices = local.build_notices().unwrap();
         let ib = TestImageBuild::new()
             .repositories(&[&format!("http://127.0.0.1:{port}/os")])
             .keyring(&[&format!("http://127.0.0.1:{port}/key.rsa.pub")])
@@ -1189,7 +1242,7 @@ mod tests {
             ..Config::default()
         };
         let local = backend(&records, config.clone());
-        let mut notices = local.finished_builds().unwrap();
+        let mut notices = local.build_notices().unwrap();
         let ib = unreadable_keyring();
         let (config_map, job) = objects(&ib, &config);
         local.start_build(&ib, &config_map, &job).await.unwrap();

@@ -15,25 +15,27 @@ use std::time::Duration;
 use backon::{BackoffBuilder as _, ExponentialBuilder};
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams, PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use prometheus_client::registry::Registry;
 use securebuild_builder::error::{Chain, chain};
 use securebuild_crds::ImageBuild;
-use securebuild_crds::imagebuild::ImageBuildStatus;
+use securebuild_crds::imagebuild::{ConfigurationSources, ImageBuildStatus};
 use serde_json::json;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{BuildBackend, FinishedBuild, PodBackend};
+use crate::backend::{BuildBackend, BuildNotice, PodBackend};
 use crate::config::Config;
 use crate::hooks::{LockResolver, NoResolver, NoSigning, PostBuild};
 use crate::http::HttpState;
+use crate::includes::{self, ApiConfigMaps};
 use crate::job::{self, JobState, job_state};
 use crate::metrics::Metrics;
 use crate::slots::BuildSlots;
@@ -157,6 +159,8 @@ pub struct Context {
     pub hooks: Hooks,
     /// Where builds run.
     pub backend: Arc<dyn BuildBackend>,
+    /// Where included configurations are read.
+    pub config_maps: ApiConfigMaps,
     slots: Mutex<BuildSlots>,
     handoff: broadcast::Sender<String>,
     failures: Mutex<BTreeMap<String, u32>>,
@@ -179,7 +183,9 @@ impl Context {
         backend: Arc<dyn BuildBackend>,
     ) -> Self {
         let recorder = Recorder::new(client.clone(), Reporter::from(FIELD_MANAGER));
-        let slots = BuildSlots::new(usize::from(config.max_concurrent_builds));
+        let client_for_includes = client.clone();
+        let slots = BuildSlots::new(usize::from(config.max_concurrent_builds))
+            .with_run_ahead(backend.run_ahead());
         let (handoff, _) = broadcast::channel(HANDOFF_CAPACITY);
         Self {
             client,
@@ -188,6 +194,7 @@ impl Context {
             recorder,
             hooks,
             backend,
+            config_maps: ApiConfigMaps(client_for_includes),
             slots: Mutex::new(slots),
             handoff,
             failures: Mutex::new(BTreeMap::new()),
@@ -321,6 +328,7 @@ pub async fn reconcile(ib: Arc<ImageBuild>, ctx: Arc<Context>) -> Result<Action>
         name: &name,
         key: &key,
         now: Timestamp::now(),
+        configuration: None,
     }
     .run()
     .await?;
@@ -339,13 +347,17 @@ pub fn error_policy(ib: Arc<ImageBuild>, error: &Error, ctx: Arc<Context>) -> Ac
 }
 
 /// One reconcile of one ImageBuild.
+#[derive(Clone, Copy)]
 struct Reconciler<'a> {
     ctx: &'a Context,
+    /// The ImageBuild, with its includes merged into `spec.image`.
     ib: &'a ImageBuild,
     namespace: &'a str,
     name: &'a str,
     key: &'a str,
     now: Timestamp,
+    /// Where the merged configuration came from, when the spec includes others.
+    configuration: Option<&'a ConfigurationSources>,
 }
 
 impl Reconciler<'_> {
@@ -355,19 +367,70 @@ impl Reconciler<'_> {
             self.ctx.backend.abandon(self.namespace, self.name).await;
             return Ok(Action::await_change());
         }
+        let merged = match includes::merge_includes(self.ib, &self.ctx.config_maps).await {
+            Ok(merged) => merged,
+            Err(error) if error.is_transient() => return Err(error.into()),
+            Err(error) => return self.reject_includes(&error).await,
+        };
+        let Some(merged) = merged else {
+            return self.act().await;
+        };
+        let mut effective = self.ib.clone();
+        effective.spec.image = merged.image;
+        Reconciler {
+            ib: &effective,
+            configuration: Some(&merged.sources),
+            ..*self
+        }
+        .act()
+        .await
+    }
+
+    /// Refuses an ImageBuild whose includes cannot be merged. The digest is cleared, so that
+    /// the build starts again once they can; the ConfigMap that is missing joins the recorded
+    /// sources, so that its creation reconciles this ImageBuild.
+    async fn reject_includes(&self, error: &includes::IncludeError) -> Result<Action> {
+        let message = chain(error);
+        let mut failed = status::invalid_spec(self.ib, &message, self.now);
+        let mut sources = failed.configuration.take().unwrap_or_default();
+        sources.digest = String::new();
+        if let Some(missing) = error.missing()
+            && !sources.includes.contains(&missing)
+        {
+            sources.includes.push(missing);
+        }
+        failed.configuration = Some(sources);
+        let changed = self.patch_status(failed).await?;
+        self.ctx.release_slot(self.key);
+        if changed {
+            tracing::warn!(imagebuild = %self.key, %message, "cannot merge the included configurations");
+            self.publish(
+                EventType::Warning,
+                "BuildFailed",
+                "Build",
+                format!("InvalidSpec: {message}"),
+            )
+            .await;
+        }
+        Ok(Action::await_change())
+    }
+
+    async fn act(&self) -> Result<Action> {
         let listed = self.ctx.backend.list_builds(self.ib).await?;
         let owned: Vec<Job> = listed
             .into_iter()
             .filter(|j| job::is_owned_by(j, self.ib))
             .collect();
 
-        let mut decision = triggers::decide(self.ib, &owned, self.now, None);
+        let configuration = self.configuration.map(|c| c.digest.as_str());
+        let mut decision = triggers::decide(self.ib, &owned, self.now, configuration, None);
         let mut resolved = false;
         if decision == Decision::ResolveNow {
             match self.ctx.hooks.resolver.resolve(self.ib).await {
                 Ok(lock) => {
                     resolved = true;
-                    decision = triggers::decide(self.ib, &owned, self.now, Some(&lock));
+                    decision =
+                        triggers::decide(self.ib, &owned, self.now, configuration, Some(&lock));
                 }
                 Err(error) => {
                     tracing::warn!(imagebuild = %self.key, error = %Chain(&error), "cannot re-resolve packages");
@@ -415,7 +478,10 @@ impl Reconciler<'_> {
             .ctx
             .with_slots(|s| s.try_start(self.key, since.as_second(), self.now.as_second()));
         if !started {
-            let (running, limit) = self.ctx.with_slots(|s| (s.running(), s.limit()));
+            // Builds started ahead wait in the backend: at most `limit` run.
+            let (running, limit) = self
+                .ctx
+                .with_slots(|s| (s.running().min(s.limit()), s.limit()));
             self.patch_status(status::build_queued(
                 self.ib, trigger, running, limit, self.now,
             ))
@@ -435,8 +501,11 @@ impl Reconciler<'_> {
                 return Err(error);
             }
         };
-        self.patch_status(status::build_started(self.ib, trigger, &job_name, self.now))
-            .await?;
+        let mut started = status::build_started(self.ib, trigger, &job_name, self.now);
+        if let Some(configuration) = self.configuration {
+            started.configuration = Some(configuration.clone());
+        }
+        self.patch_status(started).await?;
         if created {
             tracing::info!(imagebuild = %self.key, job = %job_name, trigger = %trigger.describe(), "build started");
             self.ctx
@@ -644,11 +713,11 @@ impl Reconciler<'_> {
     }
 }
 
-/// The ImageBuilds whose builds finished, from a backend's notices, kept to `namespace` (all
+/// The ImageBuilds whose builds started or finished, from a backend's notices, kept to `namespace` (all
 /// namespaces when `None`); lagging behind skips notices, which only delays those reconciles
 /// until their periodic requeue.
-fn finished_refs(
-    notices: tokio::sync::broadcast::Receiver<FinishedBuild>,
+fn notice_refs(
+    notices: tokio::sync::broadcast::Receiver<BuildNotice>,
     namespace: Option<String>,
 ) -> impl futures::Stream<Item = ObjectRef<ImageBuild>> + Send + 'static {
     futures::stream::unfold(notices, |mut notices| async move {
@@ -656,7 +725,7 @@ fn finished_refs(
             match notices.recv().await {
                 Ok(notice) => return Some((notice, notices)),
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(skipped)) => {
-                    tracing::warn!(skipped, "missed finished-build notices");
+                    tracing::warn!(skipped, "missed build notices");
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             }
@@ -699,6 +768,39 @@ fn handoff_refs(
     })
 }
 
+/// The ImageBuilds that include a ConfigMap that changed (created, updated or deleted), from a
+/// metadata-only watch of the ConfigMaps the operator does not manage and the ImageBuilds in
+/// the controller's cache: those whose spec names the ConfigMap or whose last merge read it.
+fn included_config_map_refs(
+    config_maps: Api<PartialObjectMeta<ConfigMap>>,
+    imagebuilds: Store<ImageBuild>,
+) -> impl futures::Stream<Item = ObjectRef<ImageBuild>> + Send + 'static {
+    let unmanaged =
+        watcher::Config::default().labels(&format!("{}!={}", job::MANAGED_BY_LABEL, job::MANAGER));
+    watcher(config_maps, unmanaged)
+        .backoff(WatchBackoff::default())
+        .touched_objects()
+        .filter_map(|changed| async move {
+            changed
+                .map_err(|error| tracing::warn!(error = %Chain(&error), "ConfigMap watch failed"))
+                .ok()
+        })
+        .flat_map(move |changed| {
+            let namespace = changed.namespace().unwrap_or_default();
+            let name = changed.name_any();
+            let refs: Vec<ObjectRef<ImageBuild>> = imagebuilds
+                .state()
+                .iter()
+                .filter(|ib| {
+                    ib.namespace().as_deref() == Some(namespace.as_str())
+                        && includes::depends_on(ib, &name)
+                })
+                .map(|ib| ObjectRef::from_obj(ib.as_ref()))
+                .collect();
+            futures::stream::iter(refs)
+        })
+}
+
 /// Runs the controller until `shutdown` is cancelled: one watch of ImageBuilds (all namespaces,
 /// or one per configured namespace) with the builder Jobs it owns, plus the finished-build
 /// notices of a backend that has them.
@@ -715,12 +817,21 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<()> {
     };
     let mut controllers = Vec::new();
     for namespace in namespaces {
-        let (imagebuilds, jobs): (Api<ImageBuild>, Api<Job>) = match &namespace {
+        let (imagebuilds, jobs, config_maps): (
+            Api<ImageBuild>,
+            Api<Job>,
+            Api<PartialObjectMeta<ConfigMap>>,
+        ) = match &namespace {
             Some(ns) => (
                 Api::namespaced(ctx.client.clone(), ns),
                 Api::namespaced(ctx.client.clone(), ns),
+                Api::namespaced(ctx.client.clone(), ns),
             ),
-            None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
+            None => (
+                Api::all(ctx.client.clone()),
+                Api::all(ctx.client.clone()),
+                Api::all(ctx.client.clone()),
+            ),
         };
         let scope = namespace
             .clone()
@@ -741,10 +852,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<()> {
                 watcher::Config::default().labels(&job::managed_selector()),
             )
             .trigger_backoff(WatchBackoff::default());
-        if let Some(notices) = ctx.backend.finished_builds() {
-            controller = controller.reconcile_on(finished_refs(notices, namespace.clone()));
+        if let Some(notices) = ctx.backend.build_notices() {
+            controller = controller.reconcile_on(notice_refs(notices, namespace.clone()));
         }
         controller = controller.reconcile_on(handoff_refs(ctx.slot_handoffs(), namespace.clone()));
+        let store = controller.store();
+        controller = controller.reconcile_on(included_config_map_refs(config_maps, store));
         let controller = controller
             .with_config(
                 controller::Config::default().concurrency(ctx.config.reconcile_concurrency),
@@ -1188,7 +1301,7 @@ mod tests {
             backend
         });
         let local = local.get().unwrap().clone();
-        let mut notices = local.finished_builds().unwrap();
+        let mut notices = local.build_notices().unwrap();
         // A keyring that cannot be read fails the build at once, before any network use.
         let key = "/nonexistent/securebuild/key.rsa.pub";
         let ib = TestImageBuild::new()
@@ -1207,10 +1320,15 @@ mod tests {
             .unwrap();
         assert_eq!(action, Action::requeue(REQUEUE_RUNNING));
 
-        let notice = tokio::time::timeout(Duration::from_secs(30), notices.recv())
-            .await
-            .unwrap()
-            .unwrap();
+        let notice = loop {
+            let notice = tokio::time::timeout(Duration::from_secs(30), notices.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            if notice.event == crate::backend::BuildEvent::Finished {
+                break notice;
+            }
+        };
         assert_eq!(notice.image_build, "app");
         let mut running = ib;
         running.status = Some(statuses.recv().await.unwrap());

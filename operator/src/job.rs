@@ -56,6 +56,8 @@ pub const TRIGGER_LABEL: &str = "securebuild.dev/trigger";
 pub const TRIGGER_ANNOTATION: &str = "securebuild.dev/trigger-reason";
 /// The lock digest that triggered a `PackageUpdate` build.
 pub const LOCK_DIGEST_ANNOTATION: &str = "securebuild.dev/lock-digest";
+/// The merged configuration's digest that triggered an `IncludeChanged` build.
+pub const CONFIGURATION_DIGEST_ANNOTATION: &str = "securebuild.dev/configuration-digest";
 /// The `securebuild.dev/rebuild` value that triggered a `Manual` build.
 pub const REBUILD_REQUEST_ANNOTATION: &str = "securebuild.dev/rebuild-request";
 /// The label the Job controller puts on a Job's Pods.
@@ -221,6 +223,7 @@ pub fn job_reason(job: &Job) -> Option<BuildReason> {
         BuildReason::SpecChanged,
         BuildReason::Manual,
         BuildReason::PackageUpdate,
+        BuildReason::IncludeChanged,
     ]
     .into_iter()
     .find(|reason| reason_name(*reason) == label)
@@ -310,6 +313,7 @@ pub fn reason_name(reason: BuildReason) -> &'static str {
         BuildReason::SpecChanged => "SpecChanged",
         BuildReason::Manual => "Manual",
         BuildReason::PackageUpdate => "PackageUpdate",
+        BuildReason::IncludeChanged => "IncludeChanged",
     }
 }
 
@@ -429,6 +433,9 @@ pub fn desired_job(
         }
         TriggerKind::Manual { request } => {
             annotations.insert(REBUILD_REQUEST_ANNOTATION.to_string(), request.clone());
+        }
+        TriggerKind::IncludeChanged { digest } => {
+            annotations.insert(CONFIGURATION_DIGEST_ANNOTATION.to_string(), digest.clone());
         }
         TriggerKind::SpecChanged => {}
     }

@@ -10,7 +10,8 @@
 //! ([`signer`]) and package re-resolution ([`resolver`]) plug in; both, and `local` builds,
 //! push with the ImageBuild's push Secret ([`credentials`]).
 //!
-//! Modules: [`config`] (operator settings), [`job`], [`triggers`], [`status`], [`retention`],
+//! Modules: [`config`] (operator settings), [`includes`] (`spec.image.include` from
+//! ConfigMaps), [`job`], [`triggers`], [`status`], [`retention`],
 //! [`slots`], [`hooks`], [`backend`], [`credentials`], [`resolver`], [`signer`],
 //! [`podsecurity`] (the Pod Security `restricted` checker), [`controller`], [`metrics`],
 //! [`http`] (`/metrics`, `/healthz`, `/readyz`), [`telemetry`] (logging) and [`leader`]
@@ -22,6 +23,7 @@ pub mod controller;
 pub mod credentials;
 pub mod hooks;
 pub mod http;
+pub mod includes;
 pub mod job;
 pub mod leader;
 pub mod metrics;
@@ -116,6 +118,13 @@ pub enum Error {
         #[source]
         source: kube_lease_manager::LeaseManagerError,
     },
+    /// The ConfigMaps an ImageBuild includes cannot be read right now.
+    #[error("cannot merge the included configurations")]
+    Include {
+        /// Why.
+        #[from]
+        source: includes::IncludeError,
+    },
     /// This replica lost the leader lease.
     #[error("lost the leader lease `{lease}`; exiting to rejoin the election")]
     LeadershipLost {
@@ -151,6 +160,7 @@ impl Error {
         match self {
             Self::MissingNamespace { .. } => "missing_namespace",
             Self::Kube { .. } => "kube_api",
+            Self::Include { .. } => "include",
             Self::Config { .. } | Self::ConfigFile { .. } => "config",
             Self::Client { .. } => "client",
             Self::Http { .. } => "http",

@@ -8,6 +8,11 @@
 //! the controller reconciles them at once. A waiter that stops asking (its ImageBuild was
 //! deleted while nobody watched) is forgotten after [`STALE_WAITER_SECONDS`].
 //!
+//! A backend that queues builds itself, in order, behind its own limit (the `local` backend)
+//! lets the controller start up to `run_ahead` builds more than the limit: those wait inside
+//! the backend, and a finished build's slot goes to the next at once, without waiting for the
+//! controller's reconciles in between (see [`BuildSlots::with_run_ahead`]).
+//!
 //! Pure bookkeeping, kept in memory, with the clock passed in: after a restart the running set
 //! is rebuilt as each ImageBuild with an active build is reconciled (every object is reconciled
 //! at startup). It starts nothing by itself.
@@ -31,6 +36,7 @@ struct Waiter {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BuildSlots {
     limit: usize,
+    run_ahead: usize,
     running: BTreeSet<String>,
     waiting: BTreeMap<String, Waiter>,
 }
@@ -40,9 +46,17 @@ impl BuildSlots {
     pub fn new(limit: usize) -> Self {
         Self {
             limit,
+            run_ahead: 0,
             running: BTreeSet::new(),
             waiting: BTreeMap::new(),
         }
+    }
+
+    /// Lets `run_ahead` builds more than the limit start: the backend holds them back until
+    /// one of its own slots is free.
+    pub fn with_run_ahead(mut self, run_ahead: usize) -> Self {
+        self.run_ahead = run_ahead;
+        self
     }
 
     /// Takes a slot for `key` (which asked first at `since`, seconds) if `key` already holds
@@ -106,10 +120,10 @@ impl BuildSlots {
     }
 
     fn free(&self) -> usize {
-        self.limit.saturating_sub(self.running.len())
+        (self.limit + self.run_ahead).saturating_sub(self.running.len())
     }
 
-    /// How many builds hold a slot.
+    /// How many builds hold a slot or run ahead in the backend.
     pub fn running(&self) -> usize {
         self.running.len()
     }
@@ -164,6 +178,27 @@ mod tests {
         assert_eq!(slots.finish("ns/early"), ["ns/tie-a"]);
         assert!(slots.try_start("ns/tie-a", 20, 102));
         assert_eq!(slots.finish("ns/tie-a"), ["ns/tie-b"]);
+    }
+
+    #[test]
+    fn run_ahead_starts_builds_beyond_the_limit_in_order() {
+        let mut slots = BuildSlots::new(2).with_run_ahead(2);
+        for (i, key) in ["ns/a", "ns/b", "ns/c", "ns/d"].into_iter().enumerate() {
+            assert!(
+                slots.try_start(key, i as i64, 0),
+                "{key} runs or waits in the backend"
+            );
+        }
+        assert!(!slots.try_start("ns/e", 4, 0));
+        assert!(!slots.try_start("ns/f", 5, 0));
+        assert_eq!(
+            (slots.running(), slots.waiting()),
+            (4, 2),
+            "two run, two wait in the backend"
+        );
+        assert_eq!(slots.finish("ns/a"), ["ns/e"]);
+        assert!(slots.try_start("ns/e", 4, 1));
+        assert!(!slots.try_start("ns/f", 5, 1));
     }
 
     #[test]

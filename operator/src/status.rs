@@ -454,7 +454,7 @@ pub fn build_progress(ib: &ImageBuild, job: &Job, now: Timestamp) -> ImageBuildS
     } else {
         (
             Reason::BuildPending,
-            format!("waiting for the builder Pod of Job {name}"),
+            format!("Job {name} waits for a build slot or its builder Pod"),
         )
     };
     status.last_build = Some(record);

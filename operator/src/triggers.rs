@@ -16,6 +16,7 @@
 //! | 4 | there is no `status.lastBuild` but an owned Job finished | [`Decision::Observe`] the newest finished Job |
 //! | 5 | `metadata.generation` is newer than `status.lastBuild.generation` (or nothing was built) | [`Decision::Build`] with reason `SpecChanged` |
 //! | 6 | the `securebuild.dev/rebuild` annotation differs from `status.handledRebuildRequest` | [`Decision::Build`] with reason `Manual` |
+//! | 6a | the spec includes ConfigMap keys and their merged digest differs from `status.configuration.digest` | [`Decision::Build`] with reason `IncludeChanged` |
 //! | 7 | `Stalled=True` | [`Decision::Idle`] forever: only a spec change (row 5) or a rebuild request (row 6) helps |
 //! | 8 | `spec.rebuild.interval` is not a duration | [`Decision::InvalidSpec`] |
 //! | 9 | the interval elapsed since `status.lastResolved` and no lock was resolved yet | [`Decision::ResolveNow`]; the controller resolves and calls [`decide`] again with the lock digest |
@@ -56,6 +57,11 @@ pub enum TriggerKind {
         /// The new lock digest.
         lock_digest: String,
     },
+    /// An included configuration changed.
+    IncludeChanged {
+        /// The new digest of the merged configuration.
+        digest: String,
+    },
 }
 
 /// One reason to build one generation.
@@ -74,6 +80,7 @@ impl Trigger {
             TriggerKind::SpecChanged => BuildReason::SpecChanged,
             TriggerKind::Manual { .. } => BuildReason::Manual,
             TriggerKind::PackageUpdate { .. } => BuildReason::PackageUpdate,
+            TriggerKind::IncludeChanged { .. } => BuildReason::IncludeChanged,
         }
     }
 
@@ -84,6 +91,7 @@ impl Trigger {
             TriggerKind::SpecChanged => "",
             TriggerKind::Manual { request } => request,
             TriggerKind::PackageUpdate { lock_digest } => lock_digest,
+            TriggerKind::IncludeChanged { digest } => digest,
         }
     }
 
@@ -96,6 +104,9 @@ impl Trigger {
             }
             TriggerKind::PackageUpdate { lock_digest } => {
                 format!("packages changed (lock {lock_digest})")
+            }
+            TriggerKind::IncludeChanged { digest } => {
+                format!("included configuration changed (configuration {digest})")
             }
         }
     }
@@ -125,13 +136,15 @@ pub enum Decision {
     },
 }
 
-/// Decides what to do for `ib` given the Jobs listed for it, the time, and — after a
+/// Decides what to do for `ib` given the Jobs listed for it, the time, the digest of its
+/// merged configuration when its spec includes others, and — after a
 /// [`Decision::ResolveNow`] — the freshly resolved lock digest. See the module's decision
 /// table.
 pub fn decide(
     ib: &ImageBuild,
     observed_jobs: &[Job],
     now: Timestamp,
+    configuration: Option<&str>,
     resolved_lock: Option<&str>,
 ) -> Decision {
     let forever = Decision::Idle {
@@ -186,6 +199,17 @@ pub fn decide(
             generation,
             kind: TriggerKind::Manual {
                 request: request.clone(),
+            },
+        });
+    }
+
+    if let Some(digest) = configuration
+        && status.configuration.as_ref().map(|c| c.digest.as_str()) != Some(digest)
+    {
+        return Decision::Build(Trigger {
+            generation,
+            kind: TriggerKind::IncludeChanged {
+                digest: digest.to_string(),
             },
         });
     }
@@ -267,7 +291,7 @@ mod tests {
     const NOW: i64 = 1_000_000;
 
     fn check(name: &str, ib: &ImageBuild, jobs: &[Job], lock: Option<&str>, expected: Decision) {
-        assert_eq!(decide(ib, jobs, at(NOW), lock), expected, "{name}");
+        assert_eq!(decide(ib, jobs, at(NOW), None, lock), expected, "{name}");
     }
 
     fn build(generation: i64, kind: TriggerKind) -> Decision {
@@ -410,6 +434,48 @@ mod tests {
             None,
             build(2, manual("again")),
         );
+        // 6a: an included configuration changed, also after a failure
+        let mut included = built().build();
+        included
+            .status
+            .get_or_insert_with(Default::default)
+            .configuration = Some(securebuild_crds::imagebuild::ConfigurationSources {
+            digest: "sha256:old".into(),
+            includes: Vec::new(),
+        });
+        assert_eq!(
+            decide(&included, &[], at(NOW), Some("sha256:old"), None),
+            idle(None),
+            "unchanged includes"
+        );
+        let include_changed = Decision::Build(Trigger {
+            generation: 2,
+            kind: TriggerKind::IncludeChanged {
+                digest: "sha256:new".into(),
+            },
+        });
+        assert_eq!(
+            decide(&included, &[], at(NOW), Some("sha256:new"), None),
+            include_changed
+        );
+        let mut stalled_included = TestImageBuild::new()
+            .generation(2)
+            .failed(2, "job-b", Reason::ResolutionFailed)
+            .build();
+        stalled_included
+            .status
+            .get_or_insert_with(Default::default)
+            .configuration = Some(securebuild_crds::imagebuild::ConfigurationSources {
+            digest: "sha256:old".into(),
+            includes: Vec::new(),
+        });
+        assert!(matches!(
+            decide(&stalled_included, &[], at(NOW), Some("sha256:new"), None),
+            Decision::Build(Trigger {
+                kind: TriggerKind::IncludeChanged { .. },
+                ..
+            })
+        ));
         // 7: stalled waits
         let stalled = TestImageBuild::new()
             .generation(2)
@@ -426,12 +492,12 @@ mod tests {
         // 8: broken interval
         let broken = built().interval("soon").build();
         assert!(matches!(
-            decide(&broken, &[], at(NOW), None),
+            decide(&broken, &[], at(NOW), None, None),
             Decision::InvalidSpec { .. }
         ));
         let zero = built().interval("0s").build();
         assert!(matches!(
-            decide(&zero, &[], at(NOW), None),
+            decide(&zero, &[], at(NOW), None, None),
             Decision::InvalidSpec { .. }
         ));
         // 9: interval due

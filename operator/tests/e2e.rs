@@ -31,7 +31,7 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use securebuild_builder::attest::keys::SigningKey;
 use securebuild_crds::conditions::{ConditionType, is_true};
 use securebuild_crds::imagebuild::{
-    BuildOutcome, ImageBuildSpec, ImageBuildStatus, SecretReference, Target,
+    BuildOutcome, BuildReason, ImageBuildSpec, ImageBuildStatus, SecretReference, Target,
 };
 use securebuild_crds::{ImageBuild, ImageConfiguration};
 use securebuild_operator::job;
@@ -714,6 +714,153 @@ async fn queued_builds_start_in_request_order() {
         .map(|n| statuses[n].last_build.clone().unwrap().job)
         .collect();
     assert_eq!(order, expected, "builds start in request order");
+    harness.finish().await;
+}
+
+/// `spec.image.include` names a ConfigMap key, which includes another key of the same
+/// ConfigMap: the build input is the merged configuration, the status names the sources, and
+/// editing the ConfigMap builds again (`IncludeChanged`) without touching the ImageBuild.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the kapi control plane; run through .ci/e2e (docs/e2e.md)"]
+async fn included_configmaps_are_merged_and_rebuild_on_change() {
+    let harness = Harness::start("include", Options::new(Backend::Local)).await;
+    let config_maps: Api<ConfigMap> = Api::namespaced(harness.admin.clone(), &harness.namespace);
+    let base = |greeting: &str| {
+        format!(
+            "include: ./os.yaml\ncontents:\n  repositories: [{}]\n  keyring: [{}]\n  packages: [hello]\narchs: [x86_64]\nenvironment:\n  GREETING: {greeting}\n  APP: base\n",
+            harness.served.base_url(),
+            harness.served.url(&format!("/{EXAMPLE_KEY_NAME}")),
+        )
+    };
+    let config_map = |greeting: &str| ConfigMap {
+        metadata: kube::api::ObjectMeta {
+            name: Some("base".into()),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([
+            ("base.yaml".to_string(), base(greeting)),
+            (
+                "os.yaml".to_string(),
+                "entrypoint:\n  command: /usr/bin/hello\n".to_string(),
+            ),
+        ])),
+        ..Default::default()
+    };
+    config_maps
+        .create(&PostParams::default(), &config_map("one"))
+        .await
+        .unwrap();
+    let mut ib = harness.image_build("app", &["hello"]);
+    ib.spec.image = ImageConfiguration::from_yaml(
+        "include: configmap:base/base.yaml\nenvironment:\n  APP: own\n",
+    )
+    .unwrap();
+    harness
+        .api()
+        .create(&PostParams::default(), &ib)
+        .await
+        .unwrap();
+    let names = vec!["app".to_string()];
+    let first = harness.wait_ready(&names).await.remove("app").unwrap();
+    let sources = first.configuration.clone().unwrap();
+    let included: Vec<(String, String)> = sources
+        .includes
+        .iter()
+        .map(|i| (i.config_map.clone(), i.key.clone()))
+        .collect();
+    assert_eq!(
+        included,
+        [
+            ("base".to_string(), "base.yaml".to_string()),
+            ("base".to_string(), "os.yaml".to_string())
+        ]
+    );
+    assert!(
+        sources
+            .includes
+            .iter()
+            .all(|i| i.resource_version.is_some())
+    );
+    // The build's input is the merged configuration: the spec's value wins, the rest is the
+    // ConfigMaps', and nothing is left to include.
+    let records = build_records(&harness).await;
+    assert_eq!(records.len(), 1);
+    let input =
+        ImageConfiguration::from_yaml(&records[0].data.clone().unwrap()[job::IMAGE_CONFIG_KEY])
+            .unwrap();
+    assert_eq!(input.include, None);
+    assert_eq!(input.environment["APP"], "own");
+    assert_eq!(input.environment["GREETING"], "one");
+    assert_eq!(input.contents.packages, ["hello"]);
+    assert_eq!(
+        input.entrypoint.and_then(|e| e.command).as_deref(),
+        Some("/usr/bin/hello")
+    );
+
+    // Editing the ConfigMap builds again, with its new content.
+    config_maps
+        .replace("base", &PostParams::default(), &{
+            let mut changed = config_map("two");
+            changed.metadata.resource_version = config_maps
+                .get("base")
+                .await
+                .unwrap()
+                .metadata
+                .resource_version;
+            changed
+        })
+        .await
+        .unwrap();
+    let api = harness.api();
+    let second = wait_for_status(&api, "app", |status| {
+        status.history.len() == 2 && is_true(&status.conditions, ConditionType::Ready)
+    })
+    .await;
+    let last = second.last_build.clone().unwrap();
+    assert_eq!(last.reason, BuildReason::IncludeChanged);
+    assert_eq!(last.generation, 1, "the ImageBuild itself did not change");
+    assert_ne!(
+        second.digest, first.digest,
+        "a new environment, a new image"
+    );
+    assert_ne!(second.configuration.unwrap().digest, sources.digest);
+
+    // An include of a ConfigMap that does not exist yet stalls the ImageBuild with a message
+    // naming it; creating the ConfigMap builds it.
+    let mut late = harness.image_build("late", &["hello"]);
+    late.spec.image = ImageConfiguration::from_yaml("include: configmap:late/base.yaml\n").unwrap();
+    api.create(&PostParams::default(), &late).await.unwrap();
+    let stalled = wait_for_status(&api, "late", |status| {
+        is_true(&status.conditions, ConditionType::Stalled)
+    })
+    .await;
+    let ready = stalled
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.reason, "InvalidSpec");
+    assert!(
+        ready.message.contains(&format!(
+            "ConfigMap `{}/late` does not exist",
+            harness.namespace
+        )),
+        "{}",
+        ready.message
+    );
+    let mut late_map = config_map("three");
+    late_map.metadata.name = Some("late".into());
+    config_maps
+        .create(&PostParams::default(), &late_map)
+        .await
+        .unwrap();
+    let built = wait_for_status(&api, "late", |status| {
+        is_true(&status.conditions, ConditionType::Ready)
+    })
+    .await;
+    assert_eq!(built.history.len(), 1);
+    assert!(!is_true(&built.conditions, ConditionType::Stalled));
+    assert!(!built.configuration.unwrap().digest.is_empty());
     harness.finish().await;
 }
 

@@ -654,11 +654,13 @@ const NEEDS: &[Need] = &[
     // backend.rs: `PodBackend` creates the input ConfigMap and deletes it after the build;
     // `LocalBackend` keeps it as the build's record: lists an ImageBuild's records, writes a
     // build's end into its annotations (a merge patch), deletes it beyond the history limits.
+    // includes.rs: `ApiConfigMaps` gets included ConfigMaps; controller.rs
+    // `included_config_map_refs` watches their metadata (list, watch).
     (
         Scope::ImageBuildNamespaces,
         "",
         "configmaps",
-        &["list", "create", "patch", "delete"],
+        &["get", "list", "watch", "create", "patch", "delete"],
         "",
     ),
     // controller.rs `observe`: lists a finished Job's Pods by the job-name label for the

@@ -32,7 +32,7 @@ use securebuild_crds::imagebuild::{
     BuildOutcome, ImageBuildSpec, ImageBuildStatus, SecretReference, Target,
 };
 use securebuild_crds::{ImageBuild, ImageConfiguration};
-use securebuild_operator::backend::{BuildBackend, LocalBackend};
+use securebuild_operator::backend::{BuildBackend, BuildEvent, LocalBackend};
 use securebuild_operator::config::{Backend, Config, SecretRef};
 use securebuild_operator::controller::{
     Hooks, REQUEUE_FINISHED, REQUEUE_RUNNING, State, reconcile,
@@ -343,7 +343,7 @@ async fn local_backend_builds_pushes_signs_and_reports() {
         ..Config::default()
     });
     let backend = Arc::new(LocalBackend::new(client.clone(), config.clone()));
-    let mut notices = backend.finished_builds().unwrap();
+    let mut notices = backend.build_notices().unwrap();
     let resolver = Arc::new(PackageResolver::new(config.clone()));
     let hooks = Hooks {
         post_build: Arc::new(Signer::new(
@@ -364,10 +364,19 @@ async fn local_backend_builds_pushes_signs_and_reports() {
     assert!(is_true(&started.conditions, ConditionType::Reconciling));
 
     // The build finishes in the background and says so.
+    let started_notice = tokio::time::timeout(BUILD_TIMEOUT, notices.recv())
+        .await
+        .expect("the local build starts")
+        .unwrap();
+    assert_eq!(
+        (started_notice.build.as_str(), started_notice.event),
+        (build_name.as_str(), BuildEvent::Started)
+    );
     let notice = tokio::time::timeout(BUILD_TIMEOUT, notices.recv())
         .await
         .expect("the local build finishes")
         .unwrap();
+    assert_eq!(notice.event, BuildEvent::Finished);
     assert_eq!(
         (notice.namespace.as_str(), notice.image_build.as_str()),
         (NAMESPACE, NAME)
