@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use securebuild_crds::image_config::{Architecture, ImageConfiguration};
+use securebuild_crds::image_config::{Architecture, ImageConfiguration, LayerPlan};
 
 use crate::apk::index::write_record;
 use crate::apk::package::{self, PackageFetcher, PackageRef, VerifiedPackage};
@@ -24,7 +24,8 @@ use crate::image::config::{self as image_config, ConfigInput};
 use crate::image::entry::EntryKind;
 use crate::image::install::Installed;
 use crate::image::install::{self, InstallLimits, SpooledPackage};
-use crate::image::layer::{Compression, LayerDigests};
+use crate::image::layer::Compression;
+use crate::image::layers::{self, LayerBlob, LayerKind, LayerPackage};
 use crate::image::layout::{self, Descriptor, ImageIndex, ImageManifest, LayoutWriter, Platform};
 use crate::image::os_release::{self, ReleaseInfo};
 use crate::image::write::{CachedLayer, LayerCache, LayerKeyBuilder};
@@ -106,6 +107,23 @@ pub struct BuiltPlatform {
     pub packages: Vec<VerifiedPackage>,
     /// What the image's `/etc/os-release` says.
     pub release: ReleaseInfo,
+    /// The image's layers, bottom first.
+    pub layers: Vec<LayerSummary>,
+}
+
+/// One layer of a built image, for the layer table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerSummary {
+    /// How it was made.
+    pub kind: LayerKind,
+    /// `name=version` of the packages it holds.
+    pub packages: Vec<String>,
+    /// Its digest.
+    pub digest: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// For a package whose data section could not be used: why.
+    pub reason: Option<String>,
 }
 
 /// A finished build: an OCI layout plus what it contains.
@@ -235,9 +253,6 @@ pub async fn build(
         });
     }
     config.validate()?;
-    if config.layering.as_ref().is_some_and(|l| !l.is_empty()) {
-        tracing::warn!("`layering` is validated but not applied yet: the image has a single layer");
-    }
     let config = &services::prepare_service_bundle(config);
     let archs = select_archs(config, &options.archs)?;
     let resolution = resolve_config(config, options).await?;
@@ -294,7 +309,7 @@ pub async fn build(
             Some(cached) => platform_from_cache(config, arch, cached, &mut layout, created)?,
             None => None,
         };
-        let (manifest, release) = match from_cache {
+        let (manifest, release, layers) = match from_cache {
             Some(done) => done,
             None => {
                 if let (Some(key), Some(_)) = (&key, &cached) {
@@ -324,6 +339,7 @@ pub async fn build(
             manifest,
             packages: verified,
             release,
+            layers,
         });
     }
     let index_bytes = ImageIndex {
@@ -374,6 +390,11 @@ fn layer_cache_key(
     created: i64,
     options: &BuildOptions,
 ) -> Option<String> {
+    // Package layers need no cache: their blobs are the packages' own data sections, and only
+    // the final layer is written.
+    if config.layer_plan() != LayerPlan::Single {
+        return None;
+    }
     let yaml = config.to_yaml().ok()?;
     let mut key = LayerKeyBuilder::new();
     key.field("config", yaml.as_bytes())
@@ -405,7 +426,7 @@ fn platform_from_cache(
     cached: &CachedLayer,
     layout: &mut LayoutWriter,
     created: i64,
-) -> Result<Option<(Descriptor, ReleaseInfo)>> {
+) -> Result<Option<(Descriptor, ReleaseInfo, Vec<LayerSummary>)>> {
     // The layout re-hashes the blob and refuses it if it changed since it was stored.
     let layer = match layout.add_file(&cached.path, Some(&cached.digests.digest)) {
         Ok(blob) => blob.descriptor(cached.digests.media_type),
@@ -421,16 +442,23 @@ fn platform_from_cache(
         name: fact(FACT_RELEASE_NAME),
     };
     let user = fact(FACT_USER);
+    let summary = vec![LayerSummary {
+        kind: LayerKind::Single,
+        packages: Vec::new(),
+        digest: layer.digest.clone(),
+        size: layer.size,
+        reason: None,
+    }];
     let manifest = finish_platform(
         config,
         arch,
-        layer,
-        &cached.digests,
+        vec![layer],
+        std::slice::from_ref(&cached.digests.diff_id),
         user.as_deref(),
         layout,
         created,
     )?;
-    Ok(Some((manifest, release)))
+    Ok(Some((manifest, release, summary)))
 }
 
 /// Installs the spooled packages, generates the builder's files, writes the layer (into the
@@ -447,7 +475,7 @@ fn build_platform(
     created: i64,
     options: &BuildOptions,
     cache: Option<(&LayerCache, &str)>,
-) -> Result<(Descriptor, ReleaseInfo)> {
+) -> Result<(Descriptor, ReleaseInfo, Vec<LayerSummary>)> {
     let files = verified
         .iter()
         .map(|p| {
@@ -462,6 +490,20 @@ fn build_platform(
 
     let (user, release) =
         generate_files(config, arch, resolution, verified, &mut installed, created)?;
+    if let LayerPlan::Packages { budget } = config.layer_plan() {
+        return package_layers(
+            config,
+            arch,
+            verified,
+            &installed,
+            budget,
+            layout,
+            work,
+            created,
+            options,
+            (user, release),
+        );
+    }
     // The layer is written straight into the cache when there is one, so that keeping it costs
     // a rename, not a copy.
     let incoming = cache.and_then(|(layers, _)| match layers.incoming() {
@@ -498,25 +540,113 @@ fn build_platform(
             tracing::warn!(error = %crate::error::Chain(&error), "cannot keep the layer in the layer cache");
         }
     }
+    let summary = vec![LayerSummary {
+        kind: LayerKind::Single,
+        packages: Vec::new(),
+        digest: layer.digest.clone(),
+        size: layer.size,
+        reason: None,
+    }];
     let manifest = finish_platform(
         config,
         arch,
-        layer,
-        &digests,
+        vec![layer],
+        std::slice::from_ref(&digests.diff_id),
         user.as_deref(),
         layout,
         created,
     )?;
-    Ok((manifest, release))
+    Ok((manifest, release, summary))
 }
 
-/// Adds the image config and manifest of one architecture (whose layer is already in the
+/// Writes one architecture's package layers and final layer (see `image::layers`), adds them,
+/// the config and the manifest to the layout.
+#[allow(clippy::too_many_arguments)]
+fn package_layers(
+    config: &ImageConfiguration,
+    arch: &Architecture,
+    verified: &[VerifiedPackage],
+    installed: &Installed,
+    budget: u32,
+    layout: &mut LayoutWriter,
+    work: &Path,
+    created: i64,
+    options: &BuildOptions,
+    (user, release): (Option<String>, ReleaseInfo),
+) -> Result<(Descriptor, ReleaseInfo, Vec<LayerSummary>)> {
+    let packages: Vec<LayerPackage<'_>> = verified
+        .iter()
+        .map(|p| LayerPackage {
+            name: &p.record.name,
+            version: &p.record.version,
+            origin: p
+                .record
+                .origin
+                .as_deref()
+                .filter(|origin| !origin.is_empty())
+                .unwrap_or(&p.record.name),
+            installed_size: p.record.installed_size,
+            apk: &p.path,
+            data_range: p.data_range.clone(),
+            data_sha256: p.data_sha256,
+            data_diff_id: p.data_diff_id,
+        })
+        .collect();
+    let written = layers::write_layers(
+        installed,
+        &packages,
+        budget,
+        options.compression,
+        work,
+        &format!("layer-{}", arch.apk()),
+        created,
+    )?;
+    let mut descriptors = Vec::with_capacity(written.len());
+    let mut diff_ids = Vec::with_capacity(written.len());
+    let mut summary = Vec::with_capacity(written.len());
+    for layer in written {
+        let blob = match &layer.blob {
+            LayerBlob::Range { path, range } => {
+                layout.add_range(path, range.clone(), &layer.digests.digest)?
+            }
+            LayerBlob::File(path) => layout.add_file(path, Some(&layer.digests.digest))?,
+        };
+        let mut descriptor = blob.descriptor(layer.digests.media_type);
+        if !layer.packages.is_empty() {
+            descriptor.annotations.insert(
+                layers::ANNOTATION_PACKAGES.to_string(),
+                layer.packages.join(","),
+            );
+        }
+        summary.push(LayerSummary {
+            kind: layer.kind,
+            packages: layer.packages,
+            digest: descriptor.digest.clone(),
+            size: descriptor.size,
+            reason: layer.reason,
+        });
+        descriptors.push(descriptor);
+        diff_ids.push(layer.digests.diff_id);
+    }
+    let manifest = finish_platform(
+        config,
+        arch,
+        descriptors,
+        &diff_ids,
+        user.as_deref(),
+        layout,
+        created,
+    )?;
+    Ok((manifest, release, summary))
+}
+
+/// Adds the image config and manifest of one architecture (whose layers are already in the
 /// layout) and returns the manifest's descriptor.
 fn finish_platform(
     config: &ImageConfiguration,
     arch: &Architecture,
-    layer: Descriptor,
-    digests: &LayerDigests,
+    layers: Vec<Descriptor>,
+    diff_ids: &[String],
     user: Option<&str>,
     layout: &mut LayoutWriter,
     created: i64,
@@ -524,7 +654,7 @@ fn finish_platform(
     let config_bytes = image_config::image_config_json(&ConfigInput {
         image: config,
         arch,
-        diff_ids: std::slice::from_ref(&digests.diff_id),
+        diff_ids,
         created,
         user,
     })?;
@@ -533,7 +663,7 @@ fn finish_platform(
         .descriptor(image_config::MEDIA_TYPE_IMAGE_CONFIG);
     let manifest_bytes = ImageManifest {
         config: config_descriptor,
-        layers: vec![layer],
+        layers,
         annotations: image_config::annotations(config),
     }
     .to_json()?;
@@ -924,7 +1054,12 @@ mod tests {
 
     #[tokio::test]
     async fn the_layer_cache_serves_unchanged_rebuilds_and_recovers_from_damage() {
-        let (config, path) = example();
+        // The cache holds single layers; package layers are the packages' own data sections.
+        let (mut config, path) = example();
+        config.layering = Some(securebuild_crds::image_config::Layering {
+            strategy: Some("none".to_string()),
+            budget: None,
+        });
         let tmp = tempfile::tempdir().unwrap();
         let cache = tmp.path().join("cache");
         let options = BuildOptions {

@@ -162,6 +162,10 @@ pub enum Error {
     #[error(transparent)]
     Layer(#[from] crate::image::write::WriteError),
 
+    /// The package layers could not be written.
+    #[error(transparent)]
+    Layers(#[from] crate::image::layers::LayersError),
+
     /// The OCI config could not be computed.
     #[error(transparent)]
     ImageConfig(#[from] crate::image::config::ImageConfigError),
@@ -247,6 +251,7 @@ impl Error {
             | Self::RuntimeKeyring(_)
             | Self::Services(_) => "InvalidSpec",
             Self::Layer(_)
+            | Self::Layers(_)
             | Self::Layout(_)
             | Self::ApkDb(_)
             | Self::OsRelease(_)

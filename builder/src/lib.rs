@@ -3,6 +3,7 @@
 
 pub mod apk;
 pub mod attest;
+pub mod blob_record;
 pub mod build;
 pub mod cli;
 pub mod config_file;

@@ -14,8 +14,11 @@
 //! `Docker-Content-Digest`). Manifest digests are checked against the header of every `PUT`,
 //! `GET` and `HEAD`.
 //!
-//! It does not build images, sign anything, mount blobs across repositories, delete from a
-//! registry or copy between registries.
+//! A blob the registry holds in another repository (as [`crate::blob_record`] remembers from
+//! earlier pushes) is mounted from there instead of uploaded; a registry that answers the mount
+//! with an upload session gets the blob uploaded as usual.
+//!
+//! It does not build images, sign anything, delete from a registry or copy between registries.
 
 use std::collections::HashMap;
 use std::collections::{BTreeMap, BTreeSet};
@@ -39,6 +42,7 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncReadExt as _;
 
+use crate::blob_record::BlobRecord;
 use crate::digest::{SHA256_PREFIX, finish_sha256};
 use crate::image::layout;
 use crate::registry_auth::{AuthError, CredentialSource, Credentials, DockerConfig, shorten};
@@ -632,6 +636,10 @@ pub struct PushReport {
     pub media_type: String,
     /// Blobs uploaded.
     pub blobs_uploaded: usize,
+    /// Blobs mounted from another repository of the registry.
+    pub blobs_mounted: usize,
+    /// Bytes in mounted blobs.
+    pub bytes_mounted: u64,
     /// Bytes uploaded in blobs.
     pub bytes_uploaded: u64,
     /// Blobs the registry already had.
@@ -664,6 +672,18 @@ pub struct Registry {
     options: RegistryOptions,
     http: reqwest::Client,
     sessions: tokio::sync::Mutex<HashMap<(String, String), Arc<Session>>>,
+    blobs: BlobRecord,
+}
+
+/// How a layout blob reached the registry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BlobPush {
+    /// The repository already had it.
+    Present,
+    /// Mounted from another repository.
+    Mounted,
+    /// Uploaded.
+    Uploaded,
 }
 
 impl fmt::Debug for Registry {
@@ -688,7 +708,15 @@ impl Registry {
             options,
             http,
             sessions: tokio::sync::Mutex::new(HashMap::new()),
+            blobs: BlobRecord::in_memory(),
         })
+    }
+
+    /// Keeps the record of which repositories hold which blobs in `file` (loaded now, saved
+    /// after each push), so that later pushes mount them.
+    pub fn with_blob_record(mut self, file: &Path) -> Self {
+        self.blobs = BlobRecord::load(file);
+        self
     }
 
     /// Pushes the OCI image layout at `layout_dir` to `target`'s repository.
@@ -735,6 +763,8 @@ impl Registry {
             digest: layout.root.digest.clone(),
             media_type: layout.root.media_type.clone(),
             blobs_uploaded: 0,
+            blobs_mounted: 0,
+            bytes_mounted: 0,
             bytes_uploaded: 0,
             blobs_skipped: 0,
             bytes_skipped: 0,
@@ -745,7 +775,7 @@ impl Registry {
         };
 
         let concurrency = self.options.upload_concurrency.max(1);
-        let outcomes: Vec<(bool, u64)> = futures::stream::iter(layout.blobs.iter())
+        let outcomes: Vec<(BlobPush, u64)> = futures::stream::iter(layout.blobs.iter())
             .map(|(digest, size)| {
                 let path = layout.blob_path(digest);
                 let session = &session;
@@ -757,15 +787,23 @@ impl Registry {
             .buffer_unordered(concurrency)
             .try_collect()
             .await?;
-        for (uploaded, size) in outcomes {
-            if uploaded {
-                report.blobs_uploaded += 1;
-                report.bytes_uploaded += size;
-            } else {
-                report.blobs_skipped += 1;
-                report.bytes_skipped += size;
+        for (outcome, size) in outcomes {
+            match outcome {
+                BlobPush::Uploaded => {
+                    report.blobs_uploaded += 1;
+                    report.bytes_uploaded += size;
+                }
+                BlobPush::Mounted => {
+                    report.blobs_mounted += 1;
+                    report.bytes_mounted += size;
+                }
+                BlobPush::Present => {
+                    report.blobs_skipped += 1;
+                    report.bytes_skipped += size;
+                }
             }
         }
+        self.blobs.save();
 
         for manifest in layout.manifests.iter().chain(std::iter::once(&layout.root)) {
             let present = self
@@ -1103,17 +1141,37 @@ impl Registry {
         Ok(answer.access_token)
     }
 
-    /// Uploads one layout blob unless present; `true` when it was uploaded.
+    /// Pushes one layout blob unless present: mounted from another repository of the registry
+    /// that holds it, else uploaded.
     async fn push_layout_blob(
         &self,
         session: &Session,
         path: &Path,
         digest: &str,
         size: u64,
-    ) -> Result<bool, RegistryError> {
+    ) -> Result<BlobPush, RegistryError> {
         if self.retrying(|| self.head_blob(session, digest)).await? {
             tracing::debug!(%digest, "blob already present");
-            return Ok(false);
+            self.blobs
+                .note(&session.registry, &session.repository, digest);
+            return Ok(BlobPush::Present);
+        }
+        for from in self
+            .blobs
+            .sources(&session.registry, digest, &session.repository)
+        {
+            match self.mount_blob(session, digest, &from).await {
+                Ok(true) => {
+                    tracing::debug!(%digest, %from, "blob mounted");
+                    self.blobs
+                        .note(&session.registry, &session.repository, digest);
+                    return Ok(BlobPush::Mounted);
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::debug!(%digest, %from, error = %crate::error::Chain(&error), "mount failed; uploading instead");
+                }
+            }
         }
         verify_file(path, digest, size).await?;
         self.retrying(|| async {
@@ -1129,7 +1187,60 @@ impl Registry {
         })
         .await?;
         tracing::debug!(%digest, size, "blob uploaded");
-        Ok(true)
+        self.blobs
+            .note(&session.registry, &session.repository, digest);
+        Ok(BlobPush::Uploaded)
+    }
+
+    /// Asks the registry to mount `digest` from repository `from`: `true` when it did (`201`);
+    /// `false` when it opened an upload session instead (`202`, which is closed again) or
+    /// refused.
+    async fn mount_blob(
+        &self,
+        session: &Session,
+        digest: &str,
+        from: &str,
+    ) -> Result<bool, RegistryError> {
+        let url = format!(
+            "{}/v2/{}/blobs/uploads/?mount={digest}&from={from}",
+            session.base_url, session.repository
+        );
+        let response = self
+            .send(
+                session,
+                RegistryOperation::Push,
+                Action::UploadingBlob,
+                digest,
+                |http| http.post(&url).header(header::CONTENT_LENGTH, 0),
+            )
+            .await?;
+        let status = response.status().as_u16();
+        if status == 202
+            && let Some(location) = response
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|value| value.to_str().ok())
+        {
+            // Close the upload session the registry opened; the blob is uploaded afresh.
+            let location = if location.starts_with('/') {
+                format!("{}{location}", session.base_url)
+            } else {
+                location.to_string()
+            };
+            let closed = self
+                .send(
+                    session,
+                    RegistryOperation::Push,
+                    Action::UploadingBlob,
+                    digest,
+                    |http| http.delete(&location),
+                )
+                .await;
+            if let Err(error) = closed {
+                tracing::debug!(%digest, error = %crate::error::Chain(&error), "cannot close an unused upload session");
+            }
+        }
+        Ok(status == 201)
     }
 
     async fn head_blob(&self, session: &Session, digest: &str) -> Result<bool, RegistryError> {

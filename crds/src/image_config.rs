@@ -101,8 +101,9 @@ pub struct ImageConfiguration {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificates: Option<ImageCertificates>,
 
-    /// Optional: how to split the image into layers. Parsed and validated; SecureBuild builds
-    /// a single layer until package layering is implemented.
+    /// Optional: how to split the image into layers. Absent (or `{}`): one layer per package,
+    /// at most 32, plus the builder's own layer; `{strategy: origin, budget: N}`: at most `N`
+    /// package layers; `{strategy: none}`: a single layer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layering: Option<Layering>,
 
@@ -155,19 +156,57 @@ pub struct RuntimeKeyringEntry {
 /// Layering of the image.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Layering {
-    /// Optional: the strategy; `origin` groups packages by origin package.
+    /// Optional: the strategy; `origin` gives packages layers of their own and groups those
+    /// beyond the budget by origin package, `none` builds a single layer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<String>,
 
-    /// Optional: the maximum number of package layers.
+    /// Optional: the maximum number of package layers (`origin` only; 32 when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<u32>,
 }
+
+/// The `origin` strategy: packages in layers of their own, grouped by origin beyond the budget.
+pub const LAYERING_ORIGIN: &str = "origin";
+/// The `none` strategy: a single layer.
+pub const LAYERING_NONE: &str = "none";
+/// Package layers when the configuration does not set a budget.
+pub const DEFAULT_LAYER_BUDGET: u32 = 32;
 
 impl Layering {
     /// Whether the layering asks for nothing (`layering: {}`), which apko treats as absent.
     pub fn is_empty(&self) -> bool {
         self.strategy.as_deref().unwrap_or_default().is_empty() && self.budget.unwrap_or(0) == 0
+    }
+}
+
+/// How an image is split into layers, as the builder applies it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerPlan {
+    /// One layer holding everything.
+    Single,
+    /// At most `budget` package layers, then the builder's own layer.
+    Packages {
+        /// The most package layers (0 is taken as 1, as apko does).
+        budget: u32,
+    },
+}
+
+impl ImageConfiguration {
+    /// The layering this configuration asks for: absent or `{}` is SecureBuild's default of
+    /// package layers with a budget of [`DEFAULT_LAYER_BUDGET`]. Call after [`Self::validate`].
+    pub fn layer_plan(&self) -> LayerPlan {
+        match &self.layering {
+            Some(layering) if layering.strategy.as_deref() == Some(LAYERING_NONE) => {
+                LayerPlan::Single
+            }
+            Some(layering) if !layering.is_empty() => LayerPlan::Packages {
+                budget: layering.budget.unwrap_or(DEFAULT_LAYER_BUDGET),
+            },
+            _ => LayerPlan::Packages {
+                budget: DEFAULT_LAYER_BUDGET,
+            },
+        }
     }
 }
 
@@ -679,12 +718,17 @@ pub enum ConfigError {
         /// The repeated name.
         name: String,
     },
-    /// A layering strategy apko does not know.
-    #[error("unrecognized layering strategy `{strategy}`; the only strategy is `origin`")]
+    /// A layering strategy neither apko nor SecureBuild knows.
+    #[error("unrecognized layering strategy `{strategy}`; the strategies are `origin` and `none`")]
     LayeringStrategy {
         /// The strategy as written (empty when only `budget` is given).
         strategy: String,
     },
+    /// A budget given with the `none` strategy, which builds a single layer.
+    #[error(
+        "layering `budget` applies to the `origin` strategy only; `none` builds a single layer"
+    )]
+    LayeringBudget,
     /// An entrypoint type other than `service-bundle`.
     #[error(
         "entrypoint type `{kind}` is not supported; the only type is `service-bundle` (or leave `type` out)"
@@ -773,7 +817,11 @@ impl ImageConfiguration {
             && !layering.is_empty()
         {
             let strategy = layering.strategy.clone().unwrap_or_default();
-            if strategy != "origin" {
+            if strategy == LAYERING_NONE {
+                if layering.budget.is_some() {
+                    return Err(ConfigError::LayeringBudget);
+                }
+            } else if strategy != LAYERING_ORIGIN {
                 return Err(ConfigError::LayeringStrategy { strategy });
             }
         }
@@ -1068,9 +1116,14 @@ os-release:
             "contents: {packages: [a], runtime_keyring: [{name: m}]}",
             Some("`contents.runtime_keyring` entry `m` has no content"),
         );
-        // Layering: empty is no layering; otherwise only `origin`.
+        // Layering: empty is the default; otherwise `origin` or `none` (without a budget).
         check("layering: {}", None);
         check("layering: {strategy: origin, budget: 2}", None);
+        check("layering: {strategy: none}", None);
+        check(
+            "layering: {strategy: none, budget: 2}",
+            Some("applies to the `origin` strategy only"),
+        );
         check(
             "layering: {budget: 2}",
             Some("unrecognized layering strategy ``"),
@@ -1098,5 +1151,25 @@ os-release:
             "contents: {packages: [a], baseimage: {image: ./base, apkindex: ./idx}}",
             Some("`contents.baseimage` is not supported"),
         );
+    }
+
+    #[test]
+    fn layer_plans_default_to_package_layers() {
+        let plan = |yaml: &str| ImageConfiguration::from_yaml(yaml).unwrap().layer_plan();
+        let default = LayerPlan::Packages {
+            budget: DEFAULT_LAYER_BUDGET,
+        };
+        assert_eq!(plan("contents: {packages: [a]}"), default);
+        assert_eq!(plan("layering: {}"), default);
+        assert_eq!(plan("layering: {strategy: origin}"), default);
+        assert_eq!(
+            plan("layering: {strategy: origin, budget: 3}"),
+            LayerPlan::Packages { budget: 3 }
+        );
+        assert_eq!(
+            plan("layering: {strategy: origin, budget: 0}"),
+            LayerPlan::Packages { budget: 0 }
+        );
+        assert_eq!(plan("layering: {strategy: none}"), LayerPlan::Single);
     }
 }

@@ -953,6 +953,16 @@ async fn build_and_push(
             return BuildResult::failure(Reason::CredentialsInvalid.as_str(), chain(&error));
         }
     };
+    // Layers pushed by builds of the same namespace are mounted instead of uploaded again. The
+    // record is kept per namespace: a mount that succeeds tells that the other repository
+    // holds the blob, which is not for other tenants to learn.
+    let namespace = ib.namespace().unwrap_or_default();
+    let registry = registry.with_blob_record(
+        &config
+            .cache_dir()
+            .join("registry-blobs")
+            .join(format!("{namespace}.json")),
+    );
     let mut options = crate::resolver::build_options(config, Vec::new());
     options.tags = target.tags;
     // The layout only lives until it is pushed.

@@ -1,7 +1,7 @@
 //! Loopback proxies that put faults between the operator and what it talks to.
 //!
 //! [`RegistryProxy`] is an HTTP/1.1 reverse proxy in front of a test registry: it records every
-//! exchange (method, path, status), fails pushes with `503` while told to, and runs hooks when a
+//! exchange (method, path, query, request body size, status), fails pushes with `503` while told to, and runs hooks when a
 //! request matches (to kill the operator or stop the API server at a precise step of a build).
 //! [`TcpProxy`] forwards TCP connections (TLS passes through untouched) and drops every open
 //! connection on demand, which ends the operator's watch streams. Both bind to 127.0.0.1 only
@@ -43,6 +43,10 @@ pub struct Exchange {
     pub method: String,
     /// The path (without the query).
     pub path: String,
+    /// The query, without `?` (empty when there is none).
+    pub query: String,
+    /// Bytes in the request body.
+    pub request_bytes: u64,
     /// The status sent back.
     pub status: u16,
 }
@@ -93,7 +97,7 @@ type Body = BoxBody<Bytes, hyper::Error>;
 
 struct RegistryState {
     upstream: SocketAddr,
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpConnector, Full<Bytes>>,
     exchanges: Mutex<Vec<Exchange>>,
     fail_pushes: AtomicBool,
     hooks: Mutex<Vec<Hook>>,
@@ -205,6 +209,15 @@ fn text_response(status: StatusCode, text: &'static str) -> Response<Body> {
 async fn handle(state: &RegistryState, request: Request<Incoming>) -> Response<Body> {
     let method = request.method().clone();
     let path = request.uri().path().to_string();
+    let query = request.uri().query().unwrap_or_default().to_string();
+    // The body is read whole (test blobs are small), counted and sent on.
+    let (parts, body) = request.into_parts();
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return text_response(StatusCode::BAD_REQUEST, "the request body failed"),
+    };
+    let request_bytes = body.len() as u64;
+    let request = Request::from_parts(parts, Full::new(body));
     let push = matches!(method, Method::POST | Method::PUT | Method::PATCH);
     let response = if push && state.fail_pushes.load(Ordering::SeqCst) {
         text_response(
@@ -236,12 +249,14 @@ async fn handle(state: &RegistryState, request: Request<Incoming>) -> Response<B
         .push(Exchange {
             method: method.to_string(),
             path,
+            query,
+            request_bytes,
             status: response.status().as_u16(),
         });
     response
 }
 
-async fn forward(state: &RegistryState, mut request: Request<Incoming>) -> Response<Body> {
+async fn forward(state: &RegistryState, mut request: Request<Full<Bytes>>) -> Response<Body> {
     let path_and_query = request
         .uri()
         .path_and_query()

@@ -327,8 +327,8 @@ layering:
         config["config"]["Entrypoint"],
         serde_json::json!(["/bin/s6-svscan", "/sv"])
     );
-    // layering is validated but not applied yet: one layer.
-    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 1);
+    // `layering: {strategy: origin, budget: 2}`: two package layers, then the final layer.
+    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 3);
 }
 
 #[tokio::test]

@@ -86,8 +86,9 @@ pub(crate) fn unpack(layout: &Path, tag: &str, arch: &str, into: &Path) -> PathB
     bundle.join("rootfs")
 }
 
-/// The layer blob (gzip-compressed tar) of one platform (`amd64`, `arm64`, …) of a layout.
-pub(crate) fn layer_blob(layout: &Path, arch: &str) -> PathBuf {
+/// The layer blobs (gzip-compressed tars), bottom first, of one platform (`amd64`, `arm64`, …)
+/// of a layout.
+pub(crate) fn layer_blobs(layout: &Path, arch: &str) -> Vec<PathBuf> {
     let read_json = |digest: &str| -> Value {
         let hex = digest.strip_prefix("sha256:").unwrap();
         serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap())
@@ -106,18 +107,26 @@ pub(crate) fn layer_blob(layout: &Path, arch: &str) -> PathBuf {
         .unwrap()
         .to_string();
     let manifest = read_json(&manifest_digest);
-    let layer = manifest["layers"][0]["digest"].as_str().unwrap();
-    layout
-        .join("blobs/sha256")
-        .join(layer.strip_prefix("sha256:").unwrap())
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|layer| {
+            let digest = layer["digest"].as_str().unwrap();
+            layout
+                .join("blobs/sha256")
+                .join(digest.strip_prefix("sha256:").unwrap())
+        })
+        .collect()
 }
 
-/// The layer tar of one platform, listed by the `tar` crate: path → (mode, uid, gid, link).
-pub(crate) fn layer_entries(
-    layout: &Path,
-    arch: &str,
-) -> Vec<(String, u32, u64, u64, Option<String>)> {
-    let file = std::fs::File::open(layer_blob(layout, arch)).unwrap();
+/// One tar entry of a layer: path (without a trailing `/`), mode, uid, gid, link target, and
+/// whether it is a directory.
+pub(crate) type TarListing = (String, u32, u64, u64, Option<String>, bool);
+
+/// The entries of one layer blob, in tar order.
+pub(crate) fn tar_entries(blob: &Path) -> Vec<TarListing> {
+    let file = std::fs::File::open(blob).unwrap();
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
     archive
         .entries()
@@ -126,16 +135,57 @@ pub(crate) fn layer_entries(
             let e = e.unwrap();
             let h = e.header();
             (
-                e.path().unwrap().to_string_lossy().into_owned(),
+                e.path()
+                    .unwrap()
+                    .to_string_lossy()
+                    .trim_end_matches('/')
+                    .to_string(),
                 h.mode().unwrap(),
                 h.uid().unwrap(),
                 h.gid().unwrap(),
                 e.link_name()
                     .unwrap()
                     .map(|l| l.to_string_lossy().into_owned()),
+                h.entry_type() == tar::EntryType::Directory,
             )
         })
         .collect()
+}
+
+/// The layers of one platform stacked as a runtime stacks them (a later entry replaces an
+/// earlier one and, unless both are directories, what was below it; `.wh.<name>` removes
+/// `<name>`), in path order.
+pub(crate) fn layer_entries(layout: &Path, arch: &str) -> Vec<TarListing> {
+    let mut stacked: BTreeMap<String, TarListing> = BTreeMap::new();
+    for blob in layer_blobs(layout, arch) {
+        for entry in tar_entries(&blob) {
+            let path = entry.0.clone();
+            let (dir, name) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
+            let removed = name.strip_prefix(".wh.").map(|gone| {
+                if dir.is_empty() {
+                    gone.to_string()
+                } else {
+                    format!("{dir}/{gone}")
+                }
+            });
+            let replaced = removed.clone().unwrap_or_else(|| path.clone());
+            let directory_over_directory =
+                entry.5 && stacked.get(&replaced).is_some_and(|old| old.5);
+            if removed.is_some() || !directory_over_directory {
+                let prefix = format!("{replaced}/");
+                stacked.retain(|p, _| !p.starts_with(&prefix));
+            }
+            match removed {
+                Some(gone) => {
+                    stacked.remove(&gone);
+                }
+                None => {
+                    stacked.insert(path, entry);
+                }
+            }
+        }
+    }
+    stacked.into_values().collect()
 }
 
 #[tokio::test]
@@ -261,7 +311,10 @@ async fn the_offline_example_builds_reproducibly_and_unpacks() {
         find("usr/lib/libhello.so.1").4.as_deref(),
         Some("libhello.so.1.2.0")
     );
-    let paths: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
+    // The layer the builder writes lists its entries in path order.
+    let blobs = layer_blobs(&layout, "amd64");
+    let final_layer = tar_entries(blobs.last().unwrap());
+    let paths: Vec<&str> = final_layer.iter().map(|e| e.0.as_str()).collect();
     let mut sorted = paths.clone();
     sorted.sort();
     assert_eq!(paths, sorted, "layer entries are written in path order");
@@ -407,7 +460,8 @@ async fn push_then_push_again_uploads_nothing() {
     };
     let (ok, first, error) = push().await;
     assert!(ok, "{error}");
-    assert!(first.contains("2 blobs uploaded"), "{first}");
+    // The package's layer, the final layer and the config.
+    assert!(first.contains("3 blobs uploaded"), "{first}");
     let index = digest_line(&first, "index: ");
     let (ok, second, error) = push().await;
     assert!(ok, "{error}");

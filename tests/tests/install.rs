@@ -14,7 +14,7 @@ use securebuild_builder::image::install::{
 };
 use securebuild_tests::apkgen::{PackageSpec, Repository, TarEntry, TestKey};
 
-use crate::build_push::{layer_blob, securebuild};
+use crate::build_push::{layer_blobs, securebuild};
 
 struct Built {
     _dir: tempfile::TempDir,
@@ -360,20 +360,23 @@ const APKO_TESTDATA_ENV: &str = "SECUREBUILD_APKO_TESTDATA";
 /// `/etc/os-release` of the package that replaces the base layout.
 const REPLAYOUT_OS_RELEASE: &str = "ID=replaces\nNAME=\"Replaces\"\nVERSION_ID=\"1.0.0-r0\"\n";
 
-/// A layer's entries: path → (uid, gid, content).
+/// The stacked layers' entries: path → (uid, gid, content).
 type LayerFiles = BTreeMap<String, (u64, u64, Vec<u8>)>;
 
 fn layer_files(layout: &Path, arch: &str) -> LayerFiles {
-    let file = std::fs::File::open(layer_blob(layout, arch)).unwrap();
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    // The layers bottom first: a later layer's entry replaces an earlier one's.
     let mut files = BTreeMap::new();
-    for entry in archive.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        let path = entry.path().unwrap().to_string_lossy().into_owned();
-        let (uid, gid) = (entry.header().uid().unwrap(), entry.header().gid().unwrap());
-        let mut content = Vec::new();
-        entry.read_to_end(&mut content).unwrap();
-        files.insert(path, (uid, gid, content));
+    for blob in layer_blobs(layout, arch) {
+        let file = std::fs::File::open(blob).unwrap();
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let path = entry.path().unwrap().to_string_lossy().into_owned();
+            let (uid, gid) = (entry.header().uid().unwrap(), entry.header().gid().unwrap());
+            let mut content = Vec::new();
+            entry.read_to_end(&mut content).unwrap();
+            files.insert(path, (uid, gid, content));
+        }
     }
     files
 }

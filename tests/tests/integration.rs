@@ -9,6 +9,7 @@ mod example_repo;
 mod health_checks;
 mod helm_chart;
 mod install;
+mod layers;
 mod operator_local;
 mod own_images;
 mod registry_push;

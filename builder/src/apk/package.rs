@@ -262,6 +262,9 @@ pub struct VerifiedPackage {
     pub control_sha1: [u8; 20],
     /// SHA-256 of the data member's compressed bytes (the `datahash`).
     pub data_sha256: [u8; 32],
+    /// SHA-256 of the decompressed data tar (its diff ID as a layer), when the data member was
+    /// decompressed into a spool.
+    pub data_diff_id: Option<[u8; 32]>,
     /// The parsed `.PKGINFO`.
     pub pkginfo: PkgInfo,
     /// Whether the package was already in the cache (nothing was downloaded or copied).
@@ -835,6 +838,7 @@ impl PackageFetcher {
             data_range: verified.data_range,
             control_sha1: verified.control_sha1,
             data_sha256: verified.data_sha256,
+            data_diff_id: verified.data_diff_id,
             pkginfo: verified.pkginfo,
             from_cache,
         }
@@ -1100,6 +1104,7 @@ struct Verified {
     data_range: Range<u64>,
     control_sha1: [u8; 20],
     data_sha256: [u8; 32],
+    data_diff_id: Option<[u8; 32]>,
     pkginfo: PkgInfo,
 }
 
@@ -1143,9 +1148,10 @@ fn verify_full(
     check_control(&control, expect)?;
     let signed = !signatures.is_empty();
     let mut data = data;
-    if let Some(spool) = spool {
-        write_spool(&mut data, spool, expect)?;
-    }
+    let data_diff_id = match spool {
+        Some(spool) => Some(write_spool(&mut data, spool, expect)?),
+        None => None,
+    };
     let data = data
         .finish()
         .map_err(|source| archive_error(expect, source))?;
@@ -1174,17 +1180,19 @@ fn verify_full(
         data_range: control_end..size,
         control_sha1: control.digests.sha1,
         data_sha256: data.sha256,
+        data_diff_id,
         pkginfo: control.pkginfo,
     })
 }
 
-/// Decompresses the rest of the data member into the file `spool`. A read error ends the copy
-/// quietly: the reader keeps it, and [`DataReader::finish`] reports it.
+/// Decompresses the rest of the data member into the file `spool` and returns the SHA-256 of
+/// what it wrote. A read error ends the copy quietly: the reader keeps it, and
+/// [`DataReader::finish`] reports it.
 fn write_spool<R: Read>(
     data: &mut DataReader<R>,
     spool: &Path,
     expect: &Expectation,
-) -> Result<(), PackageError> {
+) -> Result<[u8; 32], PackageError> {
     let spool_error = |source| PackageError::Spool {
         package: expect.package.clone(),
         path: spool.to_path_buf(),
@@ -1192,6 +1200,7 @@ fn write_spool<R: Read>(
     };
     let mut out = File::create(spool).map_err(spool_error)?;
     let mut buffer = vec![0u8; SPOOL_BUFFER_SIZE];
+    let mut hasher = Sha256::new();
     loop {
         let read = match data.read(&mut buffer) {
             Ok(0) => break,
@@ -1199,9 +1208,10 @@ fn write_spool<R: Read>(
             Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => break,
         };
+        hasher.update(&buffer[..read]);
         out.write_all(&buffer[..read]).map_err(spool_error)?;
     }
-    Ok(())
+    Ok(hasher.finalize().into())
 }
 
 /// The cache-hit check (see [`Verification::Cached`]).
@@ -1283,6 +1293,7 @@ fn verify_cached(
         data_range: control_end..position,
         control_sha1: control.digests.sha1,
         data_sha256,
+        data_diff_id: None,
         pkginfo: control.pkginfo,
     })
 }
@@ -1686,6 +1697,13 @@ mod tests {
         let fresh = fetcher.fetch_all_spooled(&refs, &spools).await.unwrap();
         assert!(fresh.iter().all(|p| !p.from_cache));
         assert_eq!(std::fs::read(spool_of(&spools, &app)).unwrap(), app_tar);
+        // The diff ID is the SHA-256 of the decompressed tar, computed while it was written.
+        let diff_id: [u8; 32] = Sha256::digest(&app_tar).into();
+        let app_package = fresh
+            .iter()
+            .find(|p| p.record.name == app.record.name)
+            .unwrap();
+        assert_eq!(app_package.data_diff_id, Some(diff_id));
         assert_eq!(std::fs::read(spool_of(&spools, &lib)).unwrap(), lib_tar);
 
         // Cache hits are decompressed into the spool too, and verify the same way.
@@ -1702,11 +1720,17 @@ mod tests {
             fresh.iter().map(strip).collect::<Vec<_>>(),
             cached.iter().map(strip).collect::<Vec<_>>()
         );
-        // A plain fetch writes no spool anywhere and finds the same packages.
+        // A plain fetch writes no spool anywhere (so measures no diff ID) and finds the same
+        // packages.
         let plain = fetcher.fetch_all(&refs).await.unwrap();
+        assert!(plain.iter().all(|p| p.data_diff_id.is_none()));
+        let unmeasured = |p: &VerifiedPackage| VerifiedPackage {
+            data_diff_id: None,
+            ..strip(p)
+        };
         assert_eq!(
-            plain.iter().map(strip).collect::<Vec<_>>(),
-            cached.iter().map(strip).collect::<Vec<_>>()
+            plain.iter().map(unmeasured).collect::<Vec<_>>(),
+            cached.iter().map(unmeasured).collect::<Vec<_>>()
         );
     }
 

@@ -16,6 +16,7 @@ use crate::cli::sign::{open_registry, parse_image, read_signing_key};
 use crate::error::{Error, Result};
 use crate::image::config as image_config;
 use crate::image::layer::Compression;
+use crate::image::layers::LayerKind;
 use crate::lock::Lock;
 use crate::result::BuildResult;
 
@@ -64,14 +65,19 @@ async fn build_and_publish(args: &BuildArgs, out: &mut dyn Write) -> Result<Buil
     let image = build::build(&config, &options, &output).await?;
     let mut reference = None;
     if let Some(target) = &target {
-        let registry = open_registry(args.registry_config.as_deref(), &args.insecure_registries)?;
+        let registry = open_registry(args.registry_config.as_deref(), &args.insecure_registries)?
+            .with_blob_record(&options.cache_dir.join(crate::blob_record::RECORD_FILE));
         let report = registry
             .push_layout(image.layout_dir(), target, &image.tags)
             .await?;
         writeln!(
             out,
-            "pushed {} ({} blobs uploaded, {} already present)",
-            report.reference, report.blobs_uploaded, report.blobs_skipped
+            "pushed {} ({} blobs uploaded, {} bytes; {} mounted; {} already present)",
+            report.reference,
+            report.blobs_uploaded,
+            report.bytes_uploaded,
+            report.blobs_mounted,
+            report.blobs_skipped
         )
         .map_err(Error::Output)?;
         reference = Some(report.reference);
@@ -131,6 +137,10 @@ async fn build_and_publish(args: &BuildArgs, out: &mut dyn Write) -> Result<Buil
         }
     }
     let result = image.result(reference);
+    for platform in &image.platforms {
+        out.write_all(layer_table(platform).as_bytes())
+            .map_err(Error::Output)?;
+    }
     writeln!(out, "index: {}", image.index.digest).map_err(Error::Output)?;
     for platform in &image.platforms {
         let p = platform.arch.platform();
@@ -144,6 +154,50 @@ async fn build_and_publish(args: &BuildArgs, out: &mut dyn Write) -> Result<Buil
         writeln!(out, "wrote {}", image.layout_dir().display()).map_err(Error::Output)?;
     }
     Ok(result)
+}
+
+/// The layer table of one platform: per layer, bottom first, its number, whether its blob is a
+/// package's data section used as it is (`reused`) or written by the builder (`rebuilt`), what
+/// made it, its size, digest and packages (and, for a package that could not be used as it
+/// is, why).
+pub(crate) fn layer_table(platform: &build::BuiltPlatform) -> String {
+    let p = platform.arch.platform();
+    let name = match p.variant {
+        Some(variant) => format!("linux/{}/{variant}", p.architecture),
+        None => format!("linux/{}", p.architecture),
+    };
+    let mut table = format!(
+        "layers of {name}:\n  {:>3}  {:<7}  {:<7}  {:>12}  {:<12}  packages\n",
+        "#", "data", "kind", "bytes", "digest"
+    );
+    for (number, layer) in platform.layers.iter().enumerate() {
+        let reused = if layer.kind == LayerKind::Package {
+            "reused"
+        } else {
+            "rebuilt"
+        };
+        let short = layer
+            .digest
+            .strip_prefix("sha256:")
+            .unwrap_or(&layer.digest)
+            .get(..12)
+            .unwrap_or_default();
+        let packages = if layer.packages.is_empty() {
+            "-".to_string()
+        } else {
+            layer.packages.join(" ")
+        };
+        table.push_str(&format!(
+            "  {:>3}  {reused:<7}  {:<7}  {:>12}  {short}  {packages}\n",
+            number + 1,
+            layer.kind.as_str(),
+            layer.size,
+        ));
+        if let Some(reason) = &layer.reason {
+            table.push_str(&format!("       (not reused: {reason})\n"));
+        }
+    }
+    table
 }
 
 /// Reads and parses the image configuration file with its includes.

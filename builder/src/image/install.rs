@@ -102,6 +102,10 @@ pub struct InstalledPackage {
     pub replaces: Vec<Dependency>,
     /// The `replaces_priority` of `.PKGINFO` (0 when absent), recorded as the database's `q:`.
     pub replaces_priority: u16,
+    /// The data tar's entries in tar order, as a container runtime reads them, when nothing in
+    /// the tar itself keeps it from standing as a layer; otherwise why it cannot (see
+    /// `image::overlay` for what the stacked layers must still satisfy).
+    pub layer: Result<Vec<Node>, String>,
 }
 
 /// The result of installing every package.
@@ -320,6 +324,8 @@ struct Prepared {
     control: ControlFiles,
     entries: Vec<PackageEntry>,
     failure: Option<InstallError>,
+    /// Why the data tar cannot be used as a layer byte for byte, if it cannot.
+    layer_issue: Option<String>,
 }
 
 fn install_jobs(jobs: &[Job<'_>], limits: &InstallLimits) -> Result<Installed, InstallError> {
@@ -348,7 +354,7 @@ fn install_jobs(jobs: &[Job<'_>], limits: &InstallLimits) -> Result<Installed, I
             })??;
             state.spools.files.push(job.spool.clone());
             state.metadata.push(prepared.control.metadata);
-            let mut merged = state.merge(index, prepared.entries)?;
+            let mut merged = state.merge(index, prepared.entries, prepared.layer_issue)?;
             if let Some(failure) = prepared.failure {
                 return Err(failure);
             }
@@ -383,11 +389,12 @@ fn prepare(index: usize, job: &Job<'_>, limits: &ArchiveLimits) -> Result<Prepar
     } else {
         read_control(job.record, job.apk, limits)?
     };
-    let (entries, failure) = read_entries(index, job.record, &job.spool);
+    let (entries, failure, layer_issue) = read_entries(index, job.record, &job.spool);
     Ok(Prepared {
         control,
         entries,
         failure,
+        layer_issue,
     })
 }
 
@@ -647,14 +654,16 @@ enum Verdict {
     Conflict,
 }
 
-/// Reads a spool's tar entries as nodes, stopping at the first malformed or unsafe one.
+/// Reads a spool's tar entries as nodes, stopping at the first malformed or unsafe one; also
+/// says why the tar cannot stand as a layer byte for byte, if it cannot.
 fn read_entries(
     index: usize,
     record: &PackageRecord,
     spool: &Path,
-) -> (Vec<PackageEntry>, Option<InstallError>) {
+) -> (Vec<PackageEntry>, Option<InstallError>, Option<String>) {
     let name = record.display_name();
     let mut nodes = Vec::new();
+    let mut issue = None;
     let file = match File::open(spool) {
         Ok(file) => file,
         Err(source) => {
@@ -663,7 +672,7 @@ fn read_entries(
                 path: spool.to_path_buf(),
                 source,
             };
-            return (nodes, Some(failure));
+            return (nodes, Some(failure), issue);
         }
     };
     let mut archive = tar::Archive::new(BufReader::with_capacity(SPOOL_READ_BUFFER_SIZE, file));
@@ -675,9 +684,11 @@ fn read_entries(
                 entry: "archive".into(),
                 source,
             };
-            return (nodes, Some(failure));
+            return (nodes, Some(failure), issue);
         }
     };
+    // Where the last entry's content (padded to a block) ends: the end-of-archive blocks follow.
+    let mut end = 0u64;
     for (position, entry) in entries.enumerate() {
         let parsed = entry
             .map_err(|source| InstallError::Entry {
@@ -685,14 +696,67 @@ fn read_entries(
                 entry: format!("#{position}"),
                 source,
             })
-            .and_then(|mut entry| read_entry(index, &name, &mut entry));
+            .and_then(|mut entry| {
+                end = entry.raw_file_position() + entry.size().div_ceil(TAR_BLOCK) * TAR_BLOCK;
+                read_entry(index, &name, &mut entry, &mut issue)
+            });
         match parsed {
             Ok(Some(node)) => nodes.push(node),
             Ok(None) => {}
-            Err(failure) => return (nodes, Some(failure)),
+            Err(failure) => return (nodes, Some(failure), issue),
         }
     }
-    (nodes, None)
+    if issue.is_none() {
+        issue = end_of_archive_issue(spool, end);
+    }
+    (nodes, None, issue)
+}
+
+/// Size of a tar block.
+const TAR_BLOCK: u64 = 512;
+
+/// Whether the tar ends as a complete archive after `end`: at least the two zero blocks of the
+/// end-of-archive marker and nothing but zeros to the end of the stream. `None` when it does.
+fn end_of_archive_issue(spool: &Path, end: u64) -> Option<String> {
+    let check = || -> io::Result<Option<String>> {
+        let mut file = File::open(spool)?;
+        let length = file.metadata()?.len();
+        if length < end + 2 * TAR_BLOCK {
+            return Ok(Some(
+                "its data tar has no end-of-archive blocks".to_string(),
+            ));
+        }
+        file.seek(SeekFrom::Start(end))?;
+        let mut reader = BufReader::with_capacity(SPOOL_READ_BUFFER_SIZE, file);
+        let mut buffer = [0u8; 8192];
+        loop {
+            let read = reader.read(&mut buffer)?;
+            if read == 0 {
+                return Ok(None);
+            }
+            if buffer[..read].iter().any(|byte| *byte != 0) {
+                return Ok(Some(
+                    "its data tar has bytes after the end-of-archive blocks".to_string(),
+                ));
+            }
+        }
+    };
+    check().unwrap_or_else(|error| Some(format!("its data tar cannot be read back: {error}")))
+}
+
+/// PAX records a runtime reads the way the installer does: the path, link target, size, `uid`
+/// and `gid` (which the tar reader applies, as Go's does), owner names (runtimes apply the
+/// numeric IDs), extended attributes, the checksums apk adds, and an `mtime` record that
+/// repeats the header's whole seconds (the installer reads the header's).
+fn pax_record_is_understood(key: &str, value: &[u8], header: &tar::Header) -> bool {
+    match key {
+        "path" | "linkpath" | "size" | "uid" | "gid" | "uname" | "gname" => true,
+        "mtime" => std::str::from_utf8(value)
+            .ok()
+            .and_then(|text| text.parse::<u64>().ok())
+            .is_some_and(|seconds| header.mtime().ok() == Some(seconds)),
+        _ => key.starts_with(PAX_XATTR_PREFIX) || key.starts_with("APK-TOOLS.checksum."),
+    }
 }
 
 /// Turns one tar entry into a node (not yet guard-checked), or `None` for entries apk
@@ -701,6 +765,7 @@ fn read_entry<R: Read>(
     index: usize,
     package: &str,
     entry: &mut tar::Entry<'_, R>,
+    layer_issue: &mut Option<String>,
 ) -> Result<Option<PackageEntry>, InstallError> {
     let malformed = |entry_name: &str, source: io::Error| InstallError::Entry {
         package: package.to_string(),
@@ -710,7 +775,12 @@ fn read_entry<R: Read>(
     let raw_path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
     let path = match guard::normalize(&raw_path) {
         Ok(path) => path,
-        Err(GuardError::Root { .. }) => return Ok(None),
+        Err(GuardError::Root { .. }) => {
+            layer_issue.get_or_insert_with(|| {
+                format!("its data tar has an entry {raw_path:?} for the image root")
+            });
+            return Ok(None);
+        }
         Err(source) => {
             return Err(InstallError::Unsafe {
                 package: package.to_string(),
@@ -745,10 +815,24 @@ fn read_entry<R: Read>(
 
     let mut xattrs = BTreeMap::new();
     let mut sha1 = None;
+    let plain = raw_path.strip_prefix("./").unwrap_or(&raw_path);
+    if plain.strip_suffix('/').unwrap_or(plain) != path {
+        layer_issue.get_or_insert_with(|| format!("its data tar names {raw_path:?}, not {path:?}"));
+    }
     if let Some(extensions) = entry.pax_extensions().map_err(|e| malformed(&path, e))? {
         for extension in extensions {
             let extension = extension.map_err(|e| malformed(&path, e))?;
-            let Ok(key) = extension.key() else { continue };
+            let Ok(key) = extension.key() else {
+                layer_issue.get_or_insert_with(|| {
+                    format!("{path} has a PAX record key that is not UTF-8")
+                });
+                continue;
+            };
+            if !pax_record_is_understood(key, extension.value_bytes(), &header) {
+                layer_issue.get_or_insert_with(|| {
+                    format!("{path} has a PAX record `{key}` a runtime would apply differently")
+                });
+            }
             if let Some(name) = key.strip_prefix(PAX_XATTR_PREFIX) {
                 xattrs.insert(name.to_string(), extension.value_bytes().to_vec());
             } else if key == PAX_APK_CHECKSUM {
@@ -830,9 +914,17 @@ impl State<'_> {
         &mut self,
         index: usize,
         entries: Vec<PackageEntry>,
+        layer_issue: Option<String>,
     ) -> Result<InstalledPackage, InstallError> {
         let mut paths = Vec::new();
+        let mut layer = match layer_issue {
+            None => Ok(Vec::with_capacity(entries.len())),
+            Some(issue) => Err(issue),
+        };
         for (node, sha1) in entries {
+            if let Ok(layer) = &mut layer {
+                layer.push(node.clone());
+            }
             self.guard
                 .check(&node.entry, Origin::Package)
                 .map_err(|source| InstallError::Unsafe {
@@ -858,6 +950,7 @@ impl State<'_> {
             triggers: Vec::new(),
             replaces: Vec::new(),
             replaces_priority: 0,
+            layer,
         })
     }
 
@@ -1133,6 +1226,73 @@ mod tests {
             ..side("a", &[], 0)
         };
         check(side("a", &[], 7), v2, Yes, true);
+    }
+
+    #[test]
+    fn only_complete_tars_and_known_pax_records_stand_as_layers() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = parse_index("C:Q1AAAAAAAAAAAAAAAAAAAAAAAAAAA=\nP:p\nV:1-r0\n")
+            .unwrap()
+            .remove(0);
+        // A tar of one file, with PAX records, and how it ends.
+        let tar = |records: &[(&str, &[u8])], trailer: &[u8]| {
+            let mut builder = tar::Builder::new(Vec::new());
+            builder
+                .append_pax_extensions(records.iter().copied())
+                .unwrap();
+            let mut header = tar::Header::new_ustar();
+            header.set_path("usr/a").unwrap();
+            header.set_size(3);
+            header.set_mode(0o644);
+            header.set_mtime(7);
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_cksum();
+            builder.append(&header, &b"abc"[..]).unwrap();
+            let mut bytes = builder.into_inner().unwrap();
+            bytes.truncate(1024 + 512 * 2);
+            bytes.extend_from_slice(trailer);
+            bytes
+        };
+        let check = |bytes: Vec<u8>, expected: Option<&str>| {
+            let spool = dir.path().join("spool.tar");
+            std::fs::write(&spool, bytes).unwrap();
+            let (entries, failure, issue) = read_entries(0, &record, &spool);
+            assert!(failure.is_none(), "{failure:?}");
+            assert_eq!(entries.len(), 1);
+            match (issue, expected) {
+                (None, None) => {}
+                (Some(issue), Some(expected)) => assert!(issue.contains(expected), "{issue}"),
+                (issue, expected) => panic!("{issue:?} but expected {expected:?}"),
+            }
+        };
+        let sha1: &[(&str, &[u8])] = &[(
+            "APK-TOOLS.checksum.SHA1",
+            b"a9993e364706816aba3e25717850c26c9cd0d89d",
+        )];
+        check(tar(sha1, &[0; 1024]), None);
+        check(tar(&[("mtime", b"7")], &[0; 10240]), None);
+        check(tar(sha1, &[]), Some("no end-of-archive blocks"));
+        let mut garbage = vec![0u8; 1024];
+        garbage.extend_from_slice(b"junk");
+        check(
+            tar(sha1, &garbage),
+            Some("bytes after the end-of-archive blocks"),
+        );
+        check(
+            tar(&[("mtime", b"7.5")], &[0; 1024]),
+            Some("PAX record `mtime`"),
+        );
+        check(
+            tar(&[("mtime", b"8")], &[0; 1024]),
+            Some("PAX record `mtime`"),
+        );
+        // PAX owner IDs are applied by the reader, as runtimes apply them.
+        check(tar(&[("uid", b"1000")], &[0; 1024]), None);
+        check(
+            tar(&[("GNU.sparse.size", b"3")], &[0; 1024]),
+            Some("PAX record"),
+        );
     }
 
     #[test]

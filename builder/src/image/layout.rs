@@ -336,6 +336,28 @@ impl LayoutWriter {
         Ok(blob)
     }
 
+    /// Adds a byte range of a file as a blob (a package's data section), checking its digest.
+    pub fn add_range(
+        &mut self,
+        path: &Path,
+        range: std::ops::Range<u64>,
+        expected: &str,
+    ) -> Result<Blob, LayoutError> {
+        use std::io::{Seek as _, SeekFrom};
+        let mut file = File::open(path).map_err(io_error(path))?;
+        file.seek(SeekFrom::Start(range.start))
+            .map_err(io_error(path))?;
+        let blob = self.add_stream(file.take(range.end.saturating_sub(range.start)), path)?;
+        if expected != blob.digest {
+            return Err(LayoutError::DigestMismatch {
+                path: path.to_path_buf(),
+                expected: expected.to_string(),
+                actual: blob.digest,
+            });
+        }
+        Ok(blob)
+    }
+
     /// Adds a blob by streaming a reader.
     pub fn add_reader(&mut self, reader: impl Read) -> Result<Blob, LayoutError> {
         let source = self.staging.path().to_path_buf();

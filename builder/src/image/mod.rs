@@ -1,5 +1,6 @@
-//! Image assembly: verified package data and generated files → layer entries → a deterministic
-//! layer → OCI config, manifests, index and layout.
+//! Image assembly: verified package data and generated files → layer entries → package layers
+//! and a deterministic final layer (or one single layer) → OCI config, manifests, index and
+//! layout.
 
 pub mod accounts;
 pub mod apkdb;
@@ -11,9 +12,12 @@ pub mod guard;
 pub mod install;
 pub mod jks;
 pub mod layer;
+pub mod layering;
+pub mod layers;
 pub mod layout;
 pub mod ldso;
 pub mod os_release;
+pub mod overlay;
 pub mod paths;
 pub mod pem;
 pub mod pgzip;

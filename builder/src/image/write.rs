@@ -22,7 +22,7 @@ use super::layer::{
     Compression, LayerDigests, LayerError, LayerSink, LayerWriter, MEDIA_TYPE_LAYER_GZIP,
     MEDIA_TYPE_LAYER_TAR, MEDIA_TYPE_LAYER_ZSTD,
 };
-use super::tree::{Content, Tree};
+use super::tree::{Content, Node, Tree};
 
 /// Spool files kept open at once while a layer is written.
 const MAX_OPEN_SPOOLS: usize = 256;
@@ -77,13 +77,23 @@ pub fn write_layer(
     path: &Path,
     compression: Compression,
 ) -> Result<LayerDigests, WriteError> {
+    write_nodes(tree.iter(), spools, path, compression)
+}
+
+/// Writes `nodes`, in the order given, as a layer file at `path`, returning its digests.
+pub fn write_nodes<'a>(
+    nodes: impl IntoIterator<Item = &'a Node>,
+    spools: &Spools,
+    path: &Path,
+    compression: Compression,
+) -> Result<LayerDigests, WriteError> {
     let io_error = |source| WriteError::Io {
         path: path.to_path_buf(),
         source,
     };
     let file = File::create(path).map_err(io_error)?;
-    let (digests, mut out) = write_layer_to(
-        tree,
+    let (digests, mut out) = write_nodes_to(
+        nodes,
         spools,
         BufWriter::with_capacity(LAYER_WRITE_BUFFER_SIZE, file),
         compression,
@@ -99,10 +109,20 @@ pub fn write_layer_to<W: Write>(
     out: W,
     compression: Compression,
 ) -> Result<(LayerDigests, W), WriteError> {
+    write_nodes_to(tree.iter(), spools, out, compression)
+}
+
+/// Writes `nodes`, in the order given, as a layer into `out`; returns its digests and `out`.
+pub fn write_nodes_to<'a, W: Write>(
+    nodes: impl IntoIterator<Item = &'a Node>,
+    spools: &Spools,
+    out: W,
+    compression: Compression,
+) -> Result<(LayerDigests, W), WriteError> {
     let sink = LayerSink::new(out, compression)?;
     let mut writer = LayerWriter::new(sink);
     let mut handles = SpoolHandles::new(spools);
-    for node in tree.iter() {
+    for node in nodes {
         match (&node.entry.kind, &node.content) {
             (EntryKind::File { .. }, Content::Empty) => {
                 writer.append_file(&node.entry, io::empty())?;
@@ -474,7 +494,6 @@ impl LayerCache {
 mod tests {
     use super::*;
     use crate::image::entry::LayerEntry;
-    use crate::image::tree::Node;
 
     fn digests(size: u64) -> LayerDigests {
         LayerDigests {
