@@ -306,7 +306,15 @@ pub async fn build(
         archs.iter().zip(&resolution.archs).zip(fetched)
     {
         let from_cache = match &cached {
-            Some(cached) => platform_from_cache(config, arch, cached, &mut layout, created)?,
+            Some(cached) => platform_from_cache(
+                config,
+                arch,
+                cached,
+                &layers,
+                &verified,
+                &mut layout,
+                created,
+            )?,
             None => None,
         };
         let (manifest, release, layers) = match from_cache {
@@ -377,6 +385,33 @@ const FACT_USER: &str = "user";
 const FACT_RELEASE_ID: &str = "os-release.id";
 const FACT_RELEASE_VERSION_ID: &str = "os-release.version-id";
 const FACT_RELEASE_NAME: &str = "os-release.name";
+/// The layers of a package-layered platform ([`CachedLayerRef`] as JSON), kept with its final
+/// layer.
+const FACT_LAYERS: &str = "layers";
+
+/// One layer of a cached package-layered platform: what the manifest and the layer table
+/// say of it, and where its blob is.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CachedLayerRef {
+    kind: String,
+    packages: Vec<String>,
+    reason: Option<String>,
+    digest: String,
+    diff_id: String,
+    source: CachedLayerSource,
+}
+
+/// Where a cached platform's layer blob is.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "from")]
+enum CachedLayerSource {
+    /// The data section of the platform's `index`-th package (in install order).
+    Package { index: usize },
+    /// A layer cache entry of its own (a layer the builder wrote for some packages).
+    Entry { key: String },
+    /// The platform's own entry (the final layer).
+    Platform,
+}
 
 /// The layer cache key of one architecture's layer: everything the layer and the facts derived
 /// with it depend on (the configuration, the architecture, the creation time, compression and
@@ -390,11 +425,6 @@ fn layer_cache_key(
     created: i64,
     options: &BuildOptions,
 ) -> Option<String> {
-    // Package layers need no cache: their blobs are the packages' own data sections, and only
-    // the final layer is written.
-    if config.layer_plan() != LayerPlan::Single {
-        return None;
-    }
     let yaml = config.to_yaml().ok()?;
     let mut key = LayerKeyBuilder::new();
     key.field("config", yaml.as_bytes())
@@ -418,15 +448,22 @@ fn layer_cache_key(
     Some(key.finish())
 }
 
-/// One architecture's image from a cached layer, or `None` when the cached blob no longer
-/// matches its digest.
+/// One architecture's image from the layer cache, or `None` when a cached blob no longer
+/// matches its digest or is gone.
 fn platform_from_cache(
     config: &ImageConfiguration,
     arch: &Architecture,
     cached: &CachedLayer,
+    cache: &LayerCache,
+    verified: &[VerifiedPackage],
     layout: &mut LayoutWriter,
     created: i64,
 ) -> Result<Option<(Descriptor, ReleaseInfo, Vec<LayerSummary>)>> {
+    if let Some(layers) = cached.facts.get(FACT_LAYERS) {
+        return layered_platform_from_cache(
+            config, arch, cached, layers, cache, verified, layout, created,
+        );
+    }
     // The layout re-hashes the blob and refuses it if it changed since it was stored.
     let layer = match layout.add_file(&cached.path, Some(&cached.digests.digest)) {
         Ok(blob) => blob.descriptor(cached.digests.media_type),
@@ -435,13 +472,7 @@ fn platform_from_cache(
             return Ok(None);
         }
     };
-    let fact = |name: &str| cached.facts.get(name).cloned();
-    let release = ReleaseInfo {
-        id: fact(FACT_RELEASE_ID),
-        version_id: fact(FACT_RELEASE_VERSION_ID),
-        name: fact(FACT_RELEASE_NAME),
-    };
-    let user = fact(FACT_USER);
+    let (release, user) = cached_facts(cached);
     let summary = vec![LayerSummary {
         kind: LayerKind::Single,
         packages: Vec::new(),
@@ -459,6 +490,160 @@ fn platform_from_cache(
         created,
     )?;
     Ok(Some((manifest, release, summary)))
+}
+
+/// The release information and user a cached platform carries.
+fn cached_facts(cached: &CachedLayer) -> (ReleaseInfo, Option<String>) {
+    let fact = |name: &str| cached.facts.get(name).cloned();
+    let release = ReleaseInfo {
+        id: fact(FACT_RELEASE_ID),
+        version_id: fact(FACT_RELEASE_VERSION_ID),
+        name: fact(FACT_RELEASE_NAME),
+    };
+    (release, fact(FACT_USER))
+}
+
+/// A package-layered platform from the cache: package layers from the verified packages' own
+/// data sections, the layers the builder wrote from their cache entries, the final layer from
+/// the platform's entry. `None` when any of them is missing or changed.
+#[allow(clippy::too_many_arguments)]
+fn layered_platform_from_cache(
+    config: &ImageConfiguration,
+    arch: &Architecture,
+    cached: &CachedLayer,
+    layers_json: &str,
+    cache: &LayerCache,
+    verified: &[VerifiedPackage],
+    layout: &mut LayoutWriter,
+    created: i64,
+) -> Result<Option<(Descriptor, ReleaseInfo, Vec<LayerSummary>)>> {
+    let Ok(refs) = serde_json::from_str::<Vec<CachedLayerRef>>(layers_json) else {
+        return Ok(None);
+    };
+    let mut descriptors = Vec::with_capacity(refs.len());
+    let mut diff_ids = Vec::with_capacity(refs.len());
+    let mut summary = Vec::with_capacity(refs.len());
+    for layer in refs {
+        let Some(kind) = LayerKind::parse(&layer.kind) else {
+            return Ok(None);
+        };
+        let added = match &layer.source {
+            CachedLayerSource::Package { index } => {
+                let Some(package) = verified.get(*index) else {
+                    return Ok(None);
+                };
+                layout
+                    .add_range(&package.path, package.data_range.clone(), &layer.digest)
+                    .map(|blob| blob.descriptor(crate::image::layer::MEDIA_TYPE_LAYER_GZIP))
+            }
+            CachedLayerSource::Entry { key } => {
+                let Some(entry) = cache.lookup(key) else {
+                    return Ok(None);
+                };
+                layout
+                    .add_file(&entry.path, Some(&layer.digest))
+                    .map(|blob| blob.descriptor(entry.digests.media_type))
+            }
+            CachedLayerSource::Platform => layout
+                .add_file(&cached.path, Some(&layer.digest))
+                .map(|blob| blob.descriptor(cached.digests.media_type)),
+        };
+        let mut descriptor = match added {
+            Ok(descriptor) => descriptor,
+            Err(error) => {
+                tracing::warn!(error = %crate::error::Chain(&error), digest = %layer.digest, "cached layer is unusable; building again");
+                return Ok(None);
+            }
+        };
+        if !layer.packages.is_empty() {
+            descriptor.annotations.insert(
+                layers::ANNOTATION_PACKAGES.to_string(),
+                layer.packages.join(","),
+            );
+        }
+        summary.push(LayerSummary {
+            kind,
+            packages: layer.packages,
+            digest: descriptor.digest.clone(),
+            size: descriptor.size,
+            reason: layer.reason,
+        });
+        descriptors.push(descriptor);
+        diff_ids.push(layer.diff_id);
+    }
+    let (release, user) = cached_facts(cached);
+    let manifest = finish_platform(
+        config,
+        arch,
+        descriptors,
+        &diff_ids,
+        user.as_deref(),
+        layout,
+        created,
+    )?;
+    Ok(Some((manifest, release, summary)))
+}
+
+/// Keeps a package-layered platform in the layer cache: each layer the builder wrote for
+/// some packages under `<key>.<n>`, then the final layer under `key` with the list of all
+/// layers (written last, so that a platform entry is only found complete).
+fn cache_layered_platform(
+    cache: (&LayerCache, &str),
+    written: &[layers::WrittenLayer],
+    facts: BTreeMap<String, String>,
+) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let (layer_cache, key) = cache;
+    let mut refs = Vec::with_capacity(written.len());
+    let mut final_layer = None;
+    for (n, layer) in written.iter().enumerate() {
+        let source = match (&layer.blob, layer.kind) {
+            (LayerBlob::Range { .. }, _) => {
+                let index = layer
+                    .package_index
+                    .ok_or("a package layer without its package")?;
+                CachedLayerSource::Package { index }
+            }
+            (LayerBlob::File(path), LayerKind::Final) => {
+                final_layer = Some((path, &layer.digests));
+                CachedLayerSource::Platform
+            }
+            (LayerBlob::File(path), _) => {
+                let entry_key = format!("{key}.{n}");
+                let incoming = layer_cache.incoming()?;
+                std::fs::copy(path, incoming.path())?;
+                layer_cache.commit(&entry_key, incoming, &layer.digests, &BTreeMap::new())?;
+                CachedLayerSource::Entry { key: entry_key }
+            }
+        };
+        refs.push(CachedLayerRef {
+            kind: layer.kind.as_str().to_string(),
+            packages: layer.packages.clone(),
+            reason: layer.reason.clone(),
+            digest: layer.digests.digest.clone(),
+            diff_id: layer.digests.diff_id.clone(),
+            source,
+        });
+    }
+    let (path, digests) = final_layer.ok_or("no final layer")?;
+    let mut facts = facts;
+    facts.insert(FACT_LAYERS.to_string(), serde_json::to_string(&refs)?);
+    let incoming = layer_cache.incoming()?;
+    std::fs::copy(path, incoming.path())?;
+    layer_cache.commit(key, incoming, digests, &facts)?;
+    Ok(())
+}
+
+/// The facts kept with a cached platform.
+fn platform_facts(user: &Option<String>, release: &ReleaseInfo) -> BTreeMap<String, String> {
+    [
+        (FACT_USER, user.clone()),
+        (FACT_RELEASE_ID, release.id.clone()),
+        (FACT_RELEASE_VERSION_ID, release.version_id.clone()),
+        (FACT_RELEASE_NAME, release.name.clone()),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| Some((name.to_string(), value?)))
+    .collect()
 }
 
 /// Installs the spooled packages, generates the builder's files, writes the layer (into the
@@ -502,6 +687,7 @@ fn build_platform(
             created,
             options,
             (user, release),
+            cache,
         );
     }
     // The layer is written straight into the cache when there is one, so that keeping it costs
@@ -527,15 +713,7 @@ fn build_platform(
         .add_file(layer_file, Some(&digests.digest))?
         .descriptor(digests.media_type);
     if let (Some((layers, key)), Some(incoming)) = (cache, incoming) {
-        let facts: BTreeMap<String, String> = [
-            (FACT_USER, user.clone()),
-            (FACT_RELEASE_ID, release.id.clone()),
-            (FACT_RELEASE_VERSION_ID, release.version_id.clone()),
-            (FACT_RELEASE_NAME, release.name.clone()),
-        ]
-        .into_iter()
-        .filter_map(|(name, value)| Some((name.to_string(), value?)))
-        .collect();
+        let facts = platform_facts(&user, &release);
         if let Err(error) = layers.commit(key, incoming, &digests, &facts) {
             tracing::warn!(error = %crate::error::Chain(&error), "cannot keep the layer in the layer cache");
         }
@@ -573,6 +751,7 @@ fn package_layers(
     created: i64,
     options: &BuildOptions,
     (user, release): (Option<String>, ReleaseInfo),
+    cache: Option<(&LayerCache, &str)>,
 ) -> Result<(Descriptor, ReleaseInfo, Vec<LayerSummary>)> {
     let packages: Vec<LayerPackage<'_>> = verified
         .iter()
@@ -601,6 +780,11 @@ fn package_layers(
         &format!("layer-{}", arch.apk()),
         created,
     )?;
+    if let Some(cache) = cache
+        && let Err(error) = cache_layered_platform(cache, &written, platform_facts(&user, &release))
+    {
+        tracing::warn!(%error, "cannot keep the layers in the layer cache");
+    }
     let mut descriptors = Vec::with_capacity(written.len());
     let mut diff_ids = Vec::with_capacity(written.len());
     let mut summary = Vec::with_capacity(written.len());
@@ -1122,5 +1306,83 @@ mod tests {
         let other = build_into("later.oci", later).await;
         assert_ne!(other.index, first.index);
         assert_eq!(cached_layers(&cache).len(), 4);
+    }
+
+    /// A package-layered platform is cached too: the layers the builder wrote (here one for
+    /// the packages a budget of one groups, and the final layer) are served again, the package
+    /// layers come from the packages themselves.
+    #[tokio::test]
+    async fn the_layer_cache_serves_package_layered_rebuilds() {
+        let (mut config, path) = example();
+        config.layering = Some(securebuild_crds::image_config::Layering {
+            strategy: Some("origin".to_string()),
+            budget: Some(1),
+        });
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = tmp.path().join("cache");
+        let options = BuildOptions {
+            config_path: Some(path),
+            cache_dir: cache.clone(),
+            work_dir: Some(tmp.path().to_path_buf()),
+            ..BuildOptions::default()
+        };
+        let build_into = |name: &str| {
+            let config = config.clone();
+            let options = options.clone();
+            let output = tmp.path().join(name);
+            async move { build(&config, &options, &output).await.unwrap() }
+        };
+        let kinds = |image: &BuiltImage| -> Vec<Vec<(LayerKind, Vec<String>, String)>> {
+            image
+                .platforms
+                .iter()
+                .map(|p| {
+                    p.layers
+                        .iter()
+                        .map(|l| (l.kind, l.packages.clone(), l.digest.clone()))
+                        .collect()
+                })
+                .collect()
+        };
+        let first = build_into("first.oci").await;
+        let table = kinds(&first);
+        assert_eq!(
+            table[0].iter().map(|l| l.0).collect::<Vec<_>>(),
+            [LayerKind::Rebuilt, LayerKind::Final]
+        );
+        let layers = cached_layers(&cache);
+        assert_eq!(
+            layers.len(),
+            4,
+            "two written layers per architecture: {layers:?}"
+        );
+        let inodes: Vec<u64> = layers
+            .iter()
+            .map(|l| inode(&cache.join(write::CACHE_LAYERS_DIR).join(l)))
+            .collect();
+
+        let again = build_into("again.oci").await;
+        assert_eq!(again.index, first.index);
+        assert_eq!(kinds(&again), table, "the same layer table");
+        assert_eq!(cached_layers(&cache), layers);
+        assert_eq!(
+            layers
+                .iter()
+                .map(|l| inode(&cache.join(write::CACHE_LAYERS_DIR).join(l)))
+                .collect::<Vec<_>>(),
+            inodes,
+            "the cached layers were used, not rewritten"
+        );
+
+        // A damaged group layer is noticed and the platform is built again.
+        let group = layers.iter().find(|l| l.contains('.')).unwrap();
+        let blob = cache.join(write::CACHE_LAYERS_DIR).join(group);
+        let mut bytes = std::fs::read(&blob).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x55;
+        std::fs::write(&blob, &bytes).unwrap();
+        let repaired = build_into("repaired.oci").await;
+        assert_eq!(repaired.index, first.index);
+        assert_eq!(kinds(&repaired), table);
     }
 }

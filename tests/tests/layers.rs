@@ -593,3 +593,155 @@ async fn pushes_send_only_the_layers_the_registry_lacks() {
         .collect();
     assert_eq!(manifests.len(), 3, "manifest, index and tag: {manifests:?}");
 }
+
+/// A small deterministic generator (64-bit LCG), so that every case can be rebuilt by its seed.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 >> 33
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+
+    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len())]
+    }
+}
+
+/// A generated repository: a chain of packages (each depends on the one before, so the install
+/// order is the chain's) over a small shared set of directories and files, with directory
+/// metadata that differs between packages, files several packages ship (the later one
+/// replacing the earlier, or the earlier keeping its file by a replaces priority), setuid and
+/// private modes, hard links, symlinks and extended attributes. Returns the repository and the
+/// name of the last package (the world).
+fn generated_repository(key: &TestKey, seed: u64) -> (Repository, String) {
+    const DIRS: [&str; 5] = ["opt", "opt/a", "opt/a/b", "var/lib/x", "srv"];
+    const FILES: [&str; 7] = [
+        "opt/f1",
+        "opt/a/f2",
+        "opt/a/b/f3",
+        "var/lib/x/f4",
+        "srv/f5",
+        "etc/g1",
+        "etc/g2",
+    ];
+    const DIR_MODES: [u32; 4] = [0o755, 0o750, 0o700, 0o2775];
+    const FILE_MODES: [u32; 5] = [0o644, 0o600, 0o755, 0o4755, 0o640];
+    let mut rng = Lcg(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5eed);
+    let count = 3 + rng.below(4);
+    let names: Vec<String> = (0..count).map(|i| format!("gen{seed}-p{i}")).collect();
+    let mut specs: Vec<PackageSpec> = Vec::new();
+    // Who ships each file so far, for the replaces a conflict needs.
+    let mut owners: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, name) in names.iter().enumerate() {
+        let mut spec = PackageSpec::new(name.as_str(), "1.0-r0")
+            .builddate(1_700_000_000 + rng.below(1000) as u64 * 3600);
+        if i > 0 {
+            spec = spec.depend(names[i - 1].as_str());
+        }
+        for dir in DIRS {
+            if rng.chance(40) {
+                let (uid, gid) = rng.pick(&[(0, 0), (10, 20), (0, 5)]);
+                spec = spec.dir(dir, rng.pick(&DIR_MODES), uid, gid);
+            }
+        }
+        let mut shipped = Vec::new();
+        for file in FILES {
+            if !rng.chance(35) {
+                continue;
+            }
+            let (uid, gid) = rng.pick(&[(0, 0), (10, 20)]);
+            let contents = format!("{file} from {name} ({})\n", rng.next());
+            spec = spec.file(file, contents, rng.pick(&FILE_MODES), uid, gid);
+            if rng.chance(20) {
+                spec = spec.xattr(file, "user.generated", name.as_str());
+            }
+            for &earlier in owners.get(file).map(Vec::as_slice).unwrap_or_default() {
+                if rng.chance(60) {
+                    // The later package takes the file over.
+                    spec = spec.replace(names[earlier].as_str());
+                } else {
+                    // The earlier one keeps it: apk skips the later package's copy.
+                    let keeper = std::mem::replace(
+                        &mut specs[earlier],
+                        PackageSpec::new("placeholder", "0"),
+                    );
+                    specs[earlier] = keeper.replace(name.as_str()).replaces_priority(10);
+                }
+            }
+            owners.entry(file).or_default().push(i);
+            shipped.push(file);
+        }
+        if let Some(&target) = shipped.first()
+            && rng.chance(40)
+        {
+            // Named after its file, so that it sorts after it in the archive.
+            let link = format!("{target}-hard-{i}");
+            spec = spec.hardlink(link.as_str(), target);
+        }
+        if rng.chance(50) {
+            let target = rng.pick(&FILES);
+            spec = spec.symlink(format!("opt/link-{i}"), format!("/{target}"));
+        }
+        specs.push(spec);
+    }
+    let mut repo = Repository::new(key);
+    for spec in specs {
+        repo = repo.package(spec);
+    }
+    let world = names.last().cloned().unwrap_or_default();
+    (repo, world)
+}
+
+/// Many generated repositories: for each, the default (package layers), a budget that groups
+/// packages and a budget of one unpack with umoci to the single-layer build's tree.
+#[tokio::test]
+async fn generated_packages_stack_to_the_single_layer_tree() {
+    let key = TestKey::shared().unwrap();
+    for seed in 1..=24u64 {
+        let tmp = tempfile::tempdir().unwrap();
+        let (repo, world) = generated_repository(&key, seed);
+        let repo_dir = tmp.path().join("repo");
+        repo.write(&repo_dir).unwrap();
+        let keys = tmp.path().join("keys");
+        std::fs::create_dir_all(&keys).unwrap();
+        let key_path = repo.key().write_public(&keys).unwrap();
+        let cache = tmp.path().join("cache");
+        let mut expected = None;
+        for (name, layering) in [
+            ("single", "layering: {strategy: none}\n"),
+            ("default", ""),
+            ("budget-2", "layering: {strategy: origin, budget: 2}\n"),
+            ("budget-1", "layering: {strategy: origin, budget: 1}\n"),
+        ] {
+            let config = tmp.path().join(format!("{name}.yaml"));
+            std::fs::write(
+                &config,
+                format!(
+                    "contents:\n  repositories: [{}]\n  keyring: [{}]\n  packages: [{world}]\narchs: [x86_64]\n{layering}",
+                    repo_dir.display(),
+                    key_path.display()
+                ),
+            )
+            .unwrap();
+            let layout = tmp.path().join(format!("{name}.oci"));
+            build(&config, &layout, &cache).await;
+            let tree = describe(&unpack(&layout, tmp.path(), name));
+            match &expected {
+                None => expected = Some(tree),
+                Some(single) => assert_same_tree(&tree, single, &format!("seed {seed}, {name}")),
+            }
+        }
+    }
+}

@@ -89,6 +89,13 @@ impl LayerKind {
             Self::Single => "single",
         }
     }
+
+    /// The kind [`as_str`](Self::as_str) names.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Package, Self::Rebuilt, Self::Final, Self::Single]
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+    }
 }
 
 /// Where a layer's blob is.
@@ -118,6 +125,8 @@ pub struct WrittenLayer {
     pub blob: LayerBlob,
     /// For a package rebuilt alone: why its data section could not be used.
     pub reason: Option<String>,
+    /// For a package layer: the package's position in install order.
+    pub package_index: Option<usize>,
 }
 
 /// Writes the layers of `installed` (whose `packages[i]` is `packages[i]`): package layers
@@ -230,6 +239,7 @@ pub fn write_layers(
                         range: package.data_range.clone(),
                     },
                     reason: None,
+                    package_index: Some(members[candidate]),
                 });
             }
             Source::Rebuilt => {
@@ -245,6 +255,7 @@ pub fn write_layers(
                     digests,
                     blob: LayerBlob::File(path),
                     reason,
+                    package_index: None,
                 });
             }
         }
@@ -271,6 +282,7 @@ pub fn write_layers(
             digests,
             blob: LayerBlob::File(path),
             reason: None,
+            package_index: None,
         });
     }
     Ok(layers)

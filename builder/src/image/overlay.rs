@@ -86,12 +86,51 @@ impl Stack {
 
     /// Applies one layer's entries, in the layer's order. On error the stack is left as it
     /// was before the failing entry.
+    ///
+    /// A directory from an earlier layer in which this layer creates, replaces or removes
+    /// something, without carrying an entry for the directory itself, gets a new mtime from the
+    /// runtime (the time the layer is applied): its metadata becomes unknown. So does a
+    /// directory in which the runtime creates a missing parent, even when the layer has an
+    /// entry for it: umoci restores the metadata of an entry's own parent after writing the
+    /// entry, not of the directories above the parents it had to create.
     pub fn apply<'a>(
         &mut self,
         entries: impl IntoIterator<Item = &'a Node>,
     ) -> Result<(), StackError> {
+        let mut touched: BTreeSet<String> = BTreeSet::new();
+        let mut gained_parent: BTreeSet<String> = BTreeSet::new();
+        let mut own: BTreeSet<String> = BTreeSet::new();
         for node in entries {
+            let path = node.entry.path.as_str();
+            let is_dir = node.entry.kind == EntryKind::Directory;
+            if is_dir {
+                own.insert(path.to_string());
+            }
+            let updates_dir = is_dir
+                && self
+                    .paths
+                    .get(path)
+                    .is_some_and(|s| s.node.entry.kind == EntryKind::Directory);
+            if !updates_dir {
+                // The directory that gains the entry, or the one that gains the outermost
+                // parent the runtime creates for it.
+                if let Some(parent) = parent_of(path) {
+                    touched.insert(parent.to_string());
+                }
+                if let Some(missing) = ancestors(path).find(|a| !self.paths.contains_key(*a))
+                    && let Some(gains) = parent_of(missing)
+                {
+                    gained_parent.insert(gains.to_string());
+                }
+            }
             self.apply_one(node)?;
+        }
+        for changed in touched.difference(&own).chain(gained_parent.iter()) {
+            if let Some(state) = self.paths.get_mut(changed)
+                && state.node.entry.kind == EntryKind::Directory
+            {
+                state.known = false;
+            }
         }
         Ok(())
     }
@@ -337,6 +376,11 @@ pub fn whiteout_path(path: &str) -> String {
     }
 }
 
+/// The parent of a normalized path, `None` at the top.
+fn parent_of(path: &str) -> Option<&str> {
+    path.rfind('/').map(|at| &path[..at])
+}
+
 /// Strict ancestors of a normalized path, outermost first.
 fn ancestors(path: &str) -> impl Iterator<Item = &str> {
     path.match_indices('/').map(move |(at, _)| &path[..at])
@@ -521,6 +565,52 @@ mod tests {
                 dir("srv/www", 0o755, 1),
                 file("srv/www/index", b"i", 1),
             ],
+        );
+    }
+
+    /// A runtime gives a directory a new mtime when a later layer adds to it without an entry
+    /// for the directory: the last layer must write the directory again.
+    #[test]
+    fn directories_a_later_layer_adds_to_are_written_again() {
+        let base = vec![dir("opt", 0o755, 5), dir("opt/a", 0o755, 5)];
+        let adds = vec![file("opt/a/new", b"new", 9)];
+        let target = [
+            dir("opt", 0o755, 5),
+            dir("opt/a", 0o755, 5),
+            file("opt/a/new", b"new", 9),
+        ];
+        // (with its parent, as every written path's parents are written)
+        assert_eq!(
+            names(&check(&[base.clone(), adds], &target)),
+            ["opt", "opt/a"]
+        );
+        // With its own entry for the directory, the layer leaves nothing to fix.
+        let adds_with_dir = vec![dir("opt/a", 0o755, 5), file("opt/a/new", b"new", 9)];
+        assert!(check(&[base.clone(), adds_with_dir], &target).is_empty());
+        // Unless the runtime creates a missing parent in it.
+        let creates_parent = vec![dir("opt/a", 0o755, 5), file("opt/a/b/new", b"new", 9)];
+        let target_deeper = [
+            dir("opt", 0o755, 5),
+            dir("opt/a", 0o755, 5),
+            dir("opt/a/b", 0o755, 9),
+            file("opt/a/b/new", b"new", 9),
+        ];
+        assert_eq!(
+            names(&check(&[base.clone(), creates_parent], &target_deeper)),
+            ["opt", "opt/a", "opt/a/b"]
+        );
+        // A parent the runtime creates changes the directory that gains it.
+        let deep = vec![file("opt/b/c/new", b"new", 9)];
+        let target = [
+            dir("opt", 0o755, 5),
+            dir("opt/a", 0o755, 5),
+            dir("opt/b", 0o755, 9),
+            dir("opt/b/c", 0o755, 9),
+            file("opt/b/c/new", b"new", 9),
+        ];
+        assert_eq!(
+            names(&check(&[base, deep], &target)),
+            ["opt", "opt/b", "opt/b/c"]
         );
     }
 

@@ -462,7 +462,9 @@ impl LayerCache {
         Ok(())
     }
 
-    /// Keeps the `keep` most recently stored entries and removes the others.
+    /// Keeps the entries of the `keep` most recently stored platforms and removes the others.
+    /// An entry `<key>.<n>` (a layer of a package-layered platform) belongs to the platform
+    /// `<key>` and goes with it.
     fn prune(&self, keep: usize) -> Result<(), LayerCacheError> {
         let listing = std::fs::read_dir(&self.dir).map_err(|source| LayerCacheError::Io {
             path: self.dir.clone(),
@@ -482,8 +484,17 @@ impl LayerCache {
             .collect();
         // Newest first; equal times fall back to the key so the choice is stable.
         entries.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-        for (_, key) in entries.into_iter().skip(keep) {
-            self.remove(&key)?;
+        let platform = |key: &str| key.split('.').next().unwrap_or_default().to_string();
+        let mut kept = std::collections::BTreeSet::new();
+        for (_, key) in &entries {
+            if kept.len() < keep {
+                kept.insert(platform(key));
+            }
+        }
+        for (_, key) in entries {
+            if !kept.contains(&platform(&key)) {
+                self.remove(&key)?;
+            }
         }
         Ok(())
     }
