@@ -473,6 +473,28 @@ fn platform_from_cache(
         }
     };
     let (release, user) = cached_facts(cached);
+    let (manifest, summary) = finish_single_layer(
+        config,
+        arch,
+        layer,
+        &cached.digests.diff_id,
+        user.as_deref(),
+        layout,
+        created,
+    )?;
+    Ok(Some((manifest, release, summary)))
+}
+
+/// The config and manifest of a single-layer platform, and its layer table.
+fn finish_single_layer(
+    config: &ImageConfiguration,
+    arch: &Architecture,
+    layer: Descriptor,
+    diff_id: &str,
+    user: Option<&str>,
+    layout: &mut LayoutWriter,
+    created: i64,
+) -> Result<(Descriptor, Vec<LayerSummary>)> {
     let summary = vec![LayerSummary {
         kind: LayerKind::Single,
         packages: Vec::new(),
@@ -484,12 +506,12 @@ fn platform_from_cache(
         config,
         arch,
         vec![layer],
-        std::slice::from_ref(&cached.digests.diff_id),
-        user.as_deref(),
+        &[diff_id.to_string()],
+        user,
         layout,
         created,
     )?;
-    Ok(Some((manifest, release, summary)))
+    Ok((manifest, summary))
 }
 
 /// The release information and user a cached platform carries.
@@ -718,18 +740,11 @@ fn build_platform(
             tracing::warn!(error = %crate::error::Chain(&error), "cannot keep the layer in the layer cache");
         }
     }
-    let summary = vec![LayerSummary {
-        kind: LayerKind::Single,
-        packages: Vec::new(),
-        digest: layer.digest.clone(),
-        size: layer.size,
-        reason: None,
-    }];
-    let manifest = finish_platform(
+    let (manifest, summary) = finish_single_layer(
         config,
         arch,
-        vec![layer],
-        std::slice::from_ref(&digests.diff_id),
+        layer,
+        &digests.diff_id,
         user.as_deref(),
         layout,
         created,

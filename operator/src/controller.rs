@@ -400,19 +400,7 @@ impl Reconciler<'_> {
             sources.includes.push(missing);
         }
         failed.configuration = Some(sources);
-        let changed = self.patch_status(failed).await?;
-        self.ctx.release_slot(self.key);
-        if changed {
-            tracing::warn!(imagebuild = %self.key, %message, "cannot merge the included configurations");
-            self.publish(
-                EventType::Warning,
-                "BuildFailed",
-                "Build",
-                format!("InvalidSpec: {message}"),
-            )
-            .await;
-        }
-        Ok(Action::await_change())
+        self.reject_with(failed, &message).await
     }
 
     async fn act(&self) -> Result<Action> {
@@ -634,10 +622,14 @@ impl Reconciler<'_> {
 
     /// Records an ImageBuild that cannot be built as written.
     async fn reject(&self, message: &str) -> Result<Action> {
+        self.reject_with(status::invalid_spec(self.ib, message, self.now), message)
+            .await
+    }
+
+    /// Writes an `InvalidSpec` status and, when it changed, says so in an event.
+    async fn reject_with(&self, invalid: ImageBuildStatus, message: &str) -> Result<Action> {
         self.ctx.release_slot(self.key);
-        let changed = self
-            .patch_status(status::invalid_spec(self.ib, message, self.now))
-            .await?;
+        let changed = self.patch_status(invalid).await?;
         if changed {
             tracing::warn!(imagebuild = %self.key, %message, "invalid spec");
             self.publish(

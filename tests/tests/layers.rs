@@ -11,7 +11,7 @@ use std::process::Command;
 use securebuild_tests::apkgen::{PackageSpec, Repository, TestKey};
 use serde_json::Value;
 
-use crate::build_push::{digest_line, securebuild, skopeo};
+use crate::build_push::{digest_line, securebuild};
 
 /// Build time of the later packages, so that shared directories differ in mtime.
 const LATER: u64 = 1_700_100_000;
@@ -137,28 +137,9 @@ async fn build(config: &Path, output: &Path, cache: &Path) -> String {
 
 /// Unpacks the amd64 image of a layout with umoci into `<into>/<name>`; returns the rootfs.
 fn unpack(layout: &Path, into: &Path, name: &str) -> PathBuf {
-    let single = into.join(format!("{name}-single"));
-    skopeo(&[
-        "copy",
-        "-q",
-        "--override-arch",
-        "amd64",
-        &format!("oci:{}:latest", layout.display()),
-        &format!("oci:{}:latest", single.display()),
-    ]);
-    let bundle = into.join(format!("{name}-bundle"));
-    let output = Command::new("umoci")
-        .args(["unpack", "--rootless", "--image"])
-        .arg(format!("{}:latest", single.display()))
-        .arg(&bundle)
-        .output()
-        .expect("umoci is installed");
-    assert!(
-        output.status.success(),
-        "umoci: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    bundle.join("rootfs")
+    let dir = into.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    crate::build_push::unpack(layout, "latest", "amd64", &dir)
 }
 
 /// Every path of an unpacked tree: type, mode, mtime, link target, content digest, extended
