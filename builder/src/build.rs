@@ -393,7 +393,7 @@ const FACT_LAYERS: &str = "layers";
 /// say of it, and where its blob is.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct CachedLayerRef {
-    kind: String,
+    kind: LayerKind,
     packages: Vec<String>,
     reason: Option<String>,
     digest: String,
@@ -495,23 +495,16 @@ fn finish_single_layer(
     layout: &mut LayoutWriter,
     created: i64,
 ) -> Result<(Descriptor, Vec<LayerSummary>)> {
-    let summary = vec![LayerSummary {
-        kind: LayerKind::Single,
-        packages: Vec::new(),
-        digest: layer.digest.clone(),
-        size: layer.size,
-        reason: None,
-    }];
-    let manifest = finish_platform(
-        config,
-        arch,
-        vec![layer],
-        &[diff_id.to_string()],
-        user,
-        layout,
-        created,
-    )?;
-    Ok((manifest, summary))
+    let mut stacked = StackedLayers::default();
+    stacked.push(
+        layer,
+        diff_id.to_string(),
+        LayerKind::Single,
+        Vec::new(),
+        None,
+    );
+    let manifest = stacked.finish(config, arch, user, layout, created)?;
+    Ok((manifest, stacked.summary))
 }
 
 /// The release information and user a cached platform carries.
@@ -542,13 +535,8 @@ fn layered_platform_from_cache(
     let Ok(refs) = serde_json::from_str::<Vec<CachedLayerRef>>(layers_json) else {
         return Ok(None);
     };
-    let mut descriptors = Vec::with_capacity(refs.len());
-    let mut diff_ids = Vec::with_capacity(refs.len());
-    let mut summary = Vec::with_capacity(refs.len());
+    let mut stacked = StackedLayers::default();
     for layer in refs {
-        let Some(kind) = LayerKind::parse(&layer.kind) else {
-            return Ok(None);
-        };
         let added = match &layer.source {
             CachedLayerSource::Package { index } => {
                 let Some(package) = verified.get(*index) else {
@@ -570,40 +558,24 @@ fn layered_platform_from_cache(
                 .add_file(&cached.path, Some(&layer.digest))
                 .map(|blob| blob.descriptor(cached.digests.media_type)),
         };
-        let mut descriptor = match added {
+        let descriptor = match added {
             Ok(descriptor) => descriptor,
             Err(error) => {
                 tracing::warn!(error = %crate::error::Chain(&error), digest = %layer.digest, "cached layer is unusable; building again");
                 return Ok(None);
             }
         };
-        if !layer.packages.is_empty() {
-            descriptor.annotations.insert(
-                layers::ANNOTATION_PACKAGES.to_string(),
-                layer.packages.join(","),
-            );
-        }
-        summary.push(LayerSummary {
-            kind,
-            packages: layer.packages,
-            digest: descriptor.digest.clone(),
-            size: descriptor.size,
-            reason: layer.reason,
-        });
-        descriptors.push(descriptor);
-        diff_ids.push(layer.diff_id);
+        stacked.push(
+            descriptor,
+            layer.diff_id,
+            layer.kind,
+            layer.packages,
+            layer.reason,
+        );
     }
     let (release, user) = cached_facts(cached);
-    let manifest = finish_platform(
-        config,
-        arch,
-        descriptors,
-        &diff_ids,
-        user.as_deref(),
-        layout,
-        created,
-    )?;
-    Ok(Some((manifest, release, summary)))
+    let manifest = stacked.finish(config, arch, user.as_deref(), layout, created)?;
+    Ok(Some((manifest, release, stacked.summary)))
 }
 
 /// Keeps a package-layered platform in the layer cache: each layer the builder wrote for
@@ -638,7 +610,7 @@ fn cache_layered_platform(
             }
         };
         refs.push(CachedLayerRef {
-            kind: layer.kind.as_str().to_string(),
+            kind: layer.kind,
             packages: layer.packages.clone(),
             reason: layer.reason.clone(),
             digest: layer.digests.digest.clone(),
@@ -800,9 +772,7 @@ fn package_layers(
     {
         tracing::warn!(%error, "cannot keep the layers in the layer cache");
     }
-    let mut descriptors = Vec::with_capacity(written.len());
-    let mut diff_ids = Vec::with_capacity(written.len());
-    let mut summary = Vec::with_capacity(written.len());
+    let mut stacked = StackedLayers::default();
     for layer in written {
         let blob = match &layer.blob {
             LayerBlob::Range { path, range } => {
@@ -810,33 +780,71 @@ fn package_layers(
             }
             LayerBlob::File(path) => layout.add_file(path, Some(&layer.digests.digest))?,
         };
-        let mut descriptor = blob.descriptor(layer.digests.media_type);
-        if !layer.packages.is_empty() {
-            descriptor.annotations.insert(
-                layers::ANNOTATION_PACKAGES.to_string(),
-                layer.packages.join(","),
-            );
+        stacked.push(
+            blob.descriptor(layer.digests.media_type),
+            layer.digests.diff_id,
+            layer.kind,
+            layer.packages,
+            layer.reason,
+        );
+    }
+    let manifest = stacked.finish(config, arch, user.as_deref(), layout, created)?;
+    Ok((manifest, release, stacked.summary))
+}
+
+/// The layers of one platform as they are added to the layout: manifest descriptors (each
+/// annotated with its packages), diff IDs and the layer table.
+#[derive(Default)]
+struct StackedLayers {
+    descriptors: Vec<Descriptor>,
+    diff_ids: Vec<String>,
+    summary: Vec<LayerSummary>,
+}
+
+impl StackedLayers {
+    fn push(
+        &mut self,
+        mut descriptor: Descriptor,
+        diff_id: String,
+        kind: LayerKind,
+        packages: Vec<String>,
+        reason: Option<String>,
+    ) {
+        if !packages.is_empty() {
+            descriptor
+                .annotations
+                .insert(layers::ANNOTATION_PACKAGES.to_string(), packages.join(","));
         }
-        summary.push(LayerSummary {
-            kind: layer.kind,
-            packages: layer.packages,
+        self.summary.push(LayerSummary {
+            kind,
+            packages,
             digest: descriptor.digest.clone(),
             size: descriptor.size,
-            reason: layer.reason,
+            reason,
         });
-        descriptors.push(descriptor);
-        diff_ids.push(layer.digests.diff_id);
+        self.descriptors.push(descriptor);
+        self.diff_ids.push(diff_id);
     }
-    let manifest = finish_platform(
-        config,
-        arch,
-        descriptors,
-        &diff_ids,
-        user.as_deref(),
-        layout,
-        created,
-    )?;
-    Ok((manifest, release, summary))
+
+    /// Adds the image config and manifest over these layers.
+    fn finish(
+        &mut self,
+        config: &ImageConfiguration,
+        arch: &Architecture,
+        user: Option<&str>,
+        layout: &mut LayoutWriter,
+        created: i64,
+    ) -> Result<Descriptor> {
+        finish_platform(
+            config,
+            arch,
+            std::mem::take(&mut self.descriptors),
+            &self.diff_ids,
+            user,
+            layout,
+            created,
+        )
+    }
 }
 
 /// Adds the image config and manifest of one architecture (whose layers are already in the

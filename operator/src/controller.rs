@@ -183,7 +183,7 @@ impl Context {
         backend: Arc<dyn BuildBackend>,
     ) -> Self {
         let recorder = Recorder::new(client.clone(), Reporter::from(FIELD_MANAGER));
-        let client_for_includes = client.clone();
+        let config_maps = ApiConfigMaps(client.clone());
         let slots = BuildSlots::new(usize::from(config.max_concurrent_builds))
             .with_run_ahead(backend.run_ahead());
         let (handoff, _) = broadcast::channel(HANDOFF_CAPACITY);
@@ -194,7 +194,7 @@ impl Context {
             recorder,
             hooks,
             backend,
-            config_maps: ApiConfigMaps(client_for_includes),
+            config_maps,
             slots: Mutex::new(slots),
             handoff,
             failures: Mutex::new(BTreeMap::new()),

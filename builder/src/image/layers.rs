@@ -66,8 +66,9 @@ pub struct LayerPackage<'a> {
     pub data_diff_id: Option<[u8; 32]>,
 }
 
-/// How a layer was made.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How a layer was made (serialized as [`LayerKind::as_str`] names it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LayerKind {
     /// A package's data section, byte for byte.
     Package,
@@ -88,13 +89,6 @@ impl LayerKind {
             Self::Final => "final",
             Self::Single => "single",
         }
-    }
-
-    /// The kind [`as_str`](Self::as_str) names.
-    pub fn parse(name: &str) -> Option<Self> {
-        [Self::Package, Self::Rebuilt, Self::Final, Self::Single]
-            .into_iter()
-            .find(|kind| kind.as_str() == name)
     }
 }
 
