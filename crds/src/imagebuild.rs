@@ -234,6 +234,12 @@ pub struct ImageBuildStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latest_image: Option<String>,
 
+    /// The last image built by the name it is pulled by, when the operator's `pullPrefix`
+    /// (a read-only proxy) fronts the registry it was pushed to: `latestImage` with
+    /// `pullPrefix` in place of `registryPrefix`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_image: Option<String>,
+
     /// The digest of the image index.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,

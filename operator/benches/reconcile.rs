@@ -3,8 +3,9 @@
 //!
 //! Scenarios: an up-to-date ImageBuild (the baseline: one Job list, nothing to do), a new
 //! ImageBuild (list, create the ConfigMap and Job, patch the status, publish an event), a
-//! finished build (list Jobs and Pods, patch the status, publish an event, delete the
-//! ConfigMap) and new ImageBuilds of which all but one wait for the single build slot (list,
+//! finished build (list Jobs and Pods and start the post-build task; once it ended, list Jobs,
+//! patch the status, publish an event, delete the ConfigMap: two reconciles, one measured
+//! unit) and new ImageBuilds of which all but one wait for the single build slot (list,
 //! patch). It prints reconciles per second,
 //! each scenario's rate relative to the baseline measured in the same run, the API calls per
 //! reconcile, and peak RSS (`VmHWM` from `/proc/self/status`, reset between scenarios where
@@ -37,6 +38,7 @@ use securebuild_crds::{ImageBuild, ImageConfiguration};
 use securebuild_operator::config::Config;
 use securebuild_operator::controller::{Context, Hooks, State, reconcile};
 use securebuild_operator::job::{CONTAINER_NAME, JOB_NAME_LABEL, desired_job};
+use securebuild_operator::post_build::Progress;
 use securebuild_operator::triggers::{Trigger, TriggerKind};
 use serde_json::{Value, json};
 
@@ -318,11 +320,30 @@ struct Measurement {
     peak_rss_kib: Option<u64>,
 }
 
+/// How many reconciles one ImageBuild of a scenario takes.
+#[derive(Clone, Copy, PartialEq)]
+enum Rounds {
+    One,
+    /// One to read the finished build and start its post-build task, one more once the task
+    /// ended to record the outcome.
+    ThroughPostBuild,
+}
+
 async fn measure(
     name: &'static str,
     canned: Canned,
     config: Config,
     image_builds: Vec<ImageBuild>,
+) -> Measurement {
+    measure_rounds(name, canned, config, image_builds, Rounds::One).await
+}
+
+async fn measure_rounds(
+    name: &'static str,
+    canned: Canned,
+    config: Config,
+    image_builds: Vec<ImageBuild>,
+    rounds: Rounds,
 ) -> Measurement {
     let canned = Arc::new(canned);
     let concurrency = usize::from(config.reconcile_concurrency);
@@ -336,8 +357,22 @@ async fn measure(
             let ctx = ctx.clone();
             let failures = &failures;
             async move {
-                if reconcile(ib, ctx).await.is_err() {
+                if reconcile(ib.clone(), ctx.clone()).await.is_err() {
                     failures.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                if rounds == Rounds::ThroughPostBuild {
+                    let key = format!("{NAMESPACE}/{}", ib.metadata.name.as_deref().unwrap());
+                    let build = ib.status.as_ref().unwrap().last_build.as_ref().unwrap();
+                    while !matches!(
+                        ctx.post_build.progress(&key, &build.job),
+                        Some(Progress::Finished(_))
+                    ) {
+                        tokio::task::yield_now().await;
+                    }
+                    if reconcile(ib, ctx).await.is_err() {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
         })
@@ -397,11 +432,12 @@ async fn run() -> Vec<Measurement> {
         .map(|index| finished(index, &mut finished_canned))
         .collect();
     results.push(
-        measure(
+        measure_rounds(
             "finished: record the result",
             finished_canned,
             config(u16::MAX),
             finished_builds,
+            Rounds::ThroughPostBuild,
         )
         .await,
     );

@@ -9,6 +9,7 @@
 //!
 //! ```yaml
 //! registryPrefix: registry.example.com      # for relative spec.target.repository values
+//! pullPrefix: images.example.com            # the read-only proxy's name for registryPrefix
 //! defaultRepositories: [https://packages.wolfi.dev/os]
 //! defaultKeyring: [https://packages.wolfi.dev/os/wolfi-signing.rsa.pub]
 //! builderImage: ghcr.io/securebuild/securebuild:0.1.0
@@ -32,7 +33,8 @@
 //! ```
 //!
 //! Each scalar setting (and each list, written comma-separated) can be overridden by an
-//! environment variable: `SECUREBUILD_REGISTRY_PREFIX`, `SECUREBUILD_DEFAULT_REPOSITORIES`,
+//! environment variable: `SECUREBUILD_REGISTRY_PREFIX`, `SECUREBUILD_PULL_PREFIX`,
+//! `SECUREBUILD_DEFAULT_REPOSITORIES`,
 //! `SECUREBUILD_DEFAULT_KEYRING`, `SECUREBUILD_BUILDER_IMAGE`,
 //! `SECUREBUILD_BUILDER_SERVICE_ACCOUNT`, `SECUREBUILD_NAMESPACE`,
 //! `SECUREBUILD_SIGNING_KEY_SECRET`, `SECUREBUILD_SIGNING_KEY_NAMESPACE`, `SECUREBUILD_BACKEND`,
@@ -139,6 +141,9 @@ pub struct Config {
     /// Registry (and optional path) prepended to a relative `spec.target.repository`, e.g.
     /// `registry.example.com/images`.
     pub registry_prefix: Option<String>,
+    /// The host and path that front `registry_prefix` for pulls (the read-only proxy), e.g.
+    /// `images.example.com`: images under `registry_prefix` are also reported by this name.
+    pub pull_prefix: Option<String>,
     /// Repositories for ImageBuilds that list none.
     pub default_repositories: Vec<String>,
     /// Keys added to the keyring of ImageBuilds that list no repositories.
@@ -195,6 +200,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             registry_prefix: None,
+            pull_prefix: None,
             default_repositories: Vec::new(),
             default_keyring: Vec::new(),
             builder_image: DEFAULT_BUILDER_IMAGE.to_string(),
@@ -288,11 +294,21 @@ pub enum ConfigError {
         /// The value as written.
         value: String,
     },
-    /// A registry prefix with a scheme, tag, digest or stray slash.
+    /// A registry or pull prefix with a scheme, tag, digest or stray slash.
     #[error(
-        "registryPrefix `{value}` must be a registry host with an optional path, such as `registry.example.com/team`, without scheme, tag or trailing slash"
+        "{field} `{value}` must be a registry host with an optional path, such as `registry.example.com/team`, without scheme, tag or trailing slash"
     )]
     RegistryPrefix {
+        /// The setting: `registryPrefix` or `pullPrefix`.
+        field: &'static str,
+        /// The value as written.
+        value: String,
+    },
+    /// A pull prefix with nothing to front.
+    #[error(
+        "pullPrefix `{value}` names what fronts registryPrefix, which is not set; set registryPrefix too, or remove pullPrefix"
+    )]
+    PullPrefixAlone {
         /// The value as written.
         value: String,
     },
@@ -348,6 +364,7 @@ pub enum ConfigError {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct FileConfig {
     registry_prefix: Option<String>,
+    pull_prefix: Option<String>,
     default_repositories: Option<Vec<String>>,
     default_keyring: Option<Vec<String>>,
     builder_image: Option<String>,
@@ -390,7 +407,16 @@ impl Config {
 
         let registry_prefix = raw.registry_prefix.filter(|p| !p.is_empty());
         if let Some(prefix) = &registry_prefix {
-            check_registry_prefix(prefix)?;
+            check_registry_prefix("registryPrefix", prefix)?;
+        }
+        let pull_prefix = raw.pull_prefix.filter(|p| !p.is_empty());
+        if let Some(prefix) = &pull_prefix {
+            check_registry_prefix("pullPrefix", prefix)?;
+            if registry_prefix.is_none() {
+                return Err(ConfigError::PullPrefixAlone {
+                    value: prefix.clone(),
+                });
+            }
         }
 
         let default_repositories = raw.default_repositories.unwrap_or_default();
@@ -532,6 +558,7 @@ impl Config {
 
         Ok(Self {
             registry_prefix,
+            pull_prefix,
             default_repositories,
             default_keyring,
             builder_image,
@@ -607,6 +634,9 @@ fn overlay_env(
 
     if let Some(value) = var("REGISTRY_PREFIX") {
         raw.registry_prefix = Some(value);
+    }
+    if let Some(value) = var("PULL_PREFIX") {
+        raw.pull_prefix = Some(value);
     }
     if let Some(value) = var("DEFAULT_REPOSITORIES") {
         raw.default_repositories = Some(list(value));
@@ -725,8 +755,9 @@ fn check_subdomain(field: &'static str, value: &str) -> Result<(), ConfigError> 
     }
 }
 
-fn check_registry_prefix(prefix: &str) -> Result<(), ConfigError> {
+fn check_registry_prefix(field: &'static str, prefix: &str) -> Result<(), ConfigError> {
     let error = || ConfigError::RegistryPrefix {
+        field,
         value: prefix.to_string(),
     };
     if prefix.contains("://")
@@ -831,6 +862,7 @@ mod tests {
     fn file_values_and_environment_overrides() {
         let file = r#"
 registryPrefix: registry.example.com/images
+pullPrefix: images.example.com
 defaultRepositories: [https://packages.wolfi.dev/os]
 defaultKeyring: [https://packages.wolfi.dev/os/wolfi-signing.rsa.pub]
 builderImage: registry.example.com/securebuild:1.2.3
@@ -860,6 +892,7 @@ defaultResources:
             config.registry_prefix.as_deref(),
             Some("registry.example.com/images")
         );
+        assert_eq!(config.pull_prefix.as_deref(), Some("images.example.com"));
         assert_eq!(
             config.default_repositories,
             ["https://packages.wolfi.dev/os"]
@@ -969,6 +1002,19 @@ defaultResources:
                 None,
                 &[("SECUREBUILD_REGISTRY_PREFIX", "registry.example.com/Team")],
                 "registryPrefix",
+            ),
+            (
+                None,
+                &[
+                    ("SECUREBUILD_REGISTRY_PREFIX", "registry.example.com"),
+                    ("SECUREBUILD_PULL_PREFIX", "https://images.example.com"),
+                ],
+                "pullPrefix `https://images.example.com` must be a registry host",
+            ),
+            (
+                None,
+                &[("SECUREBUILD_PULL_PREFIX", "images.example.com")],
+                "set registryPrefix too",
             ),
             (
                 None,

@@ -5,7 +5,8 @@
 //!
 //! Every decision it acts on comes from the pure modules. Builds are started and read through
 //! the [`BuildBackend`] (Jobs, or in-process builds); signing and package re-resolution are
-//! [`Hooks`]. Apart from those, this is the only module that talks to the API server.
+//! [`Hooks`], and signing runs off the reconcile workers ([`PostBuildTasks`]). Apart from
+//! those, this is the only module that talks to the API server.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,6 +39,7 @@ use crate::http::HttpState;
 use crate::includes::{self, ApiConfigMaps};
 use crate::job::{self, JobState, job_state};
 use crate::metrics::Metrics;
+use crate::post_build::{PostBuildTasks, Progress};
 use crate::slots::BuildSlots;
 use crate::status::{self, Finish, JobOutcome};
 use crate::triggers::{self, Decision, Trigger};
@@ -161,6 +163,8 @@ pub struct Context {
     pub backend: Arc<dyn BuildBackend>,
     /// Where included configurations are read.
     pub config_maps: ApiConfigMaps,
+    /// The post-build work (signing) of finished builds, off the reconcile workers.
+    pub post_build: PostBuildTasks,
     slots: Mutex<BuildSlots>,
     handoff: broadcast::Sender<String>,
     failures: Mutex<BTreeMap<String, u32>>,
@@ -187,6 +191,12 @@ impl Context {
         let slots = BuildSlots::new(usize::from(config.max_concurrent_builds))
             .with_run_ahead(backend.run_ahead());
         let (handoff, _) = broadcast::channel(HANDOFF_CAPACITY);
+        // As many signings at once as builds: each finished build is signed while the slot it
+        // freed builds the next image.
+        let post_build = PostBuildTasks::new(
+            hooks.post_build.clone(),
+            usize::from(config.max_concurrent_builds),
+        );
         Self {
             client,
             config,
@@ -195,6 +205,7 @@ impl Context {
             hooks,
             backend,
             config_maps,
+            post_build,
             slots: Mutex::new(slots),
             handoff,
             failures: Mutex::new(BTreeMap::new()),
@@ -364,6 +375,7 @@ impl Reconciler<'_> {
     async fn run(&self) -> Result<Action> {
         if self.ib.metadata.deletion_timestamp.is_some() {
             self.ctx.release_slot(self.key);
+            self.ctx.post_build.forget(self.key);
             self.ctx.backend.abandon(self.namespace, self.name).await;
             return Ok(Action::await_change());
         }
@@ -539,31 +551,41 @@ impl Reconciler<'_> {
         // signing and the status write.
         self.ctx.release_slot(self.key);
 
-        let mut job_pods = self
-            .ctx
-            .backend
-            .build_pods(self.namespace, job_name)
-            .await?;
-        job_pods.sort_by(job::newest_first);
-        let finish = match status::job_outcome(job, job_pods.first()) {
-            JobOutcome::Succeeded(image) => match self
-                .ctx
-                .hooks
-                .post_build
-                .after_success(self.ib, &image)
-                .await
-            {
-                Ok(signing) => Finish::Succeeded { image, signing },
-                Err(error) => Finish::SigningFailed {
-                    image,
-                    message: chain(&error),
-                },
-            },
-            JobOutcome::Failed(failure) => Finish::Failed(failure),
+        let finish = match self.ctx.post_build.progress(self.key, job_name) {
+            Some(Progress::Finished(finish)) => *finish,
+            Some(Progress::Running) => return Ok(Action::requeue(REQUEUE_RUNNING)),
+            None => {
+                let mut job_pods = self
+                    .ctx
+                    .backend
+                    .build_pods(self.namespace, job_name)
+                    .await?;
+                job_pods.sort_by(job::newest_first);
+                match status::job_outcome(job, job_pods.first()) {
+                    JobOutcome::Succeeded(image) => {
+                        // Signed in a task of its own, which reconciles this ImageBuild
+                        // again when it is done.
+                        self.ctx
+                            .post_build
+                            .start(self.key, job_name, self.ib, &image);
+                        tracing::info!(imagebuild = %self.key, job = %job_name, digest = %image.digest, "build pushed; signing");
+                        return Ok(Action::requeue(REQUEUE_RUNNING));
+                    }
+                    JobOutcome::Failed(failure) => Finish::Failed(failure),
+                }
+            }
         };
-        let new_status = status::build_finished(self.ib, job_name, Some(job), &finish, self.now);
+        let mut new_status =
+            status::build_finished(self.ib, job_name, Some(job), &finish, self.now);
+        if !matches!(finish, Finish::Failed(_)) {
+            new_status.pull_image = new_status
+                .latest_image
+                .as_deref()
+                .and_then(|image| job::pull_reference(image, &self.ctx.config));
+        }
         let latest_image = new_status.latest_image.clone();
         self.patch_status(new_status).await?;
+        self.ctx.post_build.recorded(self.key, job_name);
 
         let duration = status::build_duration(job);
         match &finish {
@@ -731,19 +753,21 @@ fn notice_refs(
     })
 }
 
-/// The waiting ImageBuilds a freed build slot lets start, kept to `namespace` (all namespaces
-/// when `None`); lagging behind skips some, which only delays them until their periodic
-/// requeue.
-fn handoff_refs(
-    handoffs: broadcast::Receiver<String>,
+/// The ImageBuilds named by `keys` (`namespace/name`: the waiting ImageBuilds a freed build
+/// slot lets start, or those whose post-build work ended), kept to `namespace` (all
+/// namespaces when `None`); lagging behind skips some, which only delays them until their
+/// periodic requeue.
+fn key_refs(
+    keys: broadcast::Receiver<String>,
     namespace: Option<String>,
+    what: &'static str,
 ) -> impl futures::Stream<Item = ObjectRef<ImageBuild>> + Send + 'static {
-    futures::stream::unfold(handoffs, |mut handoffs| async move {
+    futures::stream::unfold(keys, move |mut keys| async move {
         loop {
-            match handoffs.recv().await {
-                Ok(key) => return Some((key, handoffs)),
+            match keys.recv().await {
+                Ok(key) => return Some((key, keys)),
                 Err(broadcast::error::RecvError::Lagged(skipped)) => {
-                    tracing::warn!(skipped, "missed build slot hand-offs");
+                    tracing::warn!(skipped, what, "missed reconcile requests");
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
@@ -847,7 +871,16 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<()> {
         if let Some(notices) = ctx.backend.build_notices() {
             controller = controller.reconcile_on(notice_refs(notices, namespace.clone()));
         }
-        controller = controller.reconcile_on(handoff_refs(ctx.slot_handoffs(), namespace.clone()));
+        controller = controller.reconcile_on(key_refs(
+            ctx.slot_handoffs(),
+            namespace.clone(),
+            "build slot hand-offs",
+        ));
+        controller = controller.reconcile_on(key_refs(
+            ctx.post_build.finished(),
+            namespace.clone(),
+            "finished signings",
+        ));
         let store = controller.store();
         controller = controller.reconcile_on(included_config_map_refs(config_maps, store));
         let controller = controller
@@ -889,6 +922,20 @@ mod tests {
         timeout_after_1s(mock).await;
     }
 
+    /// Reconciles `ib` through a finished build's signing: once to read the build's result
+    /// and start signing, then once more when the signing task says it is done.
+    async fn reconcile_through_signing(ib: &ImageBuild, ctx: &Arc<Context>) -> Action {
+        let mut finished = ctx.post_build.finished();
+        let action = reconcile(Arc::new(ib.clone()), ctx.clone()).await.unwrap();
+        assert_eq!(action, Action::requeue(REQUEUE_RUNNING), "signing started");
+        let key = tokio::time::timeout(Duration::from_secs(1), finished.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(key, "team/app");
+        reconcile(Arc::new(ib.clone()), ctx.clone()).await.unwrap()
+    }
+
     /// The `app-job` build of `ib` finished: its Job succeeded and its Pod's termination
     /// message carries the image.
     fn succeeded_build(ib: &ImageBuild) -> Scenario {
@@ -909,9 +956,39 @@ mod tests {
         let (ctx, server) = test_context();
         let ib = TestImageBuild::new().running(1, "app-job").build();
         let mock = server.run(succeeded_build(&ib));
-        reconcile(Arc::new(ib), ctx.clone()).await.unwrap();
+        reconcile_through_signing(&ib, &ctx).await;
         timeout_after_1s(mock).await;
         assert_eq!(ctx.metrics.builds_succeeded.get(), 1);
+    }
+
+    /// With a `pullPrefix`, the status also names the image by its pull name.
+    #[tokio::test]
+    async fn the_pull_name_of_the_image_is_recorded() {
+        let config = Config {
+            registry_prefix: Some("registry.example.com/team".into()),
+            pull_prefix: Some("images.example.com".into()),
+            ..Config::default()
+        };
+        let (ctx, server) =
+            crate::fixtures::test_context_configured(config, Hooks::default(), |client, _| {
+                Arc::new(PodBackend::new(client))
+            });
+        let mut ib = TestImageBuild::new().running(1, "app-job").build();
+        ib.metadata.resource_version = Some("41".into());
+        let mock = server.run(succeeded_build(&ib));
+        reconcile_through_signing(&ib, &ctx).await;
+        timeout_after_1s(mock).await;
+        let written = ctx.freshest("team/app", Arc::new(ib));
+        let status = written.status.as_ref().unwrap();
+        let digest = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(
+            status.latest_image,
+            Some(format!("registry.example.com/team/app@{digest}"))
+        );
+        assert_eq!(
+            status.pull_image,
+            Some(format!("images.example.com/app@{digest}"))
+        );
     }
 
     /// Issue 17: after an API server outage the watch cache lagged behind the operator's own
@@ -933,7 +1010,7 @@ mod tests {
             .terminated("Completed", 0, &result)
             .build();
         let mock = server.run_and_keep(Scenario::BuildSucceeded(ib.clone(), job.clone(), pod));
-        reconcile(Arc::new(ib.clone()), ctx.clone()).await.unwrap();
+        reconcile_through_signing(&ib, &ctx).await;
         let server = tokio::time::timeout(Duration::from_secs(1), mock)
             .await
             .unwrap()
@@ -1037,10 +1114,19 @@ mod tests {
     /// Issue 17: a queued ImageBuild was only looked at again on its 15-second requeue, so
     /// freed slots sat idle. A finished build now hands its slot to the oldest waiting
     /// ImageBuild at once.
+    ///
+    /// Signing runs off the reconcile: the reconcile that finds the build finished hands the
+    /// slot on and returns while the image is still being signed.
     #[tokio::test]
     async fn a_finished_build_hands_its_slot_to_the_oldest_waiter() {
-        let (ctx, server) = test_context();
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let hooks = Hooks {
+            post_build: Arc::new(GatedSigning(gate.clone())),
+            ..Hooks::default()
+        };
+        let (ctx, server) = test_context_with(hooks);
         let mut handoffs = ctx.slot_handoffs();
+        let mut signed = ctx.post_build.finished();
         ctx.with_slots(|s| {
             s.mark_running("team/app");
             s.mark_running("other/busy");
@@ -1049,16 +1135,49 @@ mod tests {
         });
         let ib = TestImageBuild::new().running(1, "app-job").build();
         let mock = server.run(succeeded_build(&ib));
-        reconcile(Arc::new(ib), ctx.clone()).await.unwrap();
-        timeout_after_1s(mock).await;
+        let action = reconcile(Arc::new(ib.clone()), ctx.clone()).await.unwrap();
+        assert_eq!(action, Action::requeue(REQUEUE_RUNNING));
         assert_eq!(handoffs.try_recv().unwrap(), "other/older");
         assert!(handoffs.try_recv().is_err(), "one slot, one hand-off");
+        assert_eq!(
+            ctx.post_build.progress("team/app", "app-job"),
+            Some(Progress::Running)
+        );
+        assert!(signed.try_recv().is_err(), "still signing");
+
+        gate.add_permits(1);
+        let key = tokio::time::timeout(Duration::from_secs(1), signed.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(key, "team/app");
+        reconcile(Arc::new(ib), ctx.clone()).await.unwrap();
+        timeout_after_1s(mock).await;
+        assert_eq!(ctx.metrics.builds_succeeded.get(), 1);
+        assert_eq!(ctx.post_build.progress("team/app", "app-job"), None);
+    }
+
+    /// Signs nothing, and only once a permit of its gate is added.
+    struct GatedSigning(Arc<tokio::sync::Semaphore>);
+
+    impl PostBuild for GatedSigning {
+        fn after_success<'a>(
+            &'a self,
+            _ib: &'a ImageBuild,
+            _result: &'a securebuild_builder::result::ImageResult,
+        ) -> futures::future::BoxFuture<'a, Result<SigningOutcome, crate::hooks::HookError>>
+        {
+            Box::pin(async move {
+                self.0.acquire().await.unwrap().forget();
+                Ok(SigningOutcome::default())
+            })
+        }
     }
 
     #[tokio::test]
     async fn hand_offs_become_reconciles_in_the_watched_namespace() {
         let (sender, receiver) = broadcast::channel(8);
-        let refs = handoff_refs(receiver, Some("team".into()));
+        let refs = key_refs(receiver, Some("team".into()), "build slot hand-offs");
         for key in ["other/a", "team/b", "malformed", "team/c"] {
             sender.send(key.to_string()).unwrap();
         }
@@ -1227,7 +1346,7 @@ mod tests {
             .terminated("Completed", 0, &result)
             .build();
         let mock = server.run(Scenario::BuildSucceededSigned(ib.clone(), job, pod));
-        reconcile(Arc::new(ib), ctx).await.unwrap();
+        reconcile_through_signing(&ib, &ctx).await;
         timeout_after_1s(mock).await;
     }
 
@@ -1280,7 +1399,7 @@ mod tests {
             crate::signer::HOOK_NAME
         );
         let mock = server.run(Scenario::BuildSigningFailed(ib.clone(), job, pod, message));
-        reconcile(Arc::new(ib), ctx).await.unwrap();
+        reconcile_through_signing(&ib, &ctx).await;
         timeout_after_1s(mock).await;
     }
 

@@ -519,8 +519,9 @@ pub enum Scenario {
     /// A new ImageBuild: list Jobs (none), create the ConfigMap and the Job, patch the status
     /// (`Reconciling`), publish `BuildStarted`.
     BuildStarted(ImageBuild),
-    /// The Job succeeded: list Jobs, list its Pods, patch the status (digest, `Ready=True`),
-    /// publish `BuildSucceeded`, delete the input ConfigMap.
+    /// The Job succeeded: list Jobs, list its Pods (signing starts), then, in the reconcile
+    /// after signing, list Jobs, patch the status (digest, `Ready=True`), publish
+    /// `BuildSucceeded`, delete the input ConfigMap.
     BuildSucceeded(ImageBuild, Job, Pod),
     /// The Job failed with `ResolutionFailed`: list Jobs, list Pods, patch the status
     /// (`Stalled=True`), publish `BuildFailed`, delete the input ConfigMap.
@@ -551,11 +552,11 @@ pub enum Scenario {
     ListFails,
     /// An up-to-date ImageBuild: list Jobs (these), and nothing else.
     ListedJobs(Vec<Job>),
-    /// The Job succeeded and the image was signed: list Jobs, list its Pods, patch the status
-    /// (digest, signature, attestations), publish `BuildSucceeded` and `ImageSigned`, delete
-    /// the input ConfigMap.
+    /// The Job succeeded and the image was signed: list Jobs, list its Pods (signing starts),
+    /// then list Jobs, patch the status (digest, signature, attestations), publish
+    /// `BuildSucceeded` and `ImageSigned`, delete the input ConfigMap.
     BuildSucceededSigned(ImageBuild, Job, Pod),
-    /// The Job succeeded and signing failed: list Jobs, list its Pods, patch the status
+    /// The Job succeeded and signing failed: list Jobs, list its Pods, list Jobs, patch the status
     /// (`SigningFailed` with `message`, which the `Ready` condition carries too), publish
     /// `BuildFailed` noting it, delete the input ConfigMap.
     BuildSigningFailed(ImageBuild, Job, Pod, String),
@@ -599,12 +600,23 @@ pub fn test_context_with_backend(
     hooks: Hooks,
     backend: impl FnOnce(Client, Arc<Config>) -> Arc<dyn crate::backend::BuildBackend>,
 ) -> (Arc<Context>, ApiServerVerifier) {
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(service, "default");
-    let config = Arc::new(Config {
+    let config = Config {
         max_concurrent_builds: 2,
         ..Config::default()
-    });
+    };
+    test_context_configured(config, hooks, backend)
+}
+
+/// A context with a mocked client, `config`, the given hooks and the backend `backend` makes
+/// from the client and configuration.
+pub fn test_context_configured(
+    config: Config,
+    hooks: Hooks,
+    backend: impl FnOnce(Client, Arc<Config>) -> Arc<dyn crate::backend::BuildBackend>,
+) -> (Arc<Context>, ApiServerVerifier) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let config = Arc::new(config);
     let backend = backend(client.clone(), config.clone());
     let ctx = State::default().to_context_with(client, config, hooks, backend);
     (ctx, ApiServerVerifier(handle))
@@ -671,9 +683,11 @@ impl ApiServerVerifier {
                         .await
                 }
                 Scenario::BuildSucceeded(ib, job, pod) => {
-                    self.list_jobs(vec![job])
+                    self.list_jobs(vec![job.clone()])
                         .await
                         .list_pods(vec![pod])
+                        .await
+                        .list_jobs(vec![job])
                         .await
                         .patch_status(
                             &ib,
@@ -880,9 +894,11 @@ impl ApiServerVerifier {
                         .await
                 }
                 Scenario::BuildSucceededSigned(ib, job, pod) => {
-                    self.list_jobs(vec![job])
+                    self.list_jobs(vec![job.clone()])
                         .await
                         .list_pods(vec![pod])
+                        .await
+                        .list_jobs(vec![job])
                         .await
                         .patch_status(
                             &ib,
@@ -904,9 +920,11 @@ impl ApiServerVerifier {
                 }
                 Scenario::BuildSigningFailed(ib, job, pod, message) => {
                     let note = format!("SigningFailed: {message}");
-                    self.list_jobs(vec![job])
+                    self.list_jobs(vec![job.clone()])
                         .await
                         .list_pods(vec![pod])
+                        .await
+                        .list_jobs(vec![job])
                         .await
                         .patch_status(
                             &ib,

@@ -335,6 +335,16 @@ pub fn push_repository(repository: &str, config: &Config) -> Result<String, JobE
     }
 }
 
+/// `image` (`repository@digest` or `repository:tag`) by the name it is pulled by: with the
+/// operator's `pullPrefix`, an image under `registryPrefix` is named with `pullPrefix` in its
+/// place; `None` for any other image, or without a `pullPrefix`.
+pub fn pull_reference(image: &str, config: &Config) -> Option<String> {
+    let pull = config.pull_prefix.as_deref()?;
+    let registry = config.registry_prefix.as_deref()?;
+    let rest = image.strip_prefix(registry)?.strip_prefix('/')?;
+    Some(format!("{pull}/{rest}"))
+}
+
 /// How long the build may run: `spec.builder.timeout`, or the operator's default.
 pub fn build_timeout(ib: &ImageBuild, config: &Config) -> Result<Duration, JobError> {
     match ib.spec.builder.timeout.as_deref() {
@@ -891,6 +901,33 @@ mod tests {
         }
         let error = push_repository("team/app", &Config::default()).unwrap_err();
         assert!(error.to_string().contains("registryPrefix"), "{error}");
+    }
+
+    #[test]
+    fn pull_names_replace_the_registry_prefix() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let proxied = Config {
+            pull_prefix: Some("images.example.com".into()),
+            ..config()
+        };
+        let cases = [
+            (
+                format!("registry.example.com/images/team/app@{digest}"),
+                Some(format!("images.example.com/team/app@{digest}")),
+            ),
+            (
+                "registry.example.com/images/app:latest".to_string(),
+                Some("images.example.com/app:latest".to_string()),
+            ),
+            // Only whole path components: `images2` is another repository.
+            (format!("registry.example.com/images2/app@{digest}"), None),
+            (format!("other.example.com/images/app@{digest}"), None),
+        ];
+        for (image, expected) in cases {
+            assert_eq!(pull_reference(&image, &proxied), expected, "{image}");
+        }
+        let image = format!("registry.example.com/images/app@{digest}");
+        assert_eq!(pull_reference(&image, &config()), None, "no pullPrefix");
     }
 
     #[test]

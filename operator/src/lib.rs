@@ -12,7 +12,8 @@
 //!
 //! Modules: [`config`] (operator settings), [`includes`] (`spec.image.include` from
 //! ConfigMaps), [`job`], [`triggers`], [`status`], [`retention`],
-//! [`slots`], [`hooks`], [`backend`], [`credentials`], [`resolver`], [`signer`],
+//! [`slots`], [`hooks`], [`post_build`] (signing off the reconcile workers), [`backend`],
+//! [`credentials`], [`resolver`], [`signer`],
 //! [`podsecurity`] (the Pod Security `restricted` checker), [`controller`], [`metrics`],
 //! [`http`] (`/metrics`, `/healthz`, `/readyz`), [`telemetry`] (logging) and [`leader`]
 //! (leader election).
@@ -28,6 +29,7 @@ pub mod job;
 pub mod leader;
 pub mod metrics;
 pub mod podsecurity;
+pub mod post_build;
 pub mod resolver;
 pub mod retention;
 pub mod signer;

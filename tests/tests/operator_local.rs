@@ -383,9 +383,25 @@ async fn local_backend_builds_pushes_signs_and_reports() {
     );
     assert_eq!(notice.build, build_name);
 
-    // The next reconcile records the result, signs and attests.
+    // The next reconcile reads the result and signs and attests in a task of its own, which
+    // asks for another reconcile when it is done; that one records the outcome.
     let mut running = ib.clone();
     running.status = Some(started);
+    let mut signed = ctx.post_build.finished();
+    let action = reconcile(Arc::new(running.clone()), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(action, Action::requeue(REQUEUE_RUNNING));
+    assert_eq!(
+        api.last_status(),
+        running.status.clone().unwrap(),
+        "nothing recorded yet"
+    );
+    let key = tokio::time::timeout(BUILD_TIMEOUT, signed.recv())
+        .await
+        .expect("signing ends")
+        .unwrap();
+    assert_eq!(key, format!("{NAMESPACE}/{NAME}"));
     let action = reconcile(Arc::new(running), ctx.clone()).await.unwrap();
     assert_eq!(action, Action::requeue(REQUEUE_FINISHED));
     let status = api.last_status();

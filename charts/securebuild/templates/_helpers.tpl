@@ -117,6 +117,9 @@ rejected, so only keys the operator knows are written.
 {{- with .Values.registryPrefix }}
 {{- $_ := set $config "registryPrefix" . }}
 {{- end }}
+{{- with .Values.pullPrefix }}
+{{- $_ := set $config "pullPrefix" . }}
+{{- end }}
 {{- with .Values.builder.serviceAccountName }}
 {{- $_ := set $config "builderServiceAccount" . }}
 {{- end }}
