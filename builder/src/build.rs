@@ -357,7 +357,7 @@ pub async fn build(
     .to_json()?;
     let index = layout
         .add_bytes(&index_bytes)?
-        .descriptor(layout::MEDIA_TYPE_IMAGE_INDEX);
+        .descriptor(securebuild_registry::OCI_INDEX_MEDIA_TYPE);
     // A layout always names the image: its tags, or `latest` as docker and skopeo default to.
     let layout_tags = if tags.is_empty() {
         vec!["latest".to_string()]
@@ -876,7 +876,7 @@ fn finish_platform(
     .to_json()?;
     let mut manifest = layout
         .add_bytes(&manifest_bytes)?
-        .descriptor(layout::MEDIA_TYPE_IMAGE_MANIFEST);
+        .descriptor(securebuild_registry::OCI_MANIFEST_MEDIA_TYPE);
     manifest.platform = Some(Platform::linux(arch));
     Ok(manifest)
 }

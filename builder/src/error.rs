@@ -180,7 +180,7 @@ pub enum Error {
 
     /// The image could not be pushed.
     #[error(transparent)]
-    Registry(#[from] crate::registry::RegistryError),
+    Registry(#[from] securebuild_registry::RegistryError),
 
     /// A package or package index could not be made.
     #[error(transparent)]

@@ -3,18 +3,14 @@
 
 pub mod apk;
 pub mod attest;
-pub mod blob_record;
 pub mod build;
 pub mod cli;
 pub mod config_file;
-pub mod digest;
 pub mod elf;
 pub mod error;
 pub mod image;
 pub mod lock;
 pub mod package;
-pub mod registry;
-pub mod registry_auth;
 pub mod resolve;
 pub mod result;
 pub mod tags;

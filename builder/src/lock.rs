@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::digest::finish_sha256;
+use securebuild_registry::digest::finish_sha256;
 
 /// The lockfile format version apko writes.
 pub const LOCK_VERSION: &str = "v1";

@@ -11,9 +11,9 @@ use std::path::PathBuf;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client, ResourceExt};
-use securebuild_builder::registry::{Registry, RegistryError, RegistryOptions};
-use securebuild_builder::registry_auth::{AuthError, DockerConfig};
 use securebuild_crds::ImageBuild;
+use securebuild_registry::auth::{AuthError, DockerConfig};
+use securebuild_registry::{Registry, RegistryError, RegistryOptions};
 
 use crate::config::Config;
 use crate::job::DOCKER_CONFIG_JSON_KEY;
@@ -151,7 +151,7 @@ pub async fn registry_for(
 mod tests {
     use super::*;
     use k8s_openapi::ByteString;
-    use securebuild_builder::registry_auth::Credentials;
+    use securebuild_registry::auth::Credentials;
     use std::collections::BTreeMap;
 
     fn secret(key: &str, value: &str) -> Secret {

@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use clap::Parser;
 use securebuild_builder::attest::cosign::attestation_tag;
 use securebuild_builder::cli::{Cli, Command as CliCommand};
-use securebuild_builder::digest::sha256_digest;
+use securebuild_registry::digest::sha256_digest;
 use securebuild_tests::apkgen::{PackageSpec, Repository, TarEntry, TestKey};
 use securebuild_tests::registry::TestRegistry;
 use serde_json::Value;

@@ -880,6 +880,131 @@ fn rbac_grants_exactly_what_the_code_needs() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The proxy
+
+/// The document of `kind` named `name`.
+fn named<'a>(documents: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    documents
+        .iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind}/{name} in {:?}", kinds(documents)))
+}
+
+#[test]
+fn the_proxy_renders_restricted_with_its_routes_service_and_ingress() {
+    let values = json!({
+        "proxy": {
+            "enabled": true,
+            "routes": [
+                {"vanity": "images.example.com/", "upstream": "registry.internal:5000/team/"},
+                {"vanity": "hello", "upstream": "registry.internal:5000/team/hello", "access": "passthrough"},
+            ],
+            "registryConfigSecret": "proxy-upstream",
+            "tlsSecret": "proxy-tls",
+            "insecureUpstreams": ["registry.internal:5000"],
+            "ingress": {"enabled": true, "className": "nginx", "hosts": ["images.example.com"]},
+        },
+    });
+    let results = helm(&[Value::Null, values]);
+    // Off by default.
+    assert!(
+        !kinds(&documents(&results[0]))
+            .iter()
+            .any(|kind| kind.contains("proxy")),
+        "{:?}",
+        kinds(&documents(&results[0]))
+    );
+    let result = &results[1];
+    assert_lint_clean(result);
+    let documents = documents(result);
+    let name = format!("{RELEASE}-proxy");
+    for kind in ["ConfigMap", "Deployment", "Service", "Ingress"] {
+        named(&documents, kind, &name);
+    }
+    let deployment: Deployment =
+        serde_json::from_value(named(&documents, "Deployment", &name).clone()).unwrap();
+    let spec = pod_spec(&deployment);
+    assert_eq!(
+        check_restricted(spec),
+        Vec::<String>::new(),
+        "the proxy Pod is not restricted"
+    );
+    assert_eq!(spec.automount_service_account_token, Some(false));
+    let container = &spec.containers[0];
+    assert_eq!(
+        container.args.as_deref().unwrap_or_default(),
+        ["--config", "/etc/securebuild-proxy/proxy.yaml"]
+    );
+    // The operator's selector does not take the proxy's Pods, nor the other way round.
+    let operator: Deployment =
+        serde_json::from_value(named(&documents, "Deployment", RELEASE).clone()).unwrap();
+    let selector = |d: &Deployment| {
+        d.spec
+            .as_ref()
+            .unwrap()
+            .selector
+            .match_labels
+            .clone()
+            .unwrap()
+    };
+    let pod_labels = |d: &Deployment| {
+        d.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .labels
+            .clone()
+            .unwrap()
+    };
+    let selects = |selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>| {
+        selector
+            .iter()
+            .all(|(key, value)| labels.get(key) == Some(value))
+    };
+    assert!(!selects(&selector(&operator), &pod_labels(&deployment)));
+    assert!(!selects(&selector(&deployment), &pod_labels(&operator)));
+    let service = named(&documents, "Service", &name);
+    assert!(selects(
+        &serde_json::from_value(service["spec"]["selector"].clone()).unwrap(),
+        &pod_labels(&deployment)
+    ));
+
+    // The configuration file is one the proxy accepts, with every route.
+    let text = named(&documents, "ConfigMap", &name)["data"]["proxy.yaml"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("proxy.yaml");
+    std::fs::write(&path, &text).unwrap();
+    let config = securebuild_proxy::config::ProxyConfig::load(&path)
+        .unwrap_or_else(|error| panic!("{}: {text}", securebuild_proxy::error_chain(&error)));
+    let routes = config.route_table().unwrap();
+    assert_eq!(routes.routes().len(), 2);
+    assert_eq!(
+        config.registry_config.as_deref(),
+        Some(std::path::Path::new(
+            "/etc/securebuild-proxy/registry/config.json"
+        ))
+    );
+    assert_eq!(config.insecure_upstreams, ["registry.internal:5000"]);
+    let tls = config.tls.expect("TLS files");
+    assert_eq!(
+        tls.certificate,
+        std::path::Path::new("/etc/securebuild-proxy/tls/tls.crt")
+    );
+    assert_eq!(config.listen.port(), 5000);
+
+    // Bad routes are refused by the schema.
+    let bad = helm(&[json!({"proxy": {"routes": [{"vanity": "Hello", "upstream": "r:5000/x"}]}})]);
+    let error = bad[0].render_error.as_deref().expect("a schema error");
+    assert!(error.contains("/proxy/routes/0/vanity"), "{error}");
+}
+
+// ---------------------------------------------------------------------------------------------
 // values.schema.json
 
 #[test]

@@ -25,8 +25,6 @@ use securebuild_builder::attest::keys::SigningKey;
 use securebuild_builder::attest::provenance::SLSA_PROVENANCE_V1;
 use securebuild_builder::attest::sbom::SPDX_PREDICATE_TYPE;
 use securebuild_builder::attest::verify::{AttestationType, verify_image};
-use securebuild_builder::registry::{Registry, RegistryOptions, parse_reference};
-use securebuild_builder::registry_auth::DockerConfig;
 use securebuild_crds::conditions::{ConditionType, is_true};
 use securebuild_crds::imagebuild::{
     BuildOutcome, ImageBuildSpec, ImageBuildStatus, SecretReference, Target,
@@ -40,6 +38,8 @@ use securebuild_operator::controller::{
 use securebuild_operator::hooks::LockResolver;
 use securebuild_operator::resolver::PackageResolver;
 use securebuild_operator::signer::{COSIGN_KEY, COSIGN_PASSWORD, Signer, builder_id};
+use securebuild_registry::auth::DockerConfig;
+use securebuild_registry::{Registry, RegistryOptions, parse_reference};
 use securebuild_tests::example_repo::{EXAMPLE_KEY_NAME, example_key, example_repository};
 use securebuild_tests::registry::TestRegistry;
 use securebuild_tests::serve::ServedDir;

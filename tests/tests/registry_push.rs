@@ -6,11 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use securebuild_builder::registry::{
+use securebuild_registry::auth::{CredentialSource, DockerConfig};
+use securebuild_registry::{
     OCI_INDEX_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE, Reference, Registry, RegistryError,
     RegistryOptions, parse_reference, sha256_digest,
 };
-use securebuild_builder::registry_auth::{CredentialSource, DockerConfig};
 use securebuild_tests::registry::TestRegistry;
 use serde_json::{Value, json};
 

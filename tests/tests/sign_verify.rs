@@ -29,9 +29,9 @@ use securebuild_builder::attest::sbom::{
 };
 use securebuild_builder::attest::verify::{AttestationType, VerificationReport, verify_image};
 use securebuild_builder::cli::{Cli, Command as CliCommand};
-use securebuild_builder::digest::sha256_digest as sha256;
-use securebuild_builder::registry::{Registry, RegistryOptions};
-use securebuild_builder::registry_auth::DockerConfig;
+use securebuild_registry::auth::DockerConfig;
+use securebuild_registry::digest::sha256_digest as sha256;
+use securebuild_registry::{Registry, RegistryOptions};
 use securebuild_tests::registry::TestRegistry;
 use serde_json::{Value, json};
 

@@ -24,7 +24,7 @@ use super::archive::{ArchiveError, Limits, read_index_archive};
 use super::index::{IndexError, PackageRecord, parse_index};
 use super::signature::{Keyring, SignatureError};
 use super::solver::SolverRepository;
-use crate::digest::sha256_hex_of;
+use securebuild_registry::digest::sha256_hex_of;
 
 /// File name of a signed repository index.
 pub const INDEX_ARCHIVE_FILE_NAME: &str = "APKINDEX.tar.gz";
@@ -580,9 +580,9 @@ fn check_arch(arch: &str) -> Result<(), RepositoryError> {
 /// Builds the HTTP client used for indexes, keys and packages: rustls with the platform's
 /// roots, no transparent decompression (archives must arrive byte for byte), connect and read
 /// timeouts. Installs the process-wide rustls crypto provider first
-/// ([`crate::registry::init_tls`]).
+/// ([`securebuild_registry::init_tls`]).
 pub fn http_client() -> Result<reqwest::Client, RepositoryError> {
-    crate::registry::init_tls();
+    securebuild_registry::init_tls();
     reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .connect_timeout(CONNECT_TIMEOUT)

@@ -17,7 +17,7 @@ pub const SIMPLE_SIGNING_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesi
 /// Media type of a DSSE envelope layer (attestations).
 pub const DSSE_ENVELOPE_MEDIA_TYPE: &str = "application/vnd.dsse.envelope.v1+json";
 /// Media type of an OCI image manifest.
-pub const OCI_MANIFEST_MEDIA_TYPE: &str = crate::image::layout::MEDIA_TYPE_IMAGE_MANIFEST;
+pub const OCI_MANIFEST_MEDIA_TYPE: &str = securebuild_registry::OCI_MANIFEST_MEDIA_TYPE;
 /// Media type of the OCI image configuration cosign gives signature images.
 pub const OCI_CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
 /// Layer annotation holding the base64 signature (empty on attestation layers).
@@ -39,7 +39,7 @@ pub const ATTESTATION_TAG_SUFFIX: &str = "att";
 /// Tag suffix of the SBOM attachment image.
 pub const SBOM_TAG_SUFFIX: &str = "sbom";
 /// Largest manifest accepted by [`Manifest::from_json`] (the registry client's limit).
-pub const MAX_MANIFEST_LEN: usize = crate::registry::MAX_MANIFEST_BYTES as usize;
+pub const MAX_MANIFEST_LEN: usize = securebuild_registry::MAX_MANIFEST_BYTES as usize;
 /// Creation time cosign leaves in signature image configurations (Go's zero time).
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 /// `rootfs.type` of an image configuration.

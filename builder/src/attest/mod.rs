@@ -21,7 +21,7 @@ pub mod verify;
 use base64::Engine as _;
 
 /// Prefix of a SHA-256 content digest (`sha256:<hex>`).
-pub const SHA256_DIGEST_PREFIX: &str = crate::digest::SHA256_PREFIX;
+pub const SHA256_DIGEST_PREFIX: &str = securebuild_registry::digest::SHA256_PREFIX;
 
 /// A content digest that is not `sha256:` followed by 64 lowercase hexadecimal digits.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,12 +33,12 @@ pub struct InvalidDigest {
 
 /// Returns the hexadecimal part of a `sha256:<hex>` digest after checking its form.
 pub fn sha256_hex(digest: &str) -> Result<&str, InvalidDigest> {
-    crate::digest::sha256_hex(digest).ok_or_else(|| InvalidDigest {
+    securebuild_registry::digest::sha256_hex(digest).ok_or_else(|| InvalidDigest {
         digest: digest.to_owned(),
     })
 }
 
-pub use crate::digest::sha256_digest;
+pub use securebuild_registry::digest::sha256_digest;
 
 /// Decodes base64 in either the standard or the URL-safe alphabet, padded or not, as DSSE
 /// verifiers must accept.

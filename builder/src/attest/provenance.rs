@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::intoto::{DIGEST_SHA256, DigestSet, Statement, StatementError, Subject};
 use super::normalize_timestamp;
-use crate::digest::is_sha256_hex;
+use securebuild_registry::digest::is_sha256_hex;
 
 /// Predicate type of SLSA provenance v1.
 pub const SLSA_PROVENANCE_V1: &str = "https://slsa.dev/provenance/v1";

@@ -8,7 +8,7 @@
 //! multi-arch image — and not each platform manifest.
 //!
 //! The registry is reached through [`SignatureStore`], implemented here for
-//! [`crate::registry::Registry`] (and by an in-memory store in the tests); `verify` uses the same
+//! [`securebuild_registry::Registry`] (and by an in-memory store in the tests); `verify` uses the same
 //! trait.
 
 use std::collections::BTreeMap;
@@ -28,10 +28,10 @@ use super::sbom::{
     index_spdx,
 };
 use super::{InvalidDigest, sha256_digest, sha256_hex};
-use crate::registry::{PLACEHOLDER_TAG, Reference, Registry, RegistryError};
-use crate::registry_auth::DOCKER_HUB_REGISTRY;
+use securebuild_registry::auth::DOCKER_HUB_REGISTRY;
+use securebuild_registry::{PLACEHOLDER_TAG, Reference, Registry, RegistryError};
 
-pub use crate::registry::tag_or_digest;
+pub use securebuild_registry::tag_or_digest;
 
 /// Docker Hub's registry name as cosign (go-containerregistry) writes it.
 const DOCKER_HUB_API_HOST: &str = "index.docker.io";
@@ -1269,7 +1269,7 @@ pub(crate) mod tests {
     #[test]
     fn repository_names_follow_cosign() {
         fn check(image: &str, name: &str, target: &str) {
-            let reference = crate::registry::parse_reference(image).unwrap();
+            let reference = securebuild_registry::parse_reference(image).unwrap();
             assert_eq!(repository_name(&reference), name, "{image}");
             assert_eq!(tag_or_digest(&reference), target, "{image}");
             let back = repository_reference(name);

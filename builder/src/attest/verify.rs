@@ -4,9 +4,10 @@
 //!
 //! As `cosign verify --key`, a signature layer counts when its base64 DER signature verifies over
 //! the payload blob and the payload names the image digest; at least one such layer is required
-//! and layers that fail are reported, not fatal. Unlike cosign, the payload's
-//! `docker-reference` must also name the image's repository (Docker Hub aliases are equated),
-//! so a signature made for another repository does not vouch for this one. An attestation
+//! and layers that fail are reported, not fatal. As in cosign, the payload's `docker-reference`
+//! is not compared with the name the image was asked for: the signed digest is what vouches for
+//! the content, so an image verifies under any name that serves it (a mirror, or a proxy's
+//! vanity name), and the report shows the reference that was signed. An attestation
 //! counts when its envelope verifies, its statement names the digest among its subjects and its
 //! (signed) predicate type is the one asked for. It does not check certificates, transparency
 //! log bundles or timestamps (keyless signing is out of scope), and it reads keys from no file.
@@ -35,8 +36,6 @@ pub const MAX_PAYLOAD_LEN: u64 = 1024 * 1024;
 pub const MAX_LAYERS: usize = 1000;
 /// `in-toto` statement `_type` values accepted (v1, and the v0.1 older cosign releases write).
 const STATEMENT_TYPES: [&str; 2] = [STATEMENT_TYPE_V1, STATEMENT_TYPE_V01];
-/// Registry host names that all mean Docker Hub in a `docker-reference`.
-const DOCKER_HUB_HOSTS: [&str; 3] = ["docker.io", "index.docker.io", "registry-1.docker.io"];
 
 /// The attestation kinds `verify --attestation` accepts, named as cosign's `--type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -227,14 +226,6 @@ pub enum LayerFailure {
         /// What failed.
         source: CosignError,
     },
-    /// The payload was signed for another repository.
-    #[error("payload docker-reference {found:?} is not {expected:?}")]
-    Reference {
-        /// `docker-reference` in the payload.
-        found: String,
-        /// The image's repository.
-        expected: String,
-    },
     /// The DSSE envelope does not parse or verify.
     #[error("dsse envelope")]
     Envelope {
@@ -279,7 +270,8 @@ pub struct RejectedLayer {
 pub struct VerifiedSignature {
     /// Layer (payload) digest.
     pub layer: String,
-    /// The repository named in the payload.
+    /// The reference that was signed (the payload's `docker-reference`), as it is: it is not
+    /// compared with the name the image was asked for.
     pub docker_reference: String,
     /// The payload's `optional` claims (annotations given when signing).
     pub annotations: BTreeMap<String, serde_json::Value>,
@@ -546,16 +538,9 @@ async fn check_signature<S: SignatureStore>(
     let payload = fetch_layer(store, repository, descriptor, MAX_PAYLOAD_LEN).await?;
     let parsed = cosign::verify_simple_signing(&payload, signature, key, digest)
         .map_err(|source| LayerFailure::Signature { source })?;
-    let docker_reference = parsed.critical.identity.docker_reference;
-    if !same_repository(&docker_reference, repository) {
-        return Err(LayerFailure::Reference {
-            found: docker_reference,
-            expected: repository.to_owned(),
-        });
-    }
     Ok(VerifiedSignature {
         layer: descriptor.digest.clone(),
-        docker_reference,
+        docker_reference: parsed.critical.identity.docker_reference,
         annotations: parsed.optional.unwrap_or_default(),
     })
 }
@@ -635,27 +620,6 @@ async fn fetch_layer<S: SignatureStore>(
         });
     }
     Ok(bytes)
-}
-
-/// Whether a payload's `docker-reference` names `repository` (ignoring a tag or digest on it,
-/// and treating Docker Hub's host aliases as one).
-fn same_repository(docker_reference: &str, repository: &str) -> bool {
-    normalize_repository(docker_reference) == normalize_repository(repository)
-}
-
-/// `repository` without tag or digest, with Docker Hub's hosts spelled `docker.io`.
-fn normalize_repository(reference: &str) -> String {
-    let without_digest = reference
-        .split_once('@')
-        .map_or(reference, |(name, _)| name);
-    let name = match without_digest.rsplit_once(':') {
-        Some((name, tag)) if !tag.contains('/') => name,
-        _ => without_digest,
-    };
-    match name.split_once('/') {
-        Some((host, path)) if DOCKER_HUB_HOSTS.contains(&host) => format!("docker.io/{path}"),
-        _ => name.to_owned(),
-    }
 }
 
 /// A rejected layer record.
@@ -849,15 +813,20 @@ mod tests {
             "signature payload is for sha256:2222",
         );
 
-        // A valid signature made for another repository.
+        // A valid signature of this digest made under another name (the image as pushed
+        // upstream, asked for through a mirror) verifies, and the report names what was signed.
         let elsewhere =
             SignatureLayer::sign_image(&key, "registry.example/other", &digest, None).unwrap();
         put_signature_layers(&store, &digest, &[elsewhere]);
-        check_rejected(
-            &store,
-            "latest",
-            &public,
-            "payload docker-reference \"registry.example/other\" is not \"registry.example/team/app\"",
+        let report = verify(&store, "latest", &public, &[]).unwrap();
+        assert_eq!(
+            report.signatures[0].docker_reference,
+            "registry.example/other"
+        );
+        assert!(
+            report
+                .to_text()
+                .contains("docker-reference=registry.example/other")
         );
 
         // An attestation-shaped layer in the signature manifest.
@@ -925,33 +894,6 @@ mod tests {
         assert_eq!(report.signatures.len(), 1);
         assert_eq!(report.rejected_signatures.len(), 1);
         assert!(report.to_text().contains("ignored signature sha256:"));
-    }
-
-    #[test]
-    fn docker_hub_aliases_name_the_same_repository() {
-        fn check(a: &str, b: &str, same: bool) {
-            assert_eq!(same_repository(a, b), same, "{a} vs {b}");
-        }
-        check(
-            "index.docker.io/library/alpine",
-            "docker.io/library/alpine",
-            true,
-        );
-        check(
-            "registry-1.docker.io/library/alpine",
-            "docker.io/library/alpine",
-            true,
-        );
-        check("127.0.0.1:5000/app", "127.0.0.1:5000/app", true);
-        check("127.0.0.1:5000/app:v1", "127.0.0.1:5000/app", true);
-        check(
-            &format!("127.0.0.1:5000/app@{DIGEST}"),
-            "127.0.0.1:5000/app",
-            true,
-        );
-        check("127.0.0.1:5000/app", "127.0.0.1:5001/app", false);
-        check("quay.io/library/alpine", "docker.io/library/alpine", false);
-        check("registry.example/a/b", "registry.example/a", false);
     }
 
     #[test]

@@ -66,7 +66,11 @@ async fn build_and_publish(args: &BuildArgs, out: &mut dyn Write) -> Result<Buil
     let mut reference = None;
     if let Some(target) = &target {
         let registry = open_registry(args.registry_config.as_deref(), &args.insecure_registries)?
-            .with_blob_record(&options.cache_dir.join(crate::blob_record::RECORD_FILE));
+            .with_blob_record(
+                &options
+                    .cache_dir
+                    .join(securebuild_registry::blob_record::RECORD_FILE),
+            );
         let report = registry
             .push_layout(image.layout_dir(), target, &image.tags)
             .await?;

@@ -307,6 +307,16 @@ pub struct VerifyArgs {
     /// How to print what was verified.
     #[arg(short = 'o', long, value_enum, default_value_t = VerifyOutput::Text)]
     pub output: VerifyOutput,
+
+    /// Require a valid signature whose payload carries this annotation, as `cosign verify -a`.
+    /// Repeatable; one signature must carry them all.
+    #[arg(
+        short = 'a',
+        long = "annotations",
+        visible_alias = "annotation",
+        value_name = "KEY=VALUE"
+    )]
+    pub annotations: Vec<String>,
 }
 
 /// The output formats of `securebuild verify`.

@@ -16,8 +16,8 @@ use crate::attest::keys::{KeyError, SigningKey, VerifyingKey};
 use crate::attest::publish::{self, repository_name, tag_or_digest};
 use crate::cli::SignArgs;
 use crate::error::{Error, Result};
-use crate::registry::{self, Reference, Registry, RegistryError, RegistryOptions};
-use crate::registry_auth::{AuthError, DockerConfig};
+use securebuild_registry::auth::{AuthError, DockerConfig};
+use securebuild_registry::{Reference, Registry, RegistryError, RegistryOptions};
 
 /// Environment variable holding the signing key's password.
 pub const KEY_PASSWORD_ENV: &str = "SECUREBUILD_KEY_PASSWORD";
@@ -73,6 +73,18 @@ pub enum CommandError {
         /// The argument as given.
         annotation: String,
     },
+    /// No valid signature carries the annotations `verify -a` asked for.
+    #[error(
+        "no valid signature of {image} carries the annotations {wanted}; the valid ones carry: {found}"
+    )]
+    AnnotationsNotSigned {
+        /// The image (`repository@digest`).
+        image: String,
+        /// The annotations asked for, `key=value` joined by `, `.
+        wanted: String,
+        /// The annotations of each valid signature, `;`-separated.
+        found: String,
+    },
     /// The docker configuration could not be loaded.
     #[error("registry configuration")]
     RegistryConfig {
@@ -116,7 +128,7 @@ pub async fn run(args: &SignArgs, out: &mut dyn Write) -> Result<()> {
 
 /// Parses the IMAGE argument.
 pub(crate) fn parse_image(image: &str) -> Result<Reference, CommandError> {
-    registry::parse_reference(image).map_err(|source| CommandError::Registry { source })
+    securebuild_registry::parse_reference(image).map_err(|source| CommandError::Registry { source })
 }
 
 /// A registry client with the docker configuration (`--registry-config`, else

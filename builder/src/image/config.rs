@@ -176,7 +176,7 @@ struct RuntimeConfig {
 /// The image config JSON bytes (the config blob).
 pub fn image_config_json(input: &ConfigInput<'_>) -> Result<Vec<u8>, ImageConfigError> {
     for diff_id in input.diff_ids {
-        if crate::digest::sha256_hex(diff_id).is_none() {
+        if securebuild_registry::digest::sha256_hex(diff_id).is_none() {
             return Err(ImageConfigError::InvalidDiffId {
                 diff_id: diff_id.clone(),
             });

@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 
 use super::entry::{EntryKind, LayerEntry};
 use super::pgzip::{ParallelGzWriter, PgzipError};
-use crate::digest::finish_sha256;
+use securebuild_registry::digest::finish_sha256;
 
 /// OCI media type of an uncompressed layer.
 pub const MEDIA_TYPE_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
@@ -41,7 +41,7 @@ pub const MEDIA_TYPE_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+
 /// OCI media type of a zstd-compressed layer.
 pub const MEDIA_TYPE_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 /// Prefix of every digest this module produces.
-pub use crate::digest::SHA256_PREFIX;
+pub use securebuild_registry::digest::SHA256_PREFIX;
 
 /// gzip level used when none is chosen (the usual default of gzip, pigz and Go).
 pub const DEFAULT_GZIP_LEVEL: u32 = 6;

@@ -22,7 +22,7 @@ use super::layering::{self, Candidate, Source};
 use super::overlay::{self, FixItem, Stack, StackError};
 use super::tree::{Content, Node, Tree};
 use super::write::{self, WriteError};
-use crate::digest::SHA256_PREFIX;
+use securebuild_registry::digest::SHA256_PREFIX;
 
 /// Annotation on each layer descriptor listing the packages the layer holds
 /// (`name=version`, comma-separated, in install order).

@@ -17,26 +17,20 @@ use securebuild_crds::image_config::{Architecture, ImageConfiguration};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use securebuild_registry::layout::{
+    BLOBS_DIR, DIGEST_ALGORITHM, IMAGE_LAYOUT_VERSION, INDEX_FILE, OCI_LAYOUT_FILE,
+};
+use securebuild_registry::manifests::{
+    OCI_INDEX_MEDIA_TYPE as MEDIA_TYPE_IMAGE_INDEX,
+    OCI_MANIFEST_MEDIA_TYPE as MEDIA_TYPE_IMAGE_MANIFEST,
+};
+
 use super::config::{self, ImageConfigError, OS_LINUX};
 
-/// OCI media type of an image manifest.
-pub const MEDIA_TYPE_IMAGE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-/// OCI media type of an image index.
-pub const MEDIA_TYPE_IMAGE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 /// Annotation naming a tag in a layout's `index.json`.
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// `schemaVersion` of manifests and indexes.
 pub const SCHEMA_VERSION: u32 = 2;
-/// The layout marker file.
-pub const OCI_LAYOUT_FILE: &str = "oci-layout";
-/// The layout's top-level index.
-pub const INDEX_FILE: &str = "index.json";
-/// Directory of blobs, by algorithm.
-pub const BLOBS_DIR: &str = "blobs";
-/// The only digest algorithm written.
-pub const DIGEST_ALGORITHM: &str = "sha256";
-/// `imageLayoutVersion` of the `oci-layout` file.
-pub const IMAGE_LAYOUT_VERSION: &str = "1.0.0";
 
 /// Longest tag accepted in `index.json`.
 const MAX_TAG_LEN: usize = 512;
@@ -98,7 +92,7 @@ impl Descriptor {
     }
 }
 
-pub use crate::digest::sha256_digest;
+pub use securebuild_registry::digest::sha256_digest;
 
 /// An OCI image manifest.
 #[derive(Clone, Debug, PartialEq, Eq)]

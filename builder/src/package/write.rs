@@ -18,10 +18,10 @@ use super::depends::{self, Generated};
 use super::sign::{SigningKey, gzip_member};
 use super::stage::{self, StagedEntry};
 use crate::apk::archive::PKGINFO_ENTRY;
-use crate::digest::SHA256_PREFIX;
 use crate::image::entry::{EntryKind, LayerEntry};
 use crate::image::install::PAX_APK_CHECKSUM;
 use crate::image::layer::{Compression, LayerSink, LayerWriter};
+use securebuild_registry::digest::SHA256_PREFIX;
 
 /// Deflate level of the data member (what melange and abuild use).
 pub const DATA_GZIP_LEVEL: u32 = 9;

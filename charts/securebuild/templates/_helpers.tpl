@@ -131,3 +131,57 @@ rejected, so only keys the operator knows are written.
 {{- end }}
 {{- toYaml $config }}
 {{- end }}
+
+{{/* The proxy's resource name. */}}
+{{- define "securebuild.proxy.fullname" -}}
+{{- printf "%s-proxy" (include "securebuild.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels that select the proxy Pods; never change them in an upgrade. */}}
+{{- define "securebuild.proxy.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "securebuild.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: proxy
+{{- end }}
+
+{{/* Labels of the proxy's resources. */}}
+{{- define "securebuild.proxy.labels" -}}
+helm.sh/chart: {{ include "securebuild.chart" . }}
+{{ include "securebuild.proxy.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: securebuild
+{{- end }}
+
+{{/* The proxy image. */}}
+{{- define "securebuild.proxy.image" -}}
+{{- include "securebuild.imageReference" (dict "image" .Values.proxy.image "context" .) }}
+{{- end }}
+
+{{/* Where the proxy reads its configuration, credentials and certificate. */}}
+{{- define "securebuild.proxy.configDir" -}}/etc/securebuild-proxy{{- end }}
+
+{{/* The proxy's configuration file (docs/proxy.md). */}}
+{{- define "securebuild.proxy.config" -}}
+listen: {{ printf "0.0.0.0:%d" (int .Values.proxy.port) | quote }}
+routes:
+{{- range .Values.proxy.routes }}
+  - vanity: {{ .vanity | quote }}
+    upstream: {{ .upstream | quote }}
+    access: {{ .access | default "public" | quote }}
+{{- end }}
+{{- if .Values.proxy.registryConfigSecret }}
+registryConfig: {{ include "securebuild.proxy.configDir" . }}/registry/config.json
+{{- end }}
+insecureUpstreams: {{ .Values.proxy.insecureUpstreams | toJson }}
+{{- if .Values.proxy.tlsSecret }}
+tls:
+  certificate: {{ include "securebuild.proxy.configDir" . }}/tls/tls.crt
+  key: {{ include "securebuild.proxy.configDir" . }}/tls/tls.key
+{{- end }}
+cache:
+  manifestBytes: {{ int64 .Values.proxy.cache.manifestBytes }}
+  tagTtlSeconds: {{ int .Values.proxy.cache.tagTtlSeconds }}
+upstreamConcurrency: {{ int .Values.proxy.upstreamConcurrency }}
+redirectBlobs: {{ .Values.proxy.redirectBlobs }}
+{{- end }}

@@ -1,10 +1,10 @@
-//! Which repositories of which registries hold which blobs, as far as this builder has pushed
+//! Which repositories of which registries hold which blobs, as far as this client has pushed
 //! them: a push mounts a blob the registry holds in another repository instead of uploading
 //! it again (`POST /v2/<name>/blobs/uploads/?mount=<digest>&from=<repository>`).
 //!
 //! The record is a hint, never trusted for content: a registry that does not hold the blob in
 //! the named repository answers a mount with an upload session, and the blob is uploaded. It is
-//! kept in memory for the builder's pushes and, when given a file, loaded from and saved to
+//! kept in memory for the client's pushes and, when given a file, loaded from and saved to
 //! it (one JSON document, replaced by rename). A record that cannot be read or written only
 //! costs uploads, so failures are logged and ignored.
 

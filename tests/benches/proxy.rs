@@ -1,0 +1,294 @@
+//! `cargo bench -p securebuild-tests --bench proxy`: what `securebuild-proxy` costs on
+//! loopback, side by side with pulling from the registry directly, in one run.
+//!
+//! A real `docker-registry` holds an image with a 100 MiB layer. The proxy runs in a child
+//! process (this binary re-executed with [`CHILD_ARG`]) so that its peak RSS (`VmHWM`) is its
+//! own. The bench measures:
+//!
+//! 1. blob throughput: the layer pulled whole, directly and through the proxy, alternating,
+//!    best of [`THROUGHPUT_ROUNDS`] each (target: the proxy ≥ 90 % of direct);
+//! 2. manifest latency: [`MANIFEST_REQUESTS`] `GET`s of the manifest by digest on one
+//!    keep-alive connection, directly and through the proxy (served from its cache), median
+//!    of each (target: ≤ 1 ms added);
+//! 3. [`CONCURRENT_PULLS`] concurrent pulls of the layer through the proxy, with the proxy's
+//!    peak RSS (target: ≤ 128 MiB).
+//!
+//! It prints a table and never asserts. `SECUREBUILD_BENCH_SCALE` (default 1.0) scales the
+//! layer size and the number of concurrent pulls for quick runs.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::error::Error;
+use std::io::BufRead as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use securebuild_proxy::routes::{Route, RouteSpec, RouteTable};
+use securebuild_proxy::serve::{Proxy, ProxySettings};
+use securebuild_proxy::server::Server;
+use securebuild_registry::auth::DockerConfig;
+use securebuild_registry::{
+    OCI_MANIFEST_MEDIA_TYPE, Registry, RegistryOptions, parse_reference, sha256_digest,
+};
+use securebuild_tests::registry::TestRegistry;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+type BenchResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
+
+/// Re-executes this binary as the proxy: `--proxy-child ROUTE`.
+const CHILD_ARG: &str = "--proxy-child";
+const LAYER_BYTES: f64 = 100.0 * 1024.0 * 1024.0;
+const THROUGHPUT_ROUNDS: usize = 5;
+const MANIFEST_REQUESTS: usize = 2000;
+const CONCURRENT_PULLS: f64 = 200.0;
+const MIB: f64 = 1024.0 * 1024.0;
+
+fn main() -> BenchResult<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    if let Some(position) = args.iter().position(|arg| arg == CHILD_ARG) {
+        let route = args.get(position + 1).ok_or("missing route")?.clone();
+        return runtime.block_on(run_proxy(&route));
+    }
+    runtime.block_on(run_bench())
+}
+
+/// The child: serves `route` on a free port, prints the port, stops when stdin closes.
+async fn run_proxy(route: &str) -> BenchResult<()> {
+    let spec: RouteSpec = route.parse()?;
+    let routes = RouteTable::new(vec![Route::parse(&spec)?]);
+    let registry = Registry::new(RegistryOptions {
+        retries: 0,
+        ..RegistryOptions::default()
+    })?;
+    let settings = ProxySettings {
+        manifest_cache_bytes: 64 << 20,
+        tag_ttl: Duration::from_secs(5),
+        upstream_concurrency: 256,
+        redirect_blobs: false,
+        request_timeout: Duration::from_secs(600),
+        https: false,
+    };
+    let server = Server::bind(
+        "127.0.0.1:0".parse()?,
+        None,
+        Proxy::new(routes, registry, &settings),
+        Duration::from_secs(600),
+        Duration::from_secs(1),
+    )
+    .await?;
+    println!("{}", server.local_addr()?.port());
+    let stdin_closed = async {
+        let _ = tokio::task::spawn_blocking(|| {
+            use std::io::Read as _;
+            let mut buffer = [0u8; 64];
+            while std::io::stdin().read(&mut buffer).unwrap_or(0) > 0 {}
+        })
+        .await;
+    };
+    server.run(stdin_closed).await?;
+    Ok(())
+}
+
+fn scale() -> f64 {
+    std::env::var("SECUREBUILD_BENCH_SCALE")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(1.0)
+}
+
+async fn run_bench() -> BenchResult<()> {
+    let scale = scale();
+    let layer_size = (LAYER_BYTES * scale) as usize;
+    let pulls = ((CONCURRENT_PULLS * scale) as usize).max(1);
+    let upstream = TestRegistry::start()?;
+    let repository = parse_reference(&format!("{}/bench/app", upstream.host()))?;
+    let registry = Registry::new(RegistryOptions {
+        docker_config: DockerConfig::empty(),
+        ..RegistryOptions::default()
+    })?;
+    let layer: Vec<u8> = (0..layer_size)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let (layer_digest, _) = registry.push_blob_bytes(&repository, layer).await?;
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST_MEDIA_TYPE}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{layer_digest}","size":{layer_size}}},"layers":[]}}"#
+    );
+    let manifest_digest = sha256_digest(manifest.as_bytes());
+    registry
+        .push_manifest_bytes(
+            &repository,
+            &manifest_digest,
+            manifest.into_bytes(),
+            OCI_MANIFEST_MEDIA_TYPE,
+        )
+        .await?;
+
+    let mut child = Command::new(std::env::current_exe()?)
+        .args([CHILD_ARG, &format!("app={}/bench/app", upstream.host())])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut port = String::new();
+    std::io::BufReader::new(child.stdout.take().ok_or("no stdout")?).read_line(&mut port)?;
+    let proxy = format!("127.0.0.1:{}", port.trim());
+    let direct = upstream.host();
+    let direct_blob = format!("/v2/bench/app/blobs/{layer_digest}");
+    let proxy_blob = format!("/v2/app/blobs/{layer_digest}");
+
+    // 1. Throughput, alternating.
+    let (mut best_direct, mut best_proxy) = (0.0_f64, 0.0_f64);
+    for _ in 0..THROUGHPUT_ROUNDS {
+        best_direct = best_direct.max(pull_rate(&direct, &direct_blob).await?);
+        best_proxy = best_proxy.max(pull_rate(&proxy, &proxy_blob).await?);
+    }
+
+    // 2. Manifest latency by digest.
+    let direct_median = manifest_median(
+        &direct,
+        &format!("/v2/bench/app/manifests/{manifest_digest}"),
+    )
+    .await?;
+    let proxy_median =
+        manifest_median(&proxy, &format!("/v2/app/manifests/{manifest_digest}")).await?;
+
+    // 3. Concurrent pulls.
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..pulls {
+        let (proxy, path) = (proxy.clone(), proxy_blob.clone());
+        tasks.spawn(async move { pull(&proxy, &path).await });
+    }
+    let mut received = 0u64;
+    while let Some(result) = tasks.join_next().await {
+        received += result??;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let peak = peak_rss(child.id())?;
+    drop(child.stdin.take());
+    let _ = child.wait();
+
+    let layer_mib = layer_size as f64 / MIB;
+    println!("securebuild-proxy on loopback, layer {layer_mib:.0} MiB");
+    println!(
+        "{:<44} {:>12} {:>12} {:>10} {:>10}",
+        "measure", "direct", "proxy", "result", "target"
+    );
+    println!(
+        "{:<44} {:>12.0} {:>12.0} {:>9.1}% {:>10}",
+        "blob throughput (MiB/s, best of 5)",
+        best_direct,
+        best_proxy,
+        100.0 * best_proxy / best_direct,
+        ">= 90%"
+    );
+    println!(
+        "{:<44} {:>12.3} {:>12.3} {:>9.3} {:>10}",
+        "manifest by digest, median (ms); added",
+        direct_median * 1e3,
+        proxy_median * 1e3,
+        (proxy_median - direct_median) * 1e3,
+        "<= 1 ms"
+    );
+    println!(
+        "{:<44} {:>12} {:>12.0} {:>9.1}M {:>10}",
+        format!("{pulls} concurrent pulls: MiB/s; proxy peak RSS"),
+        "-",
+        received as f64 / MIB / elapsed,
+        peak as f64 / MIB,
+        "<= 128 MiB"
+    );
+    if received != (pulls * layer_size) as u64 {
+        println!(
+            "warning: received {received} bytes, expected {}",
+            pulls * layer_size
+        );
+    }
+    Ok(())
+}
+
+/// Sends `GET path` on `stream` and reads the whole answer; returns the body length.
+async fn exchange(
+    stream: &mut TcpStream,
+    host: &str,
+    path: &str,
+    buffer: &mut [u8],
+) -> BenchResult<u64> {
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: {OCI_MANIFEST_MEDIA_TYPE}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).await? == 0 {
+            return Err("connection closed".into());
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    if !head.starts_with("http/1.1 200") {
+        return Err(format!("unexpected answer: {head}").into());
+    }
+    let length: u64 = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .ok_or("no content-length")?
+        .trim()
+        .parse()?;
+    let mut remaining = length;
+    while remaining > 0 {
+        let want = buffer.len().min(remaining as usize);
+        let read = stream.read(&mut buffer[..want]).await?;
+        if read == 0 {
+            return Err("body cut short".into());
+        }
+        remaining -= read as u64;
+    }
+    Ok(length)
+}
+
+/// Pulls a blob once on a fresh connection; returns its size.
+async fn pull(host: &str, path: &str) -> BenchResult<u64> {
+    let mut stream = TcpStream::connect(host).await?;
+    let mut buffer = vec![0u8; 256 << 10];
+    exchange(&mut stream, host, path, &mut buffer).await
+}
+
+/// MiB/s of one pull.
+async fn pull_rate(host: &str, path: &str) -> BenchResult<f64> {
+    let started = Instant::now();
+    let bytes = pull(host, path).await?;
+    Ok(bytes as f64 / MIB / started.elapsed().as_secs_f64())
+}
+
+/// Median seconds of [`MANIFEST_REQUESTS`] sequential `GET`s on one connection (after a warm-up).
+async fn manifest_median(host: &str, path: &str) -> BenchResult<f64> {
+    let mut stream = TcpStream::connect(host).await?;
+    stream.set_nodelay(true)?;
+    let mut buffer = vec![0u8; 64 << 10];
+    for _ in 0..50 {
+        exchange(&mut stream, host, path, &mut buffer).await?;
+    }
+    let mut times = Vec::with_capacity(MANIFEST_REQUESTS);
+    for _ in 0..MANIFEST_REQUESTS {
+        let started = Instant::now();
+        exchange(&mut stream, host, path, &mut buffer).await?;
+        times.push(started.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+/// Peak resident set size (`VmHWM`) of process `pid`, in bytes.
+fn peak_rss(pid: u32) -> BenchResult<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmHWM:"))
+        .ok_or("no VmHWM")?;
+    let kib: u64 = line.split_whitespace().nth(1).ok_or("no value")?.parse()?;
+    Ok(kib * 1024)
+}
