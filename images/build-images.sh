@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Builds SecureBuild's own container images with SecureBuild: packages the `securebuild` and
-# `securebuild-operator` release binaries as signed APKs (securebuild package), then builds,
-# pushes and signs one multi-arch image per binary from those packages and Wolfi's
-# (securebuild build --sign-key --sbom --provenance).
+# Builds SecureBuild's own container images with SecureBuild: packages the `securebuild`,
+# `securebuild-operator` and `securebuild-proxy` release binaries as signed APKs (securebuild
+# package), then builds, pushes and signs one multi-arch image per binary from those packages
+# and Wolfi's (securebuild build --sign-key --sbom --provenance).
 #
 #   images/build-images.sh REGISTRY_PREFIX        e.g. ghcr.io/securebuild
 #
@@ -75,12 +75,15 @@ if [[ -z ${VERSION:-} ]]; then
 fi
 
 packages="$config_dir/packages"
+# One package and one image per binary; each has images/<binary>.package.yaml and
+# images/<binary>.apko.yaml.
+binaries="securebuild securebuild-operator securebuild-proxy"
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 
 # 1. Package each binary for each architecture into $packages/<arch>/ (re-indexed each time).
 for arch in $archs; do
-  for binary in securebuild securebuild-operator; do
+  for binary in $binaries; do
     source="$bin_dir/$(rust_target "$arch")/release/$binary"
     [[ -f $source ]] || die "missing $source: build it with cargo build --release --locked --target $(rust_target "$arch")"
     root="$stage/$arch/$binary"
@@ -99,7 +102,7 @@ for arch in $archs; do
   arch_flags+=(--arch "$arch")
 done
 mkdir -p "$result_dir"
-for image in securebuild securebuild-operator; do
+for image in $binaries; do
   "$SECUREBUILD" build "$config_dir/$image.apko.yaml" "${arch_flags[@]}" \
     --push "$prefix/$image" --tag "$VERSION" \
     --sign-key "$COSIGN_KEY" --sbom --provenance \

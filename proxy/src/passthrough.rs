@@ -5,6 +5,7 @@
 //! Only `pull` is ever asked for upstream. Pure; the credentials in these exchanges are
 //! passed on, never kept.
 
+use securebuild_registry::token::parse_challenge;
 use url::form_urlencoded;
 
 use crate::spec_error::{ErrorCode, SpecError};
@@ -27,52 +28,8 @@ pub struct Challenge {
 impl Challenge {
     /// Parses the first challenge of a `WWW-Authenticate` value.
     pub fn parse(value: &str) -> Option<Self> {
-        let value = value.trim();
-        let (scheme, mut rest) =
-            value.split_at(value.find(char::is_whitespace).unwrap_or(value.len()));
-        if scheme.is_empty() {
-            return None;
-        }
-        let mut params = Vec::new();
-        loop {
-            rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == ',');
-            if rest.is_empty() {
-                break;
-            }
-            let equals = rest.find('=')?;
-            let key = rest[..equals].trim().to_owned();
-            if key.contains(char::is_whitespace) {
-                break;
-            }
-            rest = rest[equals + 1..].trim_start();
-            let value = if let Some(quoted) = rest.strip_prefix('"') {
-                let mut value = String::new();
-                let mut chars = quoted.char_indices();
-                let mut end = None;
-                while let Some((index, c)) = chars.next() {
-                    match c {
-                        '\\' => value.push(chars.next()?.1),
-                        '"' => {
-                            end = Some(index + 1);
-                            break;
-                        }
-                        c => value.push(c),
-                    }
-                }
-                rest = &quoted[end?..];
-                value
-            } else {
-                let end = rest.find(',').unwrap_or(rest.len());
-                let value = rest[..end].trim().to_owned();
-                rest = &rest[end..];
-                value
-            };
-            params.push((key, value));
-        }
-        Some(Self {
-            scheme: scheme.to_owned(),
-            params,
-        })
+        let (scheme, params) = parse_challenge(value)?;
+        Some(Self { scheme, params })
     }
 
     /// Whether it asks for a bearer token.

@@ -12,7 +12,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Empty, Full, StreamBody, combinators::UnsyncBoxBody};
 use prometheus_client::metrics::counter::Counter;
 use securebuild_registry::error::Chain;
-use securebuild_registry::manifests::{accept_manifests, reported_digest};
+use securebuild_registry::manifests::{accept_manifests, content_media_type, reported_digest};
 use securebuild_registry::pull::{PullAuthorization, PullRequest};
 use securebuild_registry::{
     DOCKER_CONTENT_DIGEST_HEADER, MAX_MANIFEST_BYTES, PLACEHOLDER_TAG, Reference, Registry,
@@ -406,19 +406,7 @@ impl Proxy {
             return Err(self.status_error(call, &response, ErrorCode::ManifestUnknown, target));
         }
         let reported = reported_digest(response.headers());
-        let media_type = response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .map(|value| {
-                value
-                    .split(';')
-                    .next()
-                    .unwrap_or_default()
-                    .trim()
-                    .to_owned()
-            })
-            .filter(|value| !value.is_empty());
+        let media_type = content_media_type(response.headers());
         let bytes = read_limited(response, MAX_MANIFEST_BYTES, call, target).await?;
         let digest = sha256_digest(&bytes);
         let expected = if target.contains(':') {

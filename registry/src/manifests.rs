@@ -137,19 +137,7 @@ impl Registry {
             });
         }
         let reported = reported_digest(response.headers());
-        let content_type = response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .map(|value| {
-                value
-                    .split(';')
-                    .next()
-                    .unwrap_or_default()
-                    .trim()
-                    .to_owned()
-            })
-            .filter(|value| !value.is_empty());
+        let content_type = content_media_type(response.headers());
         let bytes = session
             .read_success(response, MAX_MANIFEST_BYTES, action, target)
             .await?;
@@ -273,6 +261,22 @@ impl Registry {
 /// The `Accept` value asking for every manifest media type read here.
 pub fn accept_manifests() -> String {
     MANIFEST_MEDIA_TYPES.join(", ")
+}
+
+/// The media type of a response's `Content-Type`, without parameters, if any.
+pub fn content_media_type(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| {
+            value
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_owned()
+        })
+        .filter(|value| !value.is_empty())
 }
 
 /// The `Docker-Content-Digest` a response reports, if any.

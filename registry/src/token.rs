@@ -111,21 +111,23 @@ pub struct BearerChallenge {
     pub service: Option<String>,
 }
 
-/// Parses the first `Bearer` challenge of a `WWW-Authenticate` value.
-pub fn parse_bearer_challenge(value: &str) -> Option<BearerChallenge> {
-    let rest = value.trim_start();
-    let (scheme, mut rest) = rest.split_at(rest.find(char::is_whitespace).unwrap_or(rest.len()));
-    if !scheme.eq_ignore_ascii_case(BEARER_PREFIX) {
+/// The first challenge of a `WWW-Authenticate` value: its scheme as sent and its `key=value`
+/// parameters in order, keys as sent, values unquoted. A parameter key with whitespace in it
+/// starts the next challenge, which ends this one.
+pub fn parse_challenge(value: &str) -> Option<(String, Vec<(String, String)>)> {
+    let value = value.trim();
+    let (scheme, mut rest) = value.split_at(value.find(char::is_whitespace).unwrap_or(value.len()));
+    if scheme.is_empty() {
         return None;
     }
-    let mut params = BTreeMap::new();
+    let mut params = Vec::new();
     loop {
         rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == ',');
         if rest.is_empty() {
             break;
         }
         let equals = rest.find('=')?;
-        let key = rest[..equals].trim().to_ascii_lowercase();
+        let key = rest[..equals].trim().to_owned();
         if key.contains(char::is_whitespace) {
             // The start of another challenge: this one is complete.
             break;
@@ -153,11 +155,24 @@ pub fn parse_bearer_challenge(value: &str) -> Option<BearerChallenge> {
             rest = &rest[end..];
             value
         };
-        params.entry(key).or_insert(value);
+        params.push((key, value));
+    }
+    Some((scheme.to_owned(), params))
+}
+
+/// Parses the first `Bearer` challenge of a `WWW-Authenticate` value.
+pub fn parse_bearer_challenge(value: &str) -> Option<BearerChallenge> {
+    let (scheme, params) = parse_challenge(value)?;
+    if !scheme.eq_ignore_ascii_case(BEARER_PREFIX) {
+        return None;
+    }
+    let mut first = BTreeMap::new();
+    for (key, value) in params {
+        first.entry(key.to_ascii_lowercase()).or_insert(value);
     }
     Some(BearerChallenge {
-        realm: params.remove("realm").filter(|realm| !realm.is_empty())?,
-        service: params.remove("service"),
+        realm: first.remove("realm").filter(|realm| !realm.is_empty())?,
+        service: first.remove("service"),
     })
 }
 

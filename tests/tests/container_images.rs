@@ -30,9 +30,10 @@ const DOCKERFILE: &str = "images/Dockerfile";
 const DOCKERIGNORE: &str = ".dockerignore";
 const IMAGES_README: &str = "images/README.md";
 /// The image configurations and the Dockerfile targets they replace.
-const APKO_CONFIGS: [(&str, &str); 2] = [
+const APKO_CONFIGS: [(&str, &str); 3] = [
     ("images/securebuild.apko.yaml", BUILDER_TARGET),
     ("images/securebuild-operator.apko.yaml", OPERATOR_TARGET),
+    ("images/securebuild-proxy.apko.yaml", PROXY_TARGET),
 ];
 const VALUES: &str = "charts/securebuild/values.yaml";
 const CHART: &str = "charts/securebuild/Chart.yaml";
@@ -40,6 +41,8 @@ const CHART: &str = "charts/securebuild/Chart.yaml";
 const BUILDER_TARGET: &str = "builder";
 /// The Dockerfile target of the operator image.
 const OPERATOR_TARGET: &str = "operator";
+/// The Dockerfile target of the read-only registry proxy image.
+const PROXY_TARGET: &str = "proxy";
 /// The directory the build stage leaves the binaries in.
 const BUILD_OUTPUT_DIR: &str = "/out";
 /// Where the final stages install the binaries.
@@ -577,10 +580,36 @@ pub(crate) fn workspace_field(key: &str) -> String {
         .clone()
 }
 
+/// The workspace's `members`, as `Cargo.toml` lists them (one line).
+fn workspace_members() -> Vec<String> {
+    let text = read("Cargo.toml");
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|line| line.starts_with("members"))
+        .expect("Cargo.toml lists the workspace members");
+    let list = line
+        .split_once('[')
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .map(|(list, _)| list)
+        .unwrap_or_else(|| panic!("members on one line: `{line}`"));
+    let members: Vec<String> = list
+        .split(',')
+        .map(|member| member.trim().trim_matches('"').to_string())
+        .filter(|member| !member.is_empty())
+        .collect();
+    assert!(!members.is_empty(), "`{line}`");
+    members
+}
+
 /// Binary name → the package that builds it, for the crates that ship binaries.
 fn workspace_binaries() -> BTreeMap<String, String> {
     let mut binaries = BTreeMap::new();
-    for crate_manifest in ["builder/Cargo.toml", "operator/Cargo.toml"] {
+    for crate_manifest in [
+        "builder/Cargo.toml",
+        "operator/Cargo.toml",
+        "proxy/Cargo.toml",
+    ] {
         let manifest = manifest(crate_manifest);
         let package = manifest.package.expect("a [package] name");
         assert!(
@@ -671,7 +700,11 @@ fn final_stages_run_as_the_builder_uid_and_install_only_a_workspace_binary() {
     let names: BTreeSet<String> = finals.iter().filter_map(|s| s.name.clone()).collect();
     assert_eq!(
         names,
-        BTreeSet::from([BUILDER_TARGET.to_string(), OPERATOR_TARGET.to_string()]),
+        BTreeSet::from([
+            BUILDER_TARGET.to_string(),
+            OPERATOR_TARGET.to_string(),
+            PROXY_TARGET.to_string(),
+        ]),
         "the final stages are exactly the documented targets"
     );
     let build_stage = build_stage(&dockerfile);
@@ -753,6 +786,7 @@ fn final_stages_run_as_the_builder_uid_and_install_only_a_workspace_binary() {
     }
     assert_eq!(installed[BUILDER_TARGET], "securebuild");
     assert_eq!(installed[OPERATOR_TARGET], "securebuild-operator");
+    assert_eq!(installed[PROXY_TARGET], "securebuild-proxy");
 }
 
 /// The stage the final stages copy from: the one that runs `cargo build`.
@@ -1034,11 +1068,20 @@ fn dockerignore_sends_the_sources_and_nothing_else() {
             }
         }
     }
-    for crate_dir in ["crds", "builder", "operator", "tests"] {
+    // Cargo refuses a workspace with a member missing, so every member is copied and sent.
+    let members = workspace_members();
+    for crate_dir in ["crds", "registry", "builder", "proxy", "operator", "tests"] {
+        assert!(members.iter().any(|m| m == crate_dir), "{members:?}");
+    }
+    for crate_dir in &members {
         assert!(
             sent.iter()
                 .any(|p| p.starts_with(&format!("{crate_dir}/src/"))),
-            "{crate_dir}"
+            "the build stage does not copy workspace member {crate_dir}"
+        );
+        assert!(
+            sent.contains(&format!("{crate_dir}/Cargo.toml")),
+            "{crate_dir}/Cargo.toml"
         );
     }
     for path in &sent {
@@ -1117,6 +1160,34 @@ fn readme_commands() -> Vec<Vec<String>> {
                 if !words.is_empty() {
                     commands.push(words);
                 }
+                current.clear();
+            }
+        }
+    }
+    commands
+}
+
+/// The `docker buildx build` commands of the Dockerfile's header comment, continuations
+/// joined.
+fn dockerfile_header_commands() -> Vec<Vec<String>> {
+    let mut commands = Vec::new();
+    let mut current = String::new();
+    for line in read(DOCKERFILE).lines() {
+        let Some(comment) = line.strip_prefix('#') else {
+            break;
+        };
+        let comment = comment.trim();
+        if current.is_empty() && !comment.starts_with("docker buildx build") {
+            continue;
+        }
+        match comment.strip_suffix('\\') {
+            Some(body) => {
+                current.push_str(body);
+                current.push(' ');
+            }
+            None => {
+                current.push_str(comment);
+                commands.push(split_words(&current).expect("header commands quote correctly"));
                 current.clear();
             }
         }
@@ -1204,9 +1275,41 @@ fn image_names_and_tags_agree_across_readme_chart_and_operator() {
     let operator_reference = documented
         .get(OPERATOR_TARGET)
         .expect("the README shows how to build and tag the operator image");
+    let proxy_reference = documented
+        .get(PROXY_TARGET)
+        .expect("the README shows how to build and tag the proxy image");
     assert_eq!(
         builder_reference, DEFAULT_BUILDER_IMAGE,
         "README builder tag"
+    );
+
+    // The Dockerfile's header shows one command per target, with the README's tags.
+    let mut header = BTreeMap::new();
+    for command in dockerfile_header_commands() {
+        let targets = options(&command, &["--target"]);
+        let [target] = targets.as_slice() else {
+            panic!("Dockerfile header command names no single --target: {command:?}");
+        };
+        let tags = options(&command, &["-t", "--tag"]);
+        let [tag] = tags.as_slice() else {
+            panic!("Dockerfile header command names no single tag: {command:?}");
+        };
+        assert_eq!(
+            options(&command, &["-f", "--file"]),
+            [DOCKERFILE],
+            "{command:?}"
+        );
+        assert_eq!(
+            Some(tag),
+            documented.get(target),
+            "the Dockerfile header and the README tag target `{target}` alike"
+        );
+        header.insert(target.clone(), tag.clone());
+    }
+    assert_eq!(
+        header.keys().cloned().collect::<BTreeSet<_>>(),
+        finals,
+        "the Dockerfile header shows how to build every target"
     );
 
     for (reference, values_image, what) in [
@@ -1216,6 +1319,7 @@ fn image_names_and_tags_agree_across_readme_chart_and_operator() {
             "builder.image",
         ),
         (operator_reference, &values["image"], "image"),
+        (proxy_reference, &values["proxy"]["image"], "proxy.image"),
     ] {
         let (repository, tag, digest) = split_reference(reference);
         assert_eq!(digest, None, "{reference}");
@@ -1257,6 +1361,7 @@ fn documented_securebuild_commands_parse() {
     let repositories = [
         "ghcr.io/securebuild/securebuild",
         "ghcr.io/securebuild/securebuild-operator",
+        "ghcr.io/securebuild/securebuild-proxy",
     ];
     for repository in repositories {
         let sign = signed

@@ -1,8 +1,9 @@
-//! SecureBuild builds its own images: `images/build-images.sh` packages the real `securebuild`
-//! and `securebuild-operator` binaries of this workspace as signed APKs with
-//! `securebuild package`, builds both images from them with `securebuild build` (Wolfi replaced
-//! by stand-in packages made from this machine's own glibc and libgcc, with the same
-//! `securebuild package`), pushes them to a real `docker-registry`, and signs and attests them.
+//! SecureBuild builds its own images: `images/build-images.sh` packages the real `securebuild`,
+//! `securebuild-operator` and `securebuild-proxy` binaries of this workspace as signed APKs
+//! with `securebuild package`, builds the three images from them with `securebuild build`
+//! (Wolfi replaced by stand-in packages made from this machine's own glibc and libgcc, with the
+//! same `securebuild package`), pushes them to a real `docker-registry`, and signs and attests
+//! them.
 //! The images are then read back with skopeo and umoci, and the binaries inside run with the
 //! image's own loader and libraries. The packages are checked independently with Python's
 //! `cryptography`, `tarfile` and `hashlib`.
@@ -23,7 +24,9 @@ use serde_json::Value;
 use crate::support::{entry, inspect};
 use crate::workspace_root;
 
-const IMAGES: [&str; 2] = ["securebuild", "securebuild-operator"];
+/// The images `build-images.sh` builds, each named after its binary and package (sorted, as
+/// the package index lists them).
+const IMAGES: [&str; 3] = ["securebuild", "securebuild-operator", "securebuild-proxy"];
 const PACKAGE_KEY_FILE: &str = "securebuild-packages.rsa";
 const SOURCE_DATE_EPOCH: &str = "1750000000";
 const COSIGN_PASSWORD: &str = "correct horse battery staple";
@@ -475,7 +478,7 @@ async fn securebuild_builds_signs_and_runs_its_own_images() {
         }
     }
 
-    // The package repository is what apk reads: one signed index listing both packages.
+    // The package repository is what apk reads: one signed index listing every package.
     let index = inspect(
         &packages.join(apk_arch()).join("APKINDEX.tar.gz"),
         Some(&package_public),
