@@ -798,6 +798,13 @@ impl Proxy {
             .and_then(|value| value.to_str().ok())
             .unwrap_or(JSON)
             .to_owned();
+        // A token service refusing the client says how to authenticate: the client needs that
+        // challenge to ask its user for credentials.
+        let challenge = (status == StatusCode::UNAUTHORIZED)
+            .then(|| response.headers().get(header::WWW_AUTHENTICATE))
+            .flatten()
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
         let mut body = BytesMut::new();
         let mut response = response;
         while let Some(chunk) = response.chunk().await.map_err(|_| {
@@ -814,10 +821,13 @@ impl Proxy {
             }
             body.extend_from_slice(&chunk);
         }
-        let headers = [
+        let mut headers = vec![
             (header::CONTENT_TYPE, content_type.as_str()),
             (header::CACHE_CONTROL, "no-store"),
         ];
+        if let Some(challenge) = &challenge {
+            headers.push((header::WWW_AUTHENTICATE, challenge.as_str()));
+        }
         Ok((
             route.label.clone(),
             respond(status, &headers, full(body.freeze())),
@@ -955,13 +965,19 @@ fn upstream_error(call: &Call<'_>, error: &RegistryError) -> SpecError {
         error = %Chain(error),
         "upstream request failed"
     );
-    SpecError::new(
-        ErrorCode::UpstreamFailed,
+    // A token server refusing the proxy's own credentials is not an unreachable upstream.
+    let message = if matches!(error, RegistryError::AuthenticationFailed { .. }) {
+        format!(
+            "the upstream refused the proxy's credentials for {}",
+            call.name
+        )
+    } else {
         format!(
             "the upstream registry for {} could not be reached",
             call.name
-        ),
-    )
+        )
+    };
+    SpecError::new(ErrorCode::UpstreamFailed, message)
 }
 
 /// Reads a small body (manifests, tag lists, referrers) of at most `limit` bytes.

@@ -16,3 +16,4 @@ pub mod operator_process;
 pub mod proxy;
 pub mod registry;
 pub mod serve;
+pub mod token_server;

@@ -1,6 +1,6 @@
 //! Runs a real OCI registry for tests: Debian's `docker-registry` (CNCF distribution v2) on a
 //! free 127.0.0.1 port with filesystem storage in a temporary directory, optionally behind
-//! htpasswd basic auth.
+//! htpasswd basic auth or distribution's token auth (with a [`TokenServer`]).
 //!
 //! It starts the binary, waits until `GET /v2/` answers, and kills it on drop. It does not
 //! speak the registry protocol itself beyond that readiness probe, and never serves TLS.
@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+
+use crate::token_server::{self, TokenServer};
 
 /// Where Debian installs the registry binary.
 pub const DEFAULT_REGISTRY_BINARY: &str = "/usr/bin/docker-registry";
@@ -110,6 +112,14 @@ pub enum RegistryError {
     },
 }
 
+/// How the registry authenticates clients.
+enum Auth {
+    /// htpasswd basic auth with this file.
+    Htpasswd(PathBuf),
+    /// Bearer tokens from this realm, signed by the key of this certificate.
+    Token { realm: String, cert: PathBuf },
+}
+
 /// A running `docker-registry` process; killed on drop.
 #[derive(Debug)]
 pub struct TestRegistry {
@@ -122,12 +132,28 @@ pub struct TestRegistry {
 impl TestRegistry {
     /// Starts a registry without authentication.
     pub fn start() -> Result<Self, RegistryError> {
-        Self::launch(None)
+        Self::launch(None, None)
     }
 
     /// Starts a registry that requires basic auth as `user`/`password` (htpasswd, bcrypt).
     pub fn start_with_auth(user: &str, password: &str) -> Result<Self, RegistryError> {
-        Self::launch(Some((user.to_owned(), password.to_owned())))
+        Self::launch(Some((user.to_owned(), password.to_owned())), None)
+    }
+
+    /// Starts a registry that requires bearer tokens from `tokens` (distribution's `token`
+    /// auth: realm, service, issuer and the server's certificate as `rootcertbundle`). The
+    /// credentials it reports ([`Self::credentials`], [`Self::docker_config_json`]) are those
+    /// of the token server's first user.
+    pub fn start_with_token(tokens: &TokenServer) -> Result<Self, RegistryError> {
+        let credentials = tokens
+            .users()
+            .first()
+            .map(|user| (user.name.clone(), user.password.clone()));
+        let auth = Auth::Token {
+            realm: tokens.realm(),
+            cert: tokens.cert_path(),
+        };
+        Self::launch(credentials, Some(auth))
     }
 
     /// `127.0.0.1:<port>`, the registry host as it appears in image references.
@@ -184,7 +210,10 @@ impl TestRegistry {
         Ok(path)
     }
 
-    fn launch(credentials: Option<(String, String)>) -> Result<Self, RegistryError> {
+    fn launch(
+        credentials: Option<(String, String)>,
+        token: Option<Auth>,
+    ) -> Result<Self, RegistryError> {
         let binary = std::env::var_os(REGISTRY_BINARY_ENV)
             .map_or_else(|| PathBuf::from(DEFAULT_REGISTRY_BINARY), PathBuf::from);
         if !binary.is_file() {
@@ -202,9 +231,12 @@ impl TestRegistry {
             path: storage.clone(),
             source,
         })?;
-        let htpasswd = match &credentials {
-            Some((user, password)) => Some(write_htpasswd(dir.path(), user, password)?),
-            None => None,
+        let auth = match (token, &credentials) {
+            (Some(token), _) => Some(token),
+            (None, Some((user, password))) => {
+                Some(Auth::Htpasswd(write_htpasswd(dir.path(), user, password)?))
+            }
+            (None, None) => None,
         };
 
         let log = dir.path().join(LOG_FILE);
@@ -212,13 +244,13 @@ impl TestRegistry {
         loop {
             let port = free_port()?;
             let config = dir.path().join(CONFIG_FILE);
-            let text = config_yaml(port, &storage, htpasswd.as_deref());
+            let text = config_yaml(port, &storage, auth.as_ref());
             std::fs::write(&config, text).map_err(|source| RegistryError::Prepare {
                 path: config.clone(),
                 source,
             })?;
             let mut child = spawn(&binary, &config, &log)?;
-            match wait_until_up(&mut child, port, credentials.is_some(), &log) {
+            match wait_until_up(&mut child, port, auth.is_some(), &log) {
                 Ok(()) => {
                     return Ok(Self {
                         child,
@@ -315,7 +347,7 @@ fn yaml_string(value: &str) -> String {
     serde_json::Value::String(value.to_owned()).to_string()
 }
 
-fn config_yaml(port: u16, storage: &Path, htpasswd: Option<&Path>) -> String {
+fn config_yaml(port: u16, storage: &Path, auth: Option<&Auth>) -> String {
     let mut config = format!(
         "version: 0.1\n\
          log:\n  level: info\n  accesslog:\n    disabled: true\n\
@@ -324,12 +356,21 @@ fn config_yaml(port: u16, storage: &Path, htpasswd: Option<&Path>) -> String {
          http:\n  addr: 127.0.0.1:{port}\n  secret: securebuild-test-secret\n",
         storage = yaml_string(&storage.to_string_lossy()),
     );
-    if let Some(htpasswd) = htpasswd {
-        config.push_str(&format!(
+    match auth {
+        Some(Auth::Htpasswd(htpasswd)) => config.push_str(&format!(
             "auth:\n  htpasswd:\n    realm: {realm}\n    path: {path}\n",
             realm = yaml_string(AUTH_REALM),
             path = yaml_string(&htpasswd.to_string_lossy()),
-        ));
+        )),
+        Some(Auth::Token { realm, cert }) => config.push_str(&format!(
+            "auth:\n  token:\n    realm: {realm}\n    service: {service}\n    \
+             issuer: {issuer}\n    rootcertbundle: {cert}\n",
+            realm = yaml_string(realm),
+            service = yaml_string(token_server::SERVICE),
+            issuer = yaml_string(token_server::ISSUER),
+            cert = yaml_string(&cert.to_string_lossy()),
+        )),
+        None => {}
     }
     config
 }

@@ -1,11 +1,12 @@
 //! `securebuild-proxy` in front of a real `docker-registry`, checked with real clients:
 //! skopeo, the project's own registry client and `securebuild verify`; every refused method and
-//! malformed request; an htpasswd upstream; hostile upstreams (5xx, resets, bytes that do not
+//! malformed request; an htpasswd upstream; a token-auth upstream (a real token server issuing
+//! bearer tokens) behind `public` and `passthrough` routes; hostile upstreams (5xx, resets, bytes that do not
 //! match their digest); and a client that does not read.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use securebuild_builder::attest::keys::SigningKey;
@@ -20,6 +21,7 @@ use securebuild_registry::{
     parse_reference, sha256_digest,
 };
 use securebuild_tests::registry::TestRegistry;
+use securebuild_tests::token_server::{SERVICE, TokenServer, TokenUser};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -652,6 +654,348 @@ async fn a_public_route_pulls_from_an_htpasswd_upstream_with_the_proxys_credenti
             .contains("refused the proxy's credentials")
     );
     anonymous.stop().await;
+}
+
+/// Everything the proxies of this test binary log (securebuild crates at trace level), from
+/// the first call on.
+fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&logs);
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "info,securebuild_proxy=trace,securebuild_registry=trace",
+            ))
+            .with_ansi(false)
+            .with_writer(move || LogSink(Arc::clone(&sink)))
+            .try_init();
+        logs
+    })
+    .clone()
+}
+
+struct LogSink(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A token server with a user that may push (`pusher`) and one that may only pull
+/// (`puller`), and a registry that wants its tokens, holding an image at `team/private:v1`.
+async fn token_upstream() -> (TokenServer, TestRegistry, Image) {
+    let tokens = TokenServer::start(vec![
+        TokenUser::read_write("pusher", "push-pw"),
+        TokenUser::read_only("puller", "s3cret"),
+    ])
+    .unwrap();
+    let upstream = TestRegistry::start_with_token(&tokens).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config_file = upstream.docker_config_json(dir.path()).unwrap();
+    let registry = client_with(DockerConfig::from_file(&config_file).unwrap());
+    let repository = parse_reference(&format!("{}/team/private", upstream.host())).unwrap();
+    let image = push_image(&registry, &repository, "v1", 5000).await;
+    (tokens, upstream, image)
+}
+
+/// A docker config.json in `dir` with `user_pass` for `host`.
+fn docker_config(dir: &std::path::Path, host: &str, user_pass: &str) -> DockerConfig {
+    use base64::Engine as _;
+    let auth = base64::engine::general_purpose::STANDARD.encode(user_pass);
+    let path = dir.join("config.json");
+    std::fs::write(
+        &path,
+        serde_json::to_vec(&json!({ "auths": { host: { "auth": auth } } })).unwrap(),
+    )
+    .unwrap();
+    DockerConfig::from_file(&path).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_public_route_pulls_from_a_token_upstream_with_the_proxys_credentials() {
+    let (tokens, upstream, image) = token_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = format!("private={}/team/private", upstream.host());
+    let proxy = RunningProxy::start(
+        &[&route],
+        docker_config(dir.path(), &upstream.host(), "puller:s3cret"),
+    )
+    .await;
+    let before = tokens.requests().len();
+
+    // Anonymous clients pull: skopeo and the project's client.
+    let raw = run_skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}/private:v1", proxy.host()),
+    ])
+    .await;
+    assert_eq!(sha256_digest(&raw), image.index);
+    let vanity = parse_reference(&format!("{}/private:v1", proxy.host())).unwrap();
+    let anonymous = client();
+    assert_eq!(
+        anonymous.fetch_manifest(&vanity).await.unwrap().digest,
+        image.index
+    );
+    let by_digest =
+        Reference::with_digest(proxy.host(), "private".to_owned(), image.manifest.clone());
+    assert_eq!(
+        anonymous.fetch_manifest(&by_digest).await.unwrap().digest,
+        image.manifest
+    );
+    let layer = anonymous.fetch_blob(&vanity, &image.layer).await.unwrap();
+    assert_eq!(layer, image.layer_bytes);
+
+    // The proxy got its tokens as puller, for the upstream repository, pull only; the clients
+    // never reached the token server.
+    let requests = tokens.requests()[before..].to_vec();
+    assert!(!requests.is_empty());
+    for request in &requests {
+        assert_eq!(request.user.as_deref(), Some("puller"), "{request:?}");
+        assert_eq!(request.status, 200, "{request:?}");
+        assert_eq!(
+            request.scopes,
+            ["repository:team/private:pull"],
+            "{request:?}"
+        );
+    }
+    // Tokens are reused: far fewer token requests than pulls.
+    assert!(requests.len() <= 2, "{requests:?}");
+    proxy.stop().await;
+
+    // Without credentials of its own, the token server refuses the proxy, which says so.
+    let before = tokens.requests().len();
+    let bare = RunningProxy::start(&[&route], DockerConfig::empty()).await;
+    let refused = http(&bare.host(), "GET", "/v2/private/manifests/v1", &[]).await;
+    assert_eq!((refused.status, refused.code().as_str()), (502, "UNKNOWN"));
+    assert!(
+        refused.json()["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("refused the proxy's credentials"),
+        "{}",
+        String::from_utf8_lossy(&refused.body)
+    );
+    assert!(refused.header("www-authenticate").is_none());
+    assert!(
+        tokens.requests()[before..]
+            .iter()
+            .all(|request| request.status == 401 && !request.sent_credentials),
+        "{:?}",
+        tokens.requests()
+    );
+    bare.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passthrough_route_relays_the_bearer_flow_of_a_token_upstream() {
+    let logs = captured_logs();
+    let (tokens, upstream, image) = token_upstream().await;
+    let mut route: RouteSpec = format!("private={}/team/private", upstream.host())
+        .parse()
+        .unwrap();
+    route.access = Access::Passthrough;
+    // The proxy has no credentials of its own.
+    let proxy =
+        RunningProxy::start_routes(vec![route], DockerConfig::empty(), settings(), None).await;
+    let host = proxy.host();
+    let vanity = format!("docker://{host}/private:v1");
+    let realm = format!("http://{host}/token");
+    let before = tokens.requests().len();
+
+    // Clients are challenged to get tokens from the proxy, for the vanity repository.
+    let root = http(&host, "GET", "/v2/", &[]).await;
+    assert_eq!((root.status, root.code().as_str()), (401, "UNAUTHORIZED"));
+    assert_eq!(
+        root.header("www-authenticate").unwrap(),
+        format!("Bearer realm=\"{realm}\",service=\"{SERVICE}\"")
+    );
+    for path in [
+        "/v2/private/manifests/v1".to_owned(),
+        format!("/v2/private/blobs/{}", image.layer),
+    ] {
+        let answer = http(&host, "GET", &path, &[]).await;
+        assert_eq!(
+            (answer.status, answer.code().as_str()),
+            (401, "UNAUTHORIZED"),
+            "{path}"
+        );
+        assert_eq!(
+            answer.header("www-authenticate").unwrap(),
+            format!(
+                "Bearer realm=\"{realm}\",service=\"{SERVICE}\",scope=\"repository:private:pull\""
+            ),
+            "{path}"
+        );
+    }
+    assert_eq!(tokens.requests().len(), before, "challenges need no token");
+
+    // With credentials, skopeo gets a token through the proxy and pulls.
+    let raw = run_skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        "--creds",
+        "puller:s3cret",
+        &vanity,
+    ])
+    .await;
+    assert_eq!(sha256_digest(&raw), image.index);
+    let copy = tempfile::tempdir().unwrap();
+    run_skopeo(&[
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        "--src-creds",
+        "puller:s3cret",
+        &vanity,
+        &format!("oci:{}:copy", copy.path().display()),
+    ])
+    .await;
+    let granted = tokens.requests()[before..].to_vec();
+    assert!(!granted.is_empty());
+    for request in &granted {
+        assert_eq!(request.user.as_deref(), Some("puller"), "{request:?}");
+        assert_eq!(request.status, 200, "{request:?}");
+        assert_eq!(request.service.as_deref(), Some(SERVICE), "{request:?}");
+        assert_eq!(
+            request.scopes,
+            ["repository:team/private:pull"],
+            "{request:?}"
+        );
+    }
+
+    // Asking the proxy's /token for push gets the upstream asked for pull only, and the
+    // token works for the vanity name.
+    use base64::Engine as _;
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("pusher:push-pw")
+    );
+    let before = tokens.requests().len();
+    let answer = http(
+        &host,
+        "GET",
+        &format!("/token?service={SERVICE}&scope=repository%3Aprivate%3Apull%2Cpush"),
+        &[("Authorization", &basic)],
+    )
+    .await;
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    assert_eq!(answer.header("cache-control"), Some("no-store"));
+    let token = answer.json()["token"].as_str().unwrap().to_owned();
+    let seen = tokens.requests()[before..].to_vec();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].user.as_deref(), Some("pusher"));
+    assert_eq!(seen[0].scopes, ["repository:team/private:pull"]);
+    let bearer = format!("Bearer {token}");
+    let manifest = http(
+        &host,
+        "GET",
+        &format!("/v2/private/manifests/{}", image.index),
+        &[("Authorization", &bearer), ("Accept", OCI_INDEX_MEDIA_TYPE)],
+    )
+    .await;
+    assert_eq!(manifest.status, 200);
+    assert_eq!(sha256_digest(&manifest.body), image.index);
+    // Other scopes than the route's repositories are refused without asking upstream.
+    let before = tokens.requests().len();
+    let elsewhere = http(
+        &host,
+        "GET",
+        &format!("/token?service={SERVICE}&scope=repository%3Ateam%2Fprivate%3Apull"),
+        &[("Authorization", &basic)],
+    )
+    .await;
+    assert_eq!(
+        elsewhere.status,
+        404,
+        "{}",
+        String::from_utf8_lossy(&elsewhere.body)
+    );
+    assert_eq!(tokens.requests().len(), before);
+
+    // Wrong or missing credentials are refused, also for what was just pulled (nothing is
+    // cached for passthrough routes), and every attempt went to the token server.
+    for creds in [None, Some("puller:wrong")] {
+        let mut args = vec!["inspect", "--raw", "--tls-verify=false"];
+        if let Some(creds) = creds {
+            args.extend(["--creds", creds]);
+        }
+        args.push(&vanity);
+        let output = skopeo().args(&args).output().await.unwrap();
+        assert!(!output.status.success(), "{creds:?}");
+    }
+    let wrong = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("puller:wrong")
+    );
+    let before = tokens.requests().len();
+    for headers in [vec![], vec![("Authorization", wrong.as_str())]] {
+        let refused = http(
+            &host,
+            "GET",
+            &format!("/token?service={SERVICE}&scope=repository%3Aprivate%3Apull"),
+            &headers,
+        )
+        .await;
+        assert_eq!(refused.status, 401, "{headers:?}");
+        assert!(!String::from_utf8_lossy(&refused.body).contains("token\":"));
+        // The token service's own challenge reaches the client, which asks for credentials.
+        assert_eq!(
+            refused.header("www-authenticate"),
+            Some("Basic realm=\"token\""),
+            "{headers:?}"
+        );
+    }
+    let refused = tokens.requests()[before..].to_vec();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert!(
+        refused
+            .iter()
+            .all(|request| request.status == 401 && request.user.is_none())
+    );
+    for path in [
+        format!("/v2/private/manifests/{}", image.index),
+        format!("/v2/private/blobs/{}", image.layer),
+    ] {
+        let answer = http(&host, "GET", &path, &[]).await;
+        assert_eq!(answer.status, 401, "{path}");
+        let forged = http(&host, "GET", &path, &[("Authorization", "Bearer forged")]).await;
+        assert_eq!(forged.status, 401, "{path}");
+    }
+    // The token server never saw a vanity name nor anything but pull.
+    for request in tokens.requests() {
+        for scope in &request.scopes {
+            assert!(scope.starts_with("repository:team/private:"), "{request:?}");
+        }
+    }
+    proxy.stop().await;
+
+    // The proxy logged the requests but never a password or a token.
+    let logs = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    assert!(logs.contains("/v2/private/manifests/v1"), "nothing logged");
+    let encoded = base64::engine::general_purpose::STANDARD.encode("puller:s3cret");
+    for secret in ["s3cret", "push-pw", encoded.as_str()] {
+        assert!(!logs.contains(secret), "the logs contain {secret}");
+    }
+    for token in tokens.issued_tokens() {
+        let signature = token.rsplit('.').next().unwrap();
+        assert!(!logs.contains(signature), "the logs contain a token");
+    }
 }
 
 /// Runs `securebuild sign` or `securebuild verify` in-process; its stdout, or the error `main`

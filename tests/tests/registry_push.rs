@@ -1,6 +1,7 @@
 //! Pushing OCI layouts to a real `docker-registry` and reading them back, checked with skopeo
-//! as an independent client: anonymous and htpasswd registries, idempotent re-pushes, tags,
-//! wrong credentials and layouts that must not be pushed.
+//! as an independent client: anonymous, htpasswd and token-auth registries (a real token
+//! server issuing bearer tokens for basic credentials), idempotent re-pushes, tags, wrong
+//! credentials and layouts that must not be pushed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use securebuild_registry::{
     RegistryOptions, parse_reference, sha256_digest,
 };
 use securebuild_tests::registry::TestRegistry;
+use securebuild_tests::token_server::{SERVICE, TokenServer, TokenUser};
 use serde_json::{Value, json};
 
 const SKOPEO_ENV: &str = "SECUREBUILD_SKOPEO";
@@ -548,6 +550,190 @@ async fn layouts_that_do_not_match_are_never_pushed() {
             .await
             .unwrap()
     );
+}
+
+/// A docker config.json in `dir` with `user:password` for `host`.
+fn config_with(dir: &Path, host: &str, user_pass: &str) -> PathBuf {
+    let path = dir.join(format!("{}.json", user_pass.split(':').next().unwrap()));
+    std::fs::write(
+        &path,
+        serde_json::to_vec(&json!({ "auths": { host: { "auth": base64_user_pass(user_pass) } } }))
+            .unwrap(),
+    )
+    .unwrap();
+    path
+}
+
+#[tokio::test]
+async fn pushes_and_pulls_with_bearer_tokens_from_a_token_server() {
+    let tokens = TokenServer::start(vec![
+        TokenUser::read_write("alice", "correct horse"),
+        TokenUser::read_only("reader", "just looking"),
+    ])
+    .unwrap();
+    let server = TestRegistry::start_with_token(&tokens).unwrap();
+    // The registry really asks for bearer tokens from the token server.
+    let probe = reqwest_free_probe(&server.host());
+    assert!(
+        probe.contains(&format!(
+            "Bearer realm=\"{}\",service=\"{SERVICE}\"",
+            tokens.realm()
+        )),
+        "{probe}"
+    );
+    let layout = make_layout(7);
+    let target = parse_reference(&format!("{}/tokens/app:v1", server.host())).unwrap();
+    let config_dir = tempfile::tempdir().unwrap();
+    let config_path = server.docker_config_json(config_dir.path()).unwrap();
+    let registry = registry_with(DockerConfig::from_file(&config_path).unwrap());
+
+    let report = registry
+        .push_layout(layout.dir.path(), &target, &["stable".to_owned()])
+        .await
+        .unwrap_or_else(|error| panic!("{error}; registry log:\n{}", server.log()));
+    assert_eq!(report.digest, layout.index_digest);
+    assert_eq!((report.blobs_uploaded, report.manifests_pushed), (3, 3));
+    // Every token request authenticated as alice for the pushed repository, and push was
+    // asked for.
+    let requests = tokens.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|request| request.scopes == ["repository:tokens/app:pull,push"]),
+        "{requests:?}"
+    );
+    for request in &requests {
+        assert_eq!(request.user.as_deref(), Some("alice"), "{request:?}");
+        assert_eq!(request.status, 200, "{request:?}");
+        assert_eq!(request.service.as_deref(), Some(SERVICE), "{request:?}");
+        assert!(
+            request
+                .scopes
+                .iter()
+                .all(|scope| scope.starts_with("repository:tokens/app:")),
+            "{request:?}"
+        );
+    }
+
+    // Read back with the project's client and with skopeo, both through tokens.
+    assert_eq!(
+        registry.tag_digest(&target, "stable").await.unwrap(),
+        Some(layout.index_digest.clone())
+    );
+    let manifest = registry
+        .fetch_manifest(&Reference::with_digest(
+            target.registry().to_owned(),
+            target.repository().to_owned(),
+            layout.manifest_digests[0].clone(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(manifest.digest, layout.manifest_digests[0]);
+    let config = registry
+        .fetch_blob(&target, &layout.config_digests[0])
+        .await
+        .unwrap();
+    assert_eq!(sha256_digest(&config), layout.config_digests[0]);
+    let raw = skopeo_raw(
+        &format!("{}/tokens/app:v1", server.host()),
+        Some("alice:correct horse"),
+    );
+    assert_eq!(sha256_digest(&raw), layout.index_digest);
+    // A fresh client with the same credentials pushes nothing again.
+    let again = registry_with(DockerConfig::from_file(&config_path).unwrap())
+        .push_layout(layout.dir.path(), &target, &[])
+        .await
+        .unwrap();
+    assert_eq!((again.blobs_uploaded, again.manifests_pushed), (0, 0));
+
+    // A read-only user pulls, but its token carries no push: the registry refuses the push.
+    let reader_config = config_with(config_dir.path(), &server.host(), "reader:just looking");
+    let reader = registry_with(DockerConfig::from_file(&reader_config).unwrap());
+    let pulled = reader.fetch_manifest(&target).await.unwrap();
+    assert_eq!(pulled.digest, layout.index_digest);
+    let other = make_layout(8);
+    let denied = parse_reference(&format!("{}/tokens/other:v1", server.host())).unwrap();
+    let error = reader
+        .push_layout(other.dir.path(), &denied, &[])
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    match &error {
+        RegistryError::Unauthorized {
+            status, context, ..
+        } => {
+            assert_eq!(*status, 401);
+            assert_eq!(context.repository, "tokens/other");
+        }
+        other => panic!("expected unauthorized, got {other}"),
+    }
+    assert!(message.contains(&server.host()), "{message}");
+    assert!(
+        tokens
+            .requests()
+            .iter()
+            .any(|request| request.user.as_deref() == Some("reader")
+                && request.scopes == ["repository:tokens/other:pull,push"]),
+        "{:?}",
+        tokens.requests()
+    );
+    assert_eq!(registry.tag_digest(&denied, "v1").await.unwrap(), None);
+
+    // A wrong password: the token server refuses, and the error names the registry and where
+    // the credentials came from.
+    let wrong_config = config_with(config_dir.path(), &server.host(), "alice:battery staple");
+    let before = tokens.requests().len();
+    let error = registry_with(DockerConfig::from_file(&wrong_config).unwrap())
+        .push_layout(other.dir.path(), &denied, &[])
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    match &error {
+        RegistryError::AuthenticationFailed {
+            registry,
+            repository,
+            credentials,
+            ..
+        } => {
+            assert_eq!(*registry, server.host());
+            assert_eq!(repository, "tokens/other");
+            assert!(matches!(**credentials, CredentialSource::ConfigFile { .. }));
+        }
+        other => panic!("expected authentication failed, got {other}"),
+    }
+    assert!(message.contains(&server.host()), "{message}");
+    assert!(
+        message.contains(&wrong_config.display().to_string()),
+        "{message}"
+    );
+    assert!(message.contains("docker login"), "{message}");
+    assert!(!message.contains("battery staple"), "{message}");
+    let refused: Vec<_> = tokens.requests()[before..].to_vec();
+    assert!(!refused.is_empty());
+    assert!(
+        refused.iter().all(|request| request.status == 401
+            && request.sent_credentials
+            && request.user.is_none()),
+        "{refused:?}"
+    );
+    assert_eq!(registry.tag_digest(&denied, "v1").await.unwrap(), None);
+}
+
+/// The `WWW-Authenticate` header of an anonymous `GET /v2/`.
+fn reqwest_free_probe(host: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "GET /v2/ HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text.lines()
+        .find(|line| line.to_ascii_lowercase().starts_with("www-authenticate:"))
+        .unwrap_or_else(|| panic!("no challenge: {text}"))
+        .to_owned()
 }
 
 fn base64_user_pass(user_pass: &str) -> String {
