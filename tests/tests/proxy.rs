@@ -310,6 +310,48 @@ fn skopeo() -> tokio::process::Command {
     command
 }
 
+/// Inspects `image` (`docker://…`) with skopeo and `creds` and copies all of it to an OCI
+/// layout; returns the raw manifest the inspection read.
+async fn pull_with_skopeo(image: &str, creds: &str) -> Vec<u8> {
+    let raw = run_skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        "--creds",
+        creds,
+        image,
+    ])
+    .await;
+    let copy = tempfile::tempdir().unwrap();
+    let destination = format!("oci:{}:copy", copy.path().display());
+    run_skopeo(&[
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        "--src-creds",
+        creds,
+        image,
+        &destination,
+    ])
+    .await;
+    raw
+}
+
+/// Asserts that skopeo cannot inspect `image` with each of `attempts` (no credentials, or
+/// `user:password`).
+async fn assert_skopeo_refused(image: &str, attempts: &[Option<&str>]) {
+    for creds in attempts {
+        let mut args = vec!["inspect", "--raw", "--tls-verify=false"];
+        if let Some(creds) = creds {
+            args.extend(["--creds", creds]);
+        }
+        args.push(image);
+        let output = skopeo().args(&args).output().await.unwrap();
+        assert!(!output.status.success(), "{creds:?}");
+    }
+}
+
 /// Runs skopeo and returns its stdout, failing the test with its stderr.
 async fn run_skopeo(args: &[&str]) -> Vec<u8> {
     let output =
@@ -839,28 +881,8 @@ async fn a_passthrough_route_relays_the_bearer_flow_of_a_token_upstream() {
     assert_eq!(tokens.requests().len(), before, "challenges need no token");
 
     // With credentials, skopeo gets a token through the proxy and pulls.
-    let raw = run_skopeo(&[
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        "--creds",
-        "puller:s3cret",
-        &vanity,
-    ])
-    .await;
+    let raw = pull_with_skopeo(&vanity, "puller:s3cret").await;
     assert_eq!(sha256_digest(&raw), image.index);
-    let copy = tempfile::tempdir().unwrap();
-    run_skopeo(&[
-        "copy",
-        "--all",
-        "--preserve-digests",
-        "--src-tls-verify=false",
-        "--src-creds",
-        "puller:s3cret",
-        &vanity,
-        &format!("oci:{}:copy", copy.path().display()),
-    ])
-    .await;
     let granted = tokens.requests()[before..].to_vec();
     assert!(!granted.is_empty());
     for request in &granted {
@@ -930,15 +952,7 @@ async fn a_passthrough_route_relays_the_bearer_flow_of_a_token_upstream() {
 
     // Wrong or missing credentials are refused, also for what was just pulled (nothing is
     // cached for passthrough routes), and every attempt went to the token server.
-    for creds in [None, Some("puller:wrong")] {
-        let mut args = vec!["inspect", "--raw", "--tls-verify=false"];
-        if let Some(creds) = creds {
-            args.extend(["--creds", creds]);
-        }
-        args.push(&vanity);
-        let output = skopeo().args(&args).output().await.unwrap();
-        assert!(!output.status.success(), "{creds:?}");
-    }
+    assert_skopeo_refused(&vanity, &[None, Some("puller:wrong")]).await;
     let wrong = format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode("puller:wrong")
@@ -1157,40 +1171,12 @@ async fn a_passthrough_route_passes_the_clients_credentials_and_keeps_none() {
         Some("Basic realm=\"securebuild-test\"")
     );
 
-    let raw = run_skopeo(&[
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        "--creds",
-        "puller:s3cret",
-        &vanity,
-    ])
-    .await;
+    let raw = pull_with_skopeo(&vanity, "puller:s3cret").await;
     assert_eq!(sha256_digest(&raw), image.index);
-    let copy = tempfile::tempdir().unwrap();
-    run_skopeo(&[
-        "copy",
-        "--all",
-        "--preserve-digests",
-        "--src-tls-verify=false",
-        "--src-creds",
-        "puller:s3cret",
-        &vanity,
-        &format!("oci:{}:copy", copy.path().display()),
-    ])
-    .await;
 
     // Wrong or missing credentials are refused, also for what was just pulled (nothing is
     // cached for passthrough routes).
-    for creds in [None, Some("puller:wrong")] {
-        let mut args = vec!["inspect", "--raw", "--tls-verify=false"];
-        if let Some(creds) = creds {
-            args.extend(["--creds", creds]);
-        }
-        args.push(&vanity);
-        let output = skopeo().args(&args).output().await.unwrap();
-        assert!(!output.status.success(), "{creds:?}");
-    }
+    assert_skopeo_refused(&vanity, &[None, Some("puller:wrong")]).await;
     for path in [
         format!("/v2/private/manifests/{}", image.index),
         format!("/v2/private/blobs/{}", image.layer),
