@@ -577,12 +577,10 @@ impl Reconciler<'_> {
         };
         let mut new_status =
             status::build_finished(self.ib, job_name, Some(job), &finish, self.now);
-        if !matches!(finish, Finish::Failed(_)) {
-            new_status.pull_image = new_status
-                .latest_image
-                .as_deref()
-                .and_then(|image| job::pull_reference(image, &self.ctx.config));
-        }
+        new_status.pull_image = new_status
+            .latest_image
+            .as_deref()
+            .and_then(|image| job::pull_reference(image, &self.ctx.config));
         let latest_image = new_status.latest_image.clone();
         self.patch_status(new_status).await?;
         self.ctx.post_build.recorded(self.key, job_name);

@@ -1,13 +1,11 @@
 //! The OCI Distribution Specification's grammar for what a client may name: repository names,
-//! tags, digests, and the single byte range a blob `GET` may ask for. Everything is checked
-//! here before anything goes upstream.
+//! tags and digests (checked as the registry client checks them), and the single byte range a
+//! blob `GET` may ask for. Everything is checked here before anything goes upstream.
 
-use securebuild_registry::digest::sha256_hex;
+pub use securebuild_registry::reference::{is_sha256_digest, is_valid_tag};
 
 /// Longest repository name accepted (the limit `distribution` enforces on the whole name).
 const MAX_NAME_LEN: usize = 255;
-/// Longest tag (the spec's `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`).
-const MAX_TAG_LEN: usize = 128;
 
 /// Whether `name` matches `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*`.
 pub fn is_valid_name(name: &str) -> bool {
@@ -43,24 +41,9 @@ fn is_valid_component(component: &str) -> bool {
     true
 }
 
-/// Whether `tag` matches `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.
-pub fn is_valid_tag(tag: &str) -> bool {
-    let mut bytes = tag.bytes();
-    tag.len() <= MAX_TAG_LEN
-        && bytes
-            .next()
-            .is_some_and(|first| first.is_ascii_alphanumeric() || first == b'_')
-        && bytes.all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'.' | b'-'))
-}
-
 /// Whether `digest` has the spec's digest shape, `algorithm:encoded`.
 pub fn looks_like_digest(digest: &str) -> bool {
     digest.contains(':')
-}
-
-/// Whether `digest` is a canonical `sha256:` digest, the only algorithm served.
-pub fn is_sha256_digest(digest: &str) -> bool {
-    sha256_hex(digest).is_some()
 }
 
 /// A byte range a blob `GET` asks for: `bytes=START-END`, `bytes=START-` or `bytes=-SUFFIX`.

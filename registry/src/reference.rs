@@ -52,15 +52,19 @@ pub fn uses_plain_http(registry: &str, insecure: &[String]) -> bool {
     })
 }
 
-/// Checks a tag against docker's grammar, `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
-pub fn check_tag(tag: &str) -> Result<(), RegistryError> {
+/// Whether `tag` matches docker's grammar, `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+pub fn is_valid_tag(tag: &str) -> bool {
     let mut bytes = tag.bytes();
-    let valid = tag.len() <= MAX_TAG_LEN
+    tag.len() <= MAX_TAG_LEN
         && bytes
             .next()
             .is_some_and(|first| first.is_ascii_alphanumeric() || first == b'_')
-        && bytes.all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'.' | b'-'));
-    if valid {
+        && bytes.all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'.' | b'-'))
+}
+
+/// Checks a tag against docker's grammar ([`is_valid_tag`]).
+pub fn check_tag(tag: &str) -> Result<(), RegistryError> {
+    if is_valid_tag(tag) {
         Ok(())
     } else {
         Err(RegistryError::InvalidTag {
@@ -80,7 +84,8 @@ pub fn check_digest(digest: &str) -> Result<(), RegistryError> {
     }
 }
 
-fn is_sha256_digest(digest: &str) -> bool {
+/// Whether `digest` is `sha256:` followed by 64 lower-case hex digits.
+pub fn is_sha256_digest(digest: &str) -> bool {
     sha256_hex(digest).is_some()
 }
 

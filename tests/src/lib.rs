@@ -16,4 +16,5 @@ pub mod operator_process;
 pub mod proxy;
 pub mod registry;
 pub mod serve;
+pub mod skopeo;
 pub mod token_server;

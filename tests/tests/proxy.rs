@@ -27,7 +27,6 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
-const SKOPEO_ENV: &str = "SECUREBUILD_SKOPEO";
 const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 const CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
 
@@ -304,10 +303,7 @@ async fn http(address: &str, method: &str, path: &str, headers: &[(&str, &str)])
 }
 
 fn skopeo() -> tokio::process::Command {
-    let program = std::env::var_os(SKOPEO_ENV).unwrap_or_else(|| "skopeo".into());
-    let mut command = tokio::process::Command::new(program);
-    command.env_remove("REGISTRY_AUTH_FILE");
-    command
+    tokio::process::Command::from(securebuild_tests::skopeo::command())
 }
 
 /// Inspects `image` (`docker://…`) with skopeo and `creds` and copies all of it to an OCI
@@ -354,16 +350,7 @@ async fn assert_skopeo_refused(image: &str, attempts: &[Option<&str>]) {
 
 /// Runs skopeo and returns its stdout, failing the test with its stderr.
 async fn run_skopeo(args: &[&str]) -> Vec<u8> {
-    let output =
-        skopeo().args(args).output().await.unwrap_or_else(|error| {
-            panic!("running skopeo (install it or set {SKOPEO_ENV}): {error}")
-        });
-    assert!(
-        output.status.success(),
-        "skopeo {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output.stdout
+    securebuild_tests::skopeo::stdout_of(skopeo().args(args).output().await, args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,7 +16,6 @@ use securebuild_tests::registry::TestRegistry;
 use securebuild_tests::token_server::{SERVICE, TokenServer, TokenUser};
 use serde_json::{Value, json};
 
-const SKOPEO_ENV: &str = "SECUREBUILD_SKOPEO";
 const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 const CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
 /// Big enough that the layer is streamed in many reads.
@@ -125,24 +124,12 @@ fn registry_with(config: DockerConfig) -> Registry {
 }
 
 fn skopeo() -> Command {
-    let program = std::env::var_os(SKOPEO_ENV).unwrap_or_else(|| "skopeo".into());
-    let mut command = Command::new(program);
-    command.env_remove("REGISTRY_AUTH_FILE");
-    command
+    securebuild_tests::skopeo::command()
 }
 
 /// Runs skopeo and returns its stdout, failing the test with its stderr.
 fn run_skopeo(args: &[&str]) -> Vec<u8> {
-    let output = skopeo()
-        .args(args)
-        .output()
-        .unwrap_or_else(|error| panic!("running skopeo (install it or set {SKOPEO_ENV}): {error}"));
-    assert!(
-        output.status.success(),
-        "skopeo {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output.stdout
+    securebuild_tests::skopeo::stdout_of(skopeo().args(args).output(), args)
 }
 
 /// The raw manifest skopeo reads for `reference`, with optional `user:password`.
