@@ -335,6 +335,43 @@ pub struct PackageSummary {
     pub count: u32,
     /// SHA-256 of the lockfile: changes whenever any resolved package changes.
     pub lock_digest: String,
+    /// The installed packages, by name and version, as the operator resolved them again from
+    /// the signed indexes after the build (empty when it could not: the lock differed, or the
+    /// repositories were unreachable).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub installed: Vec<InstalledPackage>,
+}
+
+/// One installed package version.
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+pub struct InstalledPackage {
+    /// The package name.
+    pub name: String,
+    /// The apk version, e.g. `1.25.8-r0`.
+    pub version: String,
+    /// The APK architectures that install this version (`x86_64`, `aarch64`, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub architectures: Vec<String>,
+}
+
+/// How one package changed between a build and the one before it.
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+pub struct PackageChange {
+    /// The package name.
+    pub name: String,
+    /// The version before; absent for an added package.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The version after; absent for a removed package.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// The APK architectures the change applies to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub architectures: Vec<String>,
 }
 
 /// A reference to an artifact stored next to the image.
@@ -435,4 +472,17 @@ pub struct HistoryEntry {
     /// The lock digest it built.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock_digest: Option<String>,
+    /// The build's name (Job name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// When it started (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<String>,
+    /// Why a failed build failed: its reason and message, shortened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+    /// What changed in the installed packages against the previous successful build; absent
+    /// when either package list is unknown, empty when nothing changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_changes: Option<Vec<PackageChange>>,
 }

@@ -206,6 +206,7 @@ fn up_to_date(index: usize) -> ImageBuild {
         packages: Some(PackageSummary {
             count: 12,
             lock_digest: digest('d'),
+            installed: Vec::new(),
         }),
         history: vec![HistoryEntry {
             digest: Some(digest('a')),
@@ -213,6 +214,10 @@ fn up_to_date(index: usize) -> ImageBuild {
             outcome: BuildOutcome::Succeeded,
             time: "2025-01-01T00:00:00Z".into(),
             lock_digest: Some(digest('d')),
+            job: Some("done".into()),
+            start_time: None,
+            failure: None,
+            package_changes: None,
         }],
         ..ImageBuildStatus::default()
     };

@@ -43,6 +43,7 @@ use crate::post_build::{PostBuildTasks, Progress};
 use crate::slots::BuildSlots;
 use crate::status::{self, Finish, JobOutcome};
 use crate::triggers::{self, Decision, Trigger};
+use crate::watched::WatchedImageBuilds;
 use crate::{Error, Result};
 
 /// The field manager of every write.
@@ -165,6 +166,8 @@ pub struct Context {
     pub config_maps: ApiConfigMaps,
     /// The post-build work (signing) of finished builds, off the reconcile workers.
     pub post_build: PostBuildTasks,
+    /// The controller's ImageBuild caches, for the console.
+    pub watched: WatchedImageBuilds,
     slots: Mutex<BuildSlots>,
     handoff: broadcast::Sender<String>,
     failures: Mutex<BTreeMap<String, u32>>,
@@ -206,6 +209,7 @@ impl Context {
             backend,
             config_maps,
             post_build,
+            watched: WatchedImageBuilds::default(),
             slots: Mutex::new(slots),
             handoff,
             failures: Mutex::new(BTreeMap::new()),
@@ -331,6 +335,8 @@ pub async fn reconcile(ib: Arc<ImageBuild>, ctx: Arc<Context>) -> Result<Action>
         .namespace()
         .ok_or_else(|| Error::MissingNamespace { name: name.clone() })?;
     let key = format!("{namespace}/{name}");
+    // The caches changed (or a requeue is due): the console's live pages look again.
+    ctx.watched.changed();
     let ib = ctx.freshest(&key, ib);
     let action = Reconciler {
         ctx: &ctx,
@@ -830,6 +836,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<()> {
             .collect()
     };
     let mut controllers = Vec::new();
+    let mut stores = Vec::new();
     for namespace in namespaces {
         let (imagebuilds, jobs, config_maps): (
             Api<ImageBuild>,
@@ -880,6 +887,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<()> {
             "finished signings",
         ));
         let store = controller.store();
+        stores.push(store.clone());
         controller = controller.reconcile_on(included_config_map_refs(config_maps, store));
         let controller = controller
             .with_config(
@@ -897,7 +905,10 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<()> {
             });
         controllers.push(controller);
     }
+    ctx.watched.replace(stores);
     futures::future::join_all(controllers).await;
+    // A controller that stopped (shutdown, a lost lease) feeds nothing: show nothing stale.
+    ctx.watched.replace(Vec::new());
     Ok(())
 }
 
@@ -1321,6 +1332,7 @@ mod tests {
                         reference: attestation.reference,
                         digest: attestation.digest,
                     }],
+                    packages: None,
                 })
             })
         }

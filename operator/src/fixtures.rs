@@ -237,6 +237,7 @@ impl TestImageBuild {
         status.packages = Some(PackageSummary {
             count: 12,
             lock_digest: lock.into(),
+            installed: Vec::new(),
         });
         status.history.insert(
             0,
@@ -246,6 +247,10 @@ impl TestImageBuild {
                 outcome: BuildOutcome::Succeeded,
                 time: "1970-01-01T00:00:00Z".into(),
                 lock_digest: Some(lock.into()),
+                job: Some(job.into()),
+                start_time: None,
+                failure: None,
+                package_changes: None,
             },
         );
         set_condition(

@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use kube::ResourceExt;
 use securebuild_builder::result::ImageResult;
 use securebuild_crds::ImageBuild;
-use securebuild_crds::imagebuild::{ArtifactReference, AttestationReference};
+use securebuild_crds::imagebuild::{ArtifactReference, AttestationReference, InstalledPackage};
 
 /// Any error a hook implementation reports.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -23,6 +23,8 @@ pub struct SigningOutcome {
     pub sbom: Option<ArtifactReference>,
     /// Every attestation attached (provenance, SBOM).
     pub attestations: Vec<AttestationReference>,
+    /// The installed packages, when the hook resolved them again and found the build's lock.
+    pub packages: Option<Vec<InstalledPackage>>,
 }
 
 /// A hook that failed.

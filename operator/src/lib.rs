@@ -20,6 +20,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod console;
 pub mod controller;
 pub mod credentials;
 pub mod hooks;
@@ -28,6 +29,7 @@ pub mod includes;
 pub mod job;
 pub mod leader;
 pub mod metrics;
+pub mod packages;
 pub mod podsecurity;
 pub mod post_build;
 pub mod resolver;
@@ -37,6 +39,7 @@ pub mod slots;
 pub mod status;
 pub mod telemetry;
 pub mod triggers;
+pub mod watched;
 
 #[cfg(test)]
 mod fixtures;

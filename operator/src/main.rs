@@ -15,8 +15,10 @@ use clap::{Args, Parser, Subcommand};
 use securebuild_builder::error::Chain;
 use securebuild_operator::backend::{BuildBackend, LocalBackend, PodBackend};
 use securebuild_operator::config::{Backend, Config};
+use securebuild_operator::console::{self, ConsoleState, SbomSource};
 use securebuild_operator::controller::{self, Hooks, State};
-use securebuild_operator::hooks::{NoSigning, PostBuild};
+use securebuild_operator::hooks::PostBuild;
+use securebuild_operator::packages::ListPackages;
 use securebuild_operator::resolver::PackageResolver;
 use securebuild_operator::signer::Signer;
 use securebuild_operator::{Error, http, leader, telemetry};
@@ -55,6 +57,9 @@ struct RunArgs {
     /// Where `/metrics`, `/healthz` and `/readyz` listen.
     #[arg(long, env = "SECUREBUILD_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     http_addr: SocketAddr,
+    /// Where the read-only web console listens; no console when unset.
+    #[arg(long, env = "SECUREBUILD_CONSOLE_ADDR")]
+    console_addr: Option<SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -79,17 +84,30 @@ fn print_crd() -> Result<(), Error> {
     Ok(())
 }
 
-/// Re-resolution always; signing when a signing key Secret is configured.
-fn hooks(client: &kube::Client, config: &Arc<Config>) -> Hooks {
-    let post_build: Arc<dyn PostBuild> = match &config.signing_key {
+/// The signer, when a signing key Secret is configured.
+fn signer(client: &kube::Client, config: &Arc<Config>) -> Option<Arc<Signer>> {
+    match &config.signing_key {
         Some(secret) => {
             tracing::info!(secret = %format!("{}/{}", secret.namespace, secret.name), "signing with the key in Secret");
-            Arc::new(Signer::new(client.clone(), config.clone(), secret.clone()))
+            Some(Arc::new(Signer::new(
+                client.clone(),
+                config.clone(),
+                secret.clone(),
+            )))
         }
         None => {
             tracing::info!("no signingKeySecret configured; images are not signed");
-            Arc::new(NoSigning)
+            None
         }
+    }
+}
+
+/// Re-resolution always; signing with `signer` when there is one, otherwise only the package
+/// lists.
+fn hooks(config: &Arc<Config>, signer: Option<Arc<Signer>>) -> Hooks {
+    let post_build: Arc<dyn PostBuild> = match signer {
+        Some(signer) => signer,
+        None => Arc::new(ListPackages::new(config.clone())),
     };
     Hooks {
         post_build,
@@ -150,12 +168,29 @@ async fn run(args: RunArgs) -> Result<(), Error> {
     let listener = http::bind(args.http_addr).await?;
     let server = tokio::spawn(http::serve(listener, state.http(), shutdown.clone()));
     let namespace = config.namespace.clone();
+    let signer = signer(&client, &config);
     let ctx = state.to_context_with(
         client.clone(),
         config.clone(),
-        hooks(&client, &config),
+        hooks(&config, signer.clone()),
         backend(&client, &config),
     );
+    let console = match args.console_addr {
+        Some(addr) => {
+            let listener = http::bind(addr).await?;
+            let console_state = ConsoleState {
+                watched: ctx.watched.clone(),
+                sbom: Some(SbomSource {
+                    client: client.clone(),
+                    config: config.clone(),
+                    signer,
+                }),
+                shutdown: shutdown.clone(),
+            };
+            Some(tokio::spawn(console::serve(listener, console_state)))
+        }
+        None => None,
+    };
     state.set_ready(true);
 
     let result = if args.leader_election {
@@ -170,5 +205,9 @@ async fn run(args: RunArgs) -> Result<(), Error> {
     state.set_ready(false);
     shutdown.cancel();
     let served = server.await.unwrap_or(Ok(()));
-    result.and(served)
+    let console_served = match console {
+        Some(console) => console.await.unwrap_or(Ok(())),
+        None => Ok(()),
+    };
+    result.and(served).and(console_served)
 }

@@ -70,6 +70,7 @@ use serde_json::json;
 use crate::config::{Config, SecretRef};
 use crate::credentials::{CredentialsError, registry_for};
 use crate::hooks::{HookError, PostBuild, SigningOutcome};
+use crate::packages::{installed_packages, list_packages};
 use crate::resolver::{
     ResolveError, Resolved, platform_architecture, platform_name, resolve_image,
 };
@@ -251,7 +252,10 @@ impl Signer {
         image: &ImageResult,
     ) -> Result<SigningOutcome, SignerError> {
         if !ib.spec.signing.enabled {
-            return Ok(SigningOutcome::default());
+            return Ok(SigningOutcome {
+                packages: list_packages(ib, &self.config, image).await,
+                ..SigningOutcome::default()
+            });
         }
         let published =
             PublishedImage::from_result(image).ok_or_else(|| SignerError::NotPushed {
@@ -259,8 +263,9 @@ impl Signer {
             })?;
         let key = self.signing_key().await?;
         let wanted = &ib.spec.attestations;
-        let (provenance, sboms) = if wanted.provenance || wanted.sbom {
+        let (provenance, sboms, packages) = if wanted.provenance || wanted.sbom {
             let evidence = self.evidence(ib, image).await?;
+            let packages = installed_packages(&evidence.resolved.resolution);
             check_platforms(image, &evidence.resolved.resolution)?;
             let release = evidence.release.clone();
             let distro = inputs::distro(&release);
@@ -287,9 +292,9 @@ impl Signer {
                     &run.created,
                 )
             });
-            (provenance, sboms)
+            (provenance, sboms, Some(packages))
         } else {
-            (None, None)
+            (None, None, list_packages(ib, &self.config, image).await)
         };
         let registry = registry_for(&self.client, ib, &self.config).await?;
         let summary = attest_build(
@@ -304,7 +309,10 @@ impl Signer {
             image: format!("{}@{}", published.repository, published.digest),
             source,
         })?;
-        Ok(outcome_of(&summary))
+        Ok(SigningOutcome {
+            packages,
+            ..outcome_of(&summary)
+        })
     }
 
     /// Resolves the configuration again, checks it against the build's lock, fetches the
@@ -469,6 +477,7 @@ pub fn outcome_of(summary: &AttestationSummary) -> SigningOutcome {
         }),
         sbom: summary.sboms.first().map(|s| reference(&s.artifact)),
         attestations,
+        packages: None,
     }
 }
 

@@ -31,6 +31,7 @@ use crate::job::{
     CONDITION_TRUE, CONTAINER_NAME, JOB_COMPLETE, JOB_FAILED, JobState, TERMINATION_LOG,
     job_generation, job_lock_digest, job_reason, job_state, true_condition,
 };
+use crate::packages::package_changes;
 use crate::triggers::Trigger;
 
 /// How many log lines a failure keeps.
@@ -39,6 +40,9 @@ pub const LOG_SNIPPET_LINES: usize = 20;
 pub const LOG_SNIPPET_BYTES: usize = 2048;
 /// The longest failure message kept in the status.
 pub const MESSAGE_LIMIT: usize = 4096;
+
+/// The longest failure message a history entry keeps.
+pub const HISTORY_MESSAGE_LIMIT: usize = 512;
 
 /// The Job condition reason of a Job that ran past `activeDeadlineSeconds`.
 pub const DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
@@ -483,21 +487,39 @@ pub fn build_finished(
         outcome,
         time: finished_at.clone(),
         lock_digest: lock,
+        job: Some(record.job.clone()),
+        start_time: record.start_time.clone(),
+        failure: None,
+        package_changes: None,
     };
     let entry;
     match finish {
         Finish::Succeeded { image, signing } => {
+            let before = status
+                .packages
+                .as_ref()
+                .map(|p| p.installed.clone())
+                .filter(|installed| !installed.is_empty());
             record_image(&mut status, image);
+            let installed = signing.packages.clone().unwrap_or_default();
+            if let Some(packages) = status.packages.as_mut() {
+                packages.installed = installed.clone();
+            }
             status.signature = signing.signature.clone();
             status.sbom = signing.sbom.clone();
             status.attestations = signing.attestations.clone();
             record.outcome = BuildOutcome::Succeeded;
             record.failure = None;
-            entry = history_entry(
-                Some(image.digest.clone()),
-                BuildOutcome::Succeeded,
-                Some(image.lock.clone()),
-            );
+            entry = HistoryEntry {
+                package_changes: before
+                    .filter(|_| !installed.is_empty())
+                    .map(|before| package_changes(&before, &installed)),
+                ..history_entry(
+                    Some(image.digest.clone()),
+                    BuildOutcome::Succeeded,
+                    Some(image.lock.clone()),
+                )
+            };
             let built = status
                 .latest_image
                 .clone()
@@ -524,16 +546,22 @@ pub fn build_finished(
                 message: shorten_middle(message, MESSAGE_LIMIT),
                 log_snippet: None,
             };
-            entry = history_entry(
-                Some(image.digest.clone()),
-                BuildOutcome::Failed,
-                Some(image.lock.clone()),
-            );
+            entry = HistoryEntry {
+                failure: Some(history_failure(&failure)),
+                ..history_entry(
+                    Some(image.digest.clone()),
+                    BuildOutcome::Failed,
+                    Some(image.lock.clone()),
+                )
+            };
             record_failure(&mut status, &mut record, &failure, generation, now);
         }
         Finish::Failed(failure) => {
             let lock = job.and_then(job_lock_digest).map(str::to_string);
-            entry = history_entry(None, BuildOutcome::Failed, lock);
+            entry = HistoryEntry {
+                failure: Some(history_failure(failure)),
+                ..history_entry(None, BuildOutcome::Failed, lock)
+            };
             record_failure(&mut status, &mut record, failure, generation, now);
         }
     }
@@ -567,10 +595,20 @@ fn record_image(status: &mut ImageBuildStatus, image: &ImageResult) {
         })
         .collect();
     status.tags = image.tags.clone();
+    // The list of a build is recorded after its signing; until then none is claimed.
     status.packages = Some(PackageSummary {
         count: image.packages,
         lock_digest: image.lock.clone(),
+        installed: Vec::new(),
     });
+}
+
+/// A failure as one history line: `Reason: message`, shortened.
+fn history_failure(failure: &Failure) -> String {
+    shorten_middle(
+        &format!("{}: {}", failure.reason.as_str(), failure.message),
+        HISTORY_MESSAGE_LIMIT,
+    )
 }
 
 fn record_failure(
@@ -934,6 +972,10 @@ mod tests {
                     outcome: BuildOutcome::Failed,
                     time: time.into(),
                     lock_digest: None,
+                    job: None,
+                    start_time: None,
+                    failure: None,
+                    package_changes: None,
                 });
             }
             status.signature = Some(ArtifactReference {
@@ -972,6 +1014,97 @@ mod tests {
         assert!(is_true(&status.conditions, ConditionType::Ready));
         assert_eq!(condition(&status, ConditionType::Reconciling), None);
         assert_eq!(build_duration(&job), Some(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn package_lists_and_their_changes_are_recorded() {
+        use securebuild_crds::imagebuild::{InstalledPackage, PackageChange};
+        let package = |name: &str, version: &str| InstalledPackage {
+            name: name.into(),
+            version: version.into(),
+            architectures: vec!["aarch64".into(), "x86_64".into()],
+        };
+        let succeed = |ib: &ImageBuild, job: &str, packages: Option<Vec<InstalledPackage>>| {
+            let finish = Finish::Succeeded {
+                image: image_result("sha256:lock"),
+                signing: SigningOutcome {
+                    packages,
+                    ..SigningOutcome::default()
+                },
+            };
+            let mut next = ib.clone();
+            next.status = Some(build_finished(ib, job, None, &finish, at(100)));
+            next
+        };
+        let ib = TestImageBuild::new().running(1, "app-1").build();
+        let first = succeed(&ib, "app-1", Some(vec![package("go", "1.25.7-r0")]));
+        let status = first.status.as_ref().unwrap();
+        assert_eq!(
+            status.packages.as_ref().unwrap().installed,
+            [package("go", "1.25.7-r0")]
+        );
+        assert_eq!(
+            status.history[0].package_changes, None,
+            "nothing to compare the first list with"
+        );
+        assert_eq!(status.history[0].job.as_deref(), Some("app-1"));
+
+        let second = succeed(
+            &first,
+            "app-2",
+            Some(vec![
+                package("go", "1.25.8-r0"),
+                package("tzdata", "2026a-r0"),
+            ]),
+        );
+        let changes = second.status.as_ref().unwrap().history[0]
+            .package_changes
+            .clone()
+            .unwrap();
+        let both = vec!["aarch64".to_string(), "x86_64".to_string()];
+        assert_eq!(
+            changes,
+            [
+                PackageChange {
+                    name: "go".into(),
+                    from: Some("1.25.7-r0".into()),
+                    to: Some("1.25.8-r0".into()),
+                    architectures: both.clone(),
+                },
+                PackageChange {
+                    name: "tzdata".into(),
+                    from: None,
+                    to: Some("2026a-r0".into()),
+                    architectures: both,
+                },
+            ]
+        );
+
+        // A build whose list is unknown claims no list and no changes, and the next build has
+        // nothing to compare with.
+        let third = succeed(&second, "app-3", None);
+        let status = third.status.as_ref().unwrap();
+        assert!(status.packages.as_ref().unwrap().installed.is_empty());
+        assert_eq!(status.history[0].package_changes, None);
+        let fourth = succeed(&third, "app-4", Some(vec![package("go", "1.25.8-r0")]));
+        assert_eq!(fourth.status.unwrap().history[0].package_changes, None);
+
+        // A failed build says why in its history entry.
+        let failed = Finish::Failed(Failure {
+            reason: Reason::ResolutionFailed,
+            message: "no package `nope`".into(),
+            log_snippet: None,
+        });
+        let status = build_finished(&second, "app-5", None, &failed, at(200));
+        assert_eq!(
+            status.history[0].failure.as_deref(),
+            Some("ResolutionFailed: no package `nope`")
+        );
+        assert_eq!(
+            status.packages.unwrap().installed.len(),
+            2,
+            "a failed build keeps the last image's list"
+        );
     }
 
     #[test]

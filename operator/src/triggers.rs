@@ -545,6 +545,10 @@ mod tests {
                 outcome: BuildOutcome::Failed,
                 time: "2025-01-01T00:00:00Z".into(),
                 lock_digest: Some("sha256:lock2".into()),
+                job: None,
+                start_time: None,
+                failure: None,
+                package_changes: None,
             })
             .build();
         check(
