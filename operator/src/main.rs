@@ -187,6 +187,14 @@ async fn run(args: RunArgs) -> Result<(), Error> {
                 }),
                 shutdown: shutdown.clone(),
             };
+            if args.leader_election {
+                // Until this replica leads, its console reads a watch of its own.
+                let watched = ctx.watched.clone();
+                let client = client.clone();
+                let namespaces = config.watch_namespaces.clone();
+                let stop = shutdown.clone();
+                tokio::spawn(async move { watched.standby(client, &namespaces, stop).await });
+            }
             Some(tokio::spawn(console::serve(listener, console_state)))
         }
         None => None,

@@ -4,19 +4,27 @@
 //!
 //! Reading costs no API request: the caches are the controller's own watch. Only ImageBuilds
 //! in the namespaces the operator watches are ever here.
+//!
+//! A replica waiting for the leader lease runs no controller; [`WatchedImageBuilds::standby`]
+//! then keeps a watch of its own (the same namespaces) until a controller starts here, so that
+//! the console of every replica behind a Service shows the same.
 
 use std::sync::{Arc, PoisonError, RwLock};
 
-use kube::runtime::reflector::Store;
+use futures::StreamExt as _;
 use kube::runtime::reflector::store::Writer;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt as _, watcher};
+use kube::{Api, Client};
 use securebuild_crds::ImageBuild;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// The controller's ImageBuild caches, shared with readers.
 #[derive(Clone, Debug)]
 pub struct WatchedImageBuilds {
     stores: Arc<RwLock<Vec<Store<ImageBuild>>>>,
+    standby: Arc<RwLock<Vec<Store<ImageBuild>>>>,
     changes: Arc<watch::Sender<u64>>,
 }
 
@@ -25,6 +33,7 @@ impl Default for WatchedImageBuilds {
         let (changes, _) = watch::channel(0);
         Self {
             stores: Arc::default(),
+            standby: Arc::default(),
             changes: Arc::new(changes),
         }
     }
@@ -71,8 +80,8 @@ impl WatchedImageBuilds {
             .clone()
     }
 
-    /// Whether a controller is running and feeds the caches.
-    pub fn is_active(&self) -> bool {
+    /// Whether a controller runs here and feeds the caches.
+    pub fn has_controller(&self) -> bool {
         !self
             .stores
             .read()
@@ -80,15 +89,89 @@ impl WatchedImageBuilds {
             .is_empty()
     }
 
-    /// Every cached ImageBuild, sorted by namespace and name.
+    /// Whether anything feeds the caches: a controller, or the standby watch.
+    pub fn is_active(&self) -> bool {
+        self.has_controller()
+            || !self
+                .standby
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_empty()
+    }
+
+    /// Every cached ImageBuild, sorted by namespace and name: the controller's, or the standby
+    /// watch's while no controller runs.
     pub fn snapshot(&self) -> Vec<Arc<ImageBuild>> {
-        let stores = self.stores.read().unwrap_or_else(PoisonError::into_inner);
-        let mut all: Vec<Arc<ImageBuild>> = stores.iter().flat_map(Store::state).collect();
+        let mut all: Vec<Arc<ImageBuild>> = {
+            let stores = self.stores.read().unwrap_or_else(PoisonError::into_inner);
+            if stores.is_empty() {
+                drop(stores);
+                let standby = self.standby.read().unwrap_or_else(PoisonError::into_inner);
+                standby.iter().flat_map(Store::state).collect()
+            } else {
+                stores.iter().flat_map(Store::state).collect()
+            }
+        };
         all.sort_by(|a, b| {
             (&a.metadata.namespace, &a.metadata.name)
                 .cmp(&(&b.metadata.namespace, &b.metadata.name))
         });
         all
+    }
+
+    /// Watches the ImageBuilds of `namespaces` (all when empty) while no controller runs here,
+    /// until one starts or `shutdown`: the caches of a replica that waits for the leader lease.
+    pub async fn standby(
+        &self,
+        client: Client,
+        namespaces: &[String],
+        shutdown: CancellationToken,
+    ) {
+        let apis: Vec<Api<ImageBuild>> = if namespaces.is_empty() {
+            vec![Api::all(client)]
+        } else {
+            namespaces
+                .iter()
+                .map(|ns| Api::namespaced(client.clone(), ns))
+                .collect()
+        };
+        let mut readers = Vec::new();
+        let mut watches = Vec::new();
+        for api in apis {
+            let (reader, writer) = reflector::store();
+            readers.push(reader);
+            let watched = self.clone();
+            watches.push(
+                reflector::reflector(writer, watcher(api, watcher::Config::default()))
+                    .default_backoff()
+                    .for_each(move |event| {
+                        if let Err(error) = event {
+                            tracing::debug!(%error, "standby ImageBuild watch failed; retrying");
+                        }
+                        watched.changed();
+                        futures::future::ready(())
+                    }),
+            );
+        }
+        *self.standby.write().unwrap_or_else(PoisonError::into_inner) = readers;
+        let mut changes = self.subscribe();
+        let controller_started = async {
+            while !self.has_controller() {
+                if changes.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        tokio::select! {
+            _ = futures::future::join_all(watches) => {}
+            () = controller_started => {}
+            () = shutdown.cancelled() => {}
+        }
+        self.standby
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        self.changed();
     }
 
     /// Records that the controller saw a change.

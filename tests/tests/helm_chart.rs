@@ -271,6 +271,7 @@ fn default_values_render_a_restricted_operator() {
         "ServiceAccount/securebuild",
         "ConfigMap/securebuild",
         "Service/securebuild",
+        "Service/securebuild-console",
         "Deployment/securebuild",
         "ClusterRole/securebuild",
         "ClusterRoleBinding/securebuild",
@@ -299,6 +300,8 @@ fn default_values_render_a_restricted_operator() {
             CONFIG_PATH,
             "--http-addr",
             "0.0.0.0:8080",
+            "--console-addr",
+            "0.0.0.0:8081",
             "--leader-election"
         ]
     );
@@ -366,7 +369,7 @@ fn default_values_render_a_restricted_operator() {
     assert_eq!(mount.read_only, Some(true));
     assert_eq!(spec.service_account_name.as_deref(), Some("securebuild"));
 
-    let service = only(&documents, "Service");
+    let service = named(&documents, "Service", RELEASE);
     assert_eq!(service["spec"]["ports"][0]["name"], "metrics");
     assert_eq!(service["spec"]["ports"][0]["targetPort"], "http");
     let template_labels = &only(&documents, "Deployment")["spec"]["template"]["metadata"]["labels"];
@@ -447,6 +450,7 @@ fn non_default_values_render_monitoring_policy_and_the_crd() {
         "builder": {"image": {"digest": digest}, "workSizeLimit": "20Gi"},
         "jobTtlSecondsAfterFinished": null,
         "httpPort": 9090,
+        "console": {"enabled": false},
     });
     let results = helm(&[values]);
     let result = &results[0];
@@ -579,6 +583,80 @@ fn non_default_values_render_monitoring_policy_and_the_crd() {
         rendered, committed,
         "the templated CRD differs from crds/imagebuilds.securebuild.dev.yaml"
     );
+}
+
+#[test]
+fn the_console_gets_its_port_service_ingress_and_policy() {
+    let values = json!({
+        "networkPolicy": {"enabled": true},
+        "console": {
+            "port": 9443,
+            "service": {"port": 8443},
+            "ingress": {
+                "enabled": true,
+                "className": "nginx",
+                "annotations": {"nginx.ingress.kubernetes.io/auth-url": "https://auth.example.com/oauth2/auth"},
+                "hosts": ["console.example.com"],
+            },
+            "from": [{"namespaceSelector": {"matchLabels": {"name": "ingress-nginx"}}}],
+        },
+    });
+    let results = helm(&[values, json!({"console": {"enabled": false}})]);
+    assert_lint_clean(&results[0]);
+    let documents = documents(&results[0]);
+    let deployment = deployment(&documents);
+    let container = &pod_spec(&deployment).containers[0];
+    let args = container.args.clone().unwrap_or_default();
+    let at = args
+        .iter()
+        .position(|a| a == "--console-addr")
+        .expect("--console-addr");
+    assert_eq!(args[at + 1], "0.0.0.0:9443");
+    let port = container
+        .ports
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find(|p| p.name.as_deref() == Some("console"))
+        .expect("the console container port");
+    assert_eq!(port.container_port, 9443);
+
+    let service = named(&documents, "Service", &format!("{RELEASE}-console"));
+    assert_eq!(service["spec"]["ports"][0]["port"], 8443);
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], "console");
+    assert_eq!(
+        service["spec"]["selector"],
+        only(&documents, "Deployment")["spec"]["selector"]["matchLabels"]
+    );
+    let ingress = only(&documents, "Ingress");
+    assert_eq!(ingress["spec"]["ingressClassName"], "nginx");
+    assert_eq!(ingress["spec"]["rules"][0]["host"], "console.example.com");
+    let backend = &ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"];
+    assert_eq!(backend["name"], format!("{RELEASE}-console"));
+    assert_eq!(backend["port"]["name"], "console");
+    assert_eq!(
+        ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/auth-url"],
+        "https://auth.example.com/oauth2/auth"
+    );
+    let policy = only(&documents, "NetworkPolicy");
+    assert_eq!(
+        policy["spec"]["ingress"][1]["ports"],
+        json!([{"port": "console", "protocol": "TCP"}])
+    );
+    assert_eq!(
+        policy["spec"]["ingress"][1]["from"],
+        json!([{"namespaceSelector": {"matchLabels": {"name": "ingress-nginx"}}}])
+    );
+
+    // Off: no port, no flag, no Service.
+    let off = self::documents(&results[1]);
+    let off_deployment = self::deployment(&off);
+    let args = pod_spec(&off_deployment).containers[0]
+        .args
+        .clone()
+        .unwrap_or_default();
+    assert!(!args.iter().any(|a| a == "--console-addr"), "{args:?}");
+    assert!(!kinds(&off).contains(&format!("Service/{RELEASE}-console")));
 }
 
 #[test]
@@ -1042,6 +1120,8 @@ fn values_schema_rejects_bad_values() {
             "/resources/limits/memory",
         ),
         (json!({"httpPort": 80}), "/httpPort"),
+        (json!({"console": {"port": 80}}), "/console/port"),
+        (json!({"console": {"enable": true}}), "enable"),
         (json!({"crds": {"template": "yes"}}), "/crds/template"),
         (
             json!({"serviceMonitor": {"interval": "often"}}),

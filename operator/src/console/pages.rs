@@ -138,9 +138,8 @@ pub fn images_page(
     );
     if !active {
         body.push_str(
-            "<p class=\"error\" id=\"inactive\">This operator replica runs no controller right now \
-             (it is starting, or another replica holds the leader lease), so it has no ImageBuilds \
-             to show. Reach the console of the leading replica.</p>\n",
+            "<p class=\"error\" id=\"inactive\">This operator replica does not watch ImageBuilds \
+             yet (it is starting), so it has none to show. Reload in a moment.</p>\n",
         );
     }
     let shown: Vec<&ImageRow> = rows.iter().filter(|row| filter.matches(row)).collect();
