@@ -38,19 +38,24 @@ use securebuild_operator::job;
 use securebuild_operator::leader::LEASE_NAME;
 use securebuild_operator::signer::{COSIGN_KEY, COSIGN_PASSWORD};
 use securebuild_tests::cluster::{self, OPERATOR_NAMESPACE, SIGNING_SECRET};
-use securebuild_tests::example_repo::{EXAMPLE_KEY_NAME, example_key, example_repository};
+use securebuild_tests::example_repo::{
+    EXAMPLE_KEY_NAME, example_key, example_repository, example_repository_updated,
+};
 use securebuild_tests::kapi::ControlPlane;
 use securebuild_tests::kubelet::{KubeletConfig, StandInKubelet};
 use securebuild_tests::operator_process::{OperatorProcess, OperatorSpec};
 use securebuild_tests::proxy::{Exchange, HookAction, Matcher, RegistryProxy, TcpProxy};
 use securebuild_tests::registry::TestRegistry;
 use securebuild_tests::serve::ServedDir;
+use securebuild_tests::webdriver::{ChromeDriver, Element, KEY_ENTER, KEY_TAB, Session};
 use serde_json::{Value, json};
 
 const OPERATOR_BIN: &str = env!("CARGO_BIN_EXE_securebuild-operator");
 const BUILDER_BIN_ENV: &str = "SECUREBUILD_E2E_BUILDER_BIN";
 /// Set to keep each test's directory (operator logs, kubelet Pod directories) and namespace.
 const KEEP_ENV: &str = "SECUREBUILD_E2E_KEEP";
+/// Set to a directory to keep the console test's screenshots there (`docs/images`).
+const SCREENSHOTS_ENV: &str = "SECUREBUILD_SCREENSHOTS";
 const BUILDER_IMAGE: &str = "securebuild:e2e";
 const PUSH_SECRET: &str = "regcred";
 const REGISTRY_USER: &str = "builder";
@@ -1177,4 +1182,288 @@ fault_tests! {
     pod_leader_killed: Backend::Pod, Fault::LeaderKilled;
     local_watch_streams_dropped: Backend::Local, Fault::WatchStreamsDropped;
     pod_watch_streams_dropped: Backend::Pod, Fault::WatchStreamsDropped;
+}
+
+/// `GET` on the console: the status code and the body.
+async fn console_get(url: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').unwrap();
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    let request = format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, body.to_string())
+}
+
+/// Tabs through the page until the focused element matches `css`.
+async fn tab_to(browser: &Session, css: &str) -> Element {
+    let target = browser.find(css).await.unwrap();
+    for _ in 0..40 {
+        browser.send_keys_to_active(KEY_TAB).await.unwrap();
+        let active = browser.active_element().await.unwrap();
+        if active.id() == target.id() {
+            return active;
+        }
+    }
+    panic!("Tab never reached {css}");
+}
+
+/// Saves a screenshot as `<SECUREBUILD_SCREENSHOTS>/<name>.png` when that directory is set
+/// (docs/console.md: how the documentation's pictures are made), checking it is a PNG either
+/// way.
+async fn screenshot(browser: &Session, name: &str) {
+    let png = browser.screenshot_png().await.unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{name} is a PNG");
+    if let Some(dir) = std::env::var_os(SCREENSHOTS_ENV) {
+        let path = Path::new(&dir).join(format!("{name}.png"));
+        std::fs::write(&path, png).unwrap();
+        eprintln!("e2e: wrote {}", path.display());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the kapi control plane; run through .ci/e2e (docs/e2e.md)"]
+async fn console_follows_builds_in_a_browser() {
+    let harness = Harness::start("console", Options::new(Backend::Local)).await;
+    let console = harness.operators[0].console_url();
+    wait_until("the console answers", || async {
+        tokio::net::TcpStream::connect(console.trim_start_matches("http://"))
+            .await
+            .is_ok()
+    })
+    .await;
+    let driver = ChromeDriver::start().await.unwrap();
+    let browser = driver.session().await.unwrap();
+    browser.set_window_size(1400, 1000).await.unwrap();
+    let namespace = harness.namespace.clone();
+    let row = |name: &str| format!("tr[data-namespace=\"{namespace}\"][data-name=\"{name}\"]");
+
+    // The list is open before anything exists; it fills and follows the builds without a reload.
+    browser.goto(&format!("{console}/")).await.unwrap();
+    browser
+        .wait_until_text("#image-count", "0 of 0 images", WAIT)
+        .await
+        .unwrap();
+    browser
+        .wait_for("html[data-live=\"connected\"]", Duration::from_secs(10))
+        .await
+        .unwrap();
+    browser
+        .execute("window.securebuildMarker = 'same page';", vec![])
+        .await
+        .unwrap();
+    let mut web = harness.image_build("web", &["hello"]);
+    web.spec.rebuild.interval = Some("3s".into());
+    harness
+        .api()
+        .create(&PostParams::default(), &web)
+        .await
+        .unwrap();
+    harness
+        .api()
+        .create(
+            &PostParams::default(),
+            &harness.image_build("api", &["hello"]),
+        )
+        .await
+        .unwrap();
+    harness
+        .api()
+        .create(
+            &PostParams::default(),
+            &harness.image_build("broken", &["securebuild-e2e-no-such-package"]),
+        )
+        .await
+        .unwrap();
+    let names = vec!["web".to_string(), "api".to_string()];
+    browser
+        .wait_for(&format!("{}[data-state=\"stalled\"]", row("broken")), WAIT)
+        .await
+        .unwrap();
+    for name in &names {
+        browser
+            .wait_for(&format!("{}[data-state=\"ready\"]", row(name)), WAIT)
+            .await
+            .unwrap();
+    }
+    let statuses = harness.wait_ready(&names).await;
+    assert_eq!(
+        browser
+            .execute("return window.securebuildMarker;", vec![])
+            .await
+            .unwrap(),
+        json!("same page"),
+        "the list updated in place, without a reload"
+    );
+    browser
+        .wait_until_text("#image-count", "3 of 3 images", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let web_status = &statuses["web"];
+    let reference = web_status.latest_image.clone().unwrap();
+    let copy = browser
+        .find(&format!("{} code[data-copy]", row("web")))
+        .await
+        .unwrap();
+    assert_eq!(copy.attribute("data-copy").await.unwrap(), Some(reference));
+    let installed = &web_status.packages.as_ref().unwrap().installed;
+    let versions: BTreeMap<&str, &str> = installed
+        .iter()
+        .map(|p| (p.name.as_str(), p.version.as_str()))
+        .collect();
+    assert_eq!(
+        versions,
+        BTreeMap::from([
+            ("example-base", "1.0-r0"),
+            ("hello", "1.2.0-r0"),
+            ("libhello", "1.2.0-r0")
+        ]),
+        "the recorded package list"
+    );
+    screenshot(&browser, "console-images").await;
+
+    // A package update: the repository publishes hello and libhello 1.2.1; `web` re-resolves
+    // every 3 s, builds again, and its page shows what moved.
+    let key = example_key().unwrap();
+    example_repository_updated(&key)
+        .write(harness.served.root())
+        .unwrap();
+    let api = harness.api();
+    let updated = wait_for_status(&api, "web", |status| {
+        status.history.len() == 2 && is_true(&status.conditions, ConditionType::Ready)
+    })
+    .await;
+    assert_eq!(updated.history[0].reason, BuildReason::PackageUpdate);
+    let changes = updated.history[0].package_changes.clone().unwrap();
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    browser
+        .goto(&format!("{console}/images/{namespace}/web"))
+        .await
+        .unwrap();
+    browser
+        .wait_until_text("#build-0 h3", "Package update", Duration::from_secs(10))
+        .await
+        .unwrap();
+    for package in ["hello", "libhello"] {
+        let change = browser
+            .find(&format!("#changes-0 tr[data-package=\"{package}\"]"))
+            .await
+            .unwrap();
+        assert_eq!(
+            change.attribute("data-change").await.unwrap().as_deref(),
+            Some("upgraded")
+        );
+        let text = change.text().await.unwrap();
+        assert!(
+            text.contains("1.2.0-r0") && text.contains("1.2.1-r0"),
+            "{package}: {text}"
+        );
+        assert!(text.contains("aarch64, x86_64"), "{package}: {text}");
+    }
+    let commands = browser
+        .find("#verify-cosign")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        commands.contains(&format!(
+            "cosign verify --key cosign.pub {}",
+            updated.latest_image.clone().unwrap()
+        )),
+        "{commands}"
+    );
+    screenshot(&browser, "console-image").await;
+    browser
+        .execute(
+            "document.getElementById('history').scrollIntoView();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    screenshot(&browser, "console-history").await;
+
+    // The SBOM downloads are the attested document, in both formats, and the public key is
+    // the operator's.
+    let (status, spdx) = console_get(&format!(
+        "{console}/images/{namespace}/web/sbom/amd64.spdx.json"
+    ))
+    .await;
+    assert_eq!(status, 200, "{spdx}");
+    let spdx: Value = serde_json::from_str(&spdx).unwrap();
+    assert_eq!(spdx["spdxVersion"], "SPDX-2.3");
+    let names_in_sbom = spdx["packages"].to_string();
+    assert!(names_in_sbom.contains("1.2.1-r0"), "{names_in_sbom}");
+    let (status, cdx) = console_get(&format!(
+        "{console}/images/{namespace}/web/sbom/arm64.cdx.json"
+    ))
+    .await;
+    assert_eq!(status, 200, "{cdx}");
+    let cdx: Value = serde_json::from_str(&cdx).unwrap();
+    assert_eq!(cdx["bomFormat"], "CycloneDX");
+    assert_eq!(cdx["specVersion"], "1.5");
+    let (status, pem) = console_get(&format!("{console}/cosign.pub")).await;
+    assert_eq!(status, 200, "{pem}");
+    assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"), "{pem}");
+
+    // The package search: only `api` still has a hello older than 1.2.1.
+    browser.goto(&format!("{console}/packages")).await.unwrap();
+    let name_field = browser.find("#p-name").await.unwrap();
+    name_field.send_keys("hello").await.unwrap();
+    let range_field = browser.find("#p-range").await.unwrap();
+    range_field.send_keys("<1.2.1").await.unwrap();
+    range_field.send_keys(KEY_ENTER).await.unwrap();
+    browser
+        .wait_until_text("#result-count", "1 image installs", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let hits = browser.find_all("#results tbody tr").await.unwrap();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(
+        hits[0].attribute("data-image").await.unwrap(),
+        Some(format!("{namespace}/api"))
+    );
+    screenshot(&browser, "console-packages").await;
+
+    // Keyboard only: the skip link comes first and moves focus to the content; the filter
+    // field submits with Enter; a row's link opens the image.
+    browser.goto(&format!("{console}/")).await.unwrap();
+    browser.send_keys_to_active(KEY_TAB).await.unwrap();
+    let skip = browser.active_element().await.unwrap();
+    assert_eq!(skip.text().await.unwrap(), "Skip to content");
+    skip.send_keys(KEY_ENTER).await.unwrap();
+    let focused = browser.active_element().await.unwrap();
+    assert_eq!(
+        focused.attribute("id").await.unwrap().as_deref(),
+        Some("content")
+    );
+    let filter = tab_to(&browser, "#f-q").await;
+    filter.send_keys("web").await.unwrap();
+    filter.send_keys(KEY_ENTER).await.unwrap();
+    browser
+        .wait_until_text("#image-count", "1 of 3 images", Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(browser.current_url().await.unwrap().contains("q=web"));
+    let link = tab_to(&browser, &format!("{} a", row("web"))).await;
+    link.send_keys(KEY_ENTER).await.unwrap();
+    browser
+        .wait_for("#verification", Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(
+        browser
+            .current_url()
+            .await
+            .unwrap()
+            .ends_with(&format!("/images/{namespace}/web"))
+    );
+    browser.close().await.unwrap();
+    harness.finish().await;
 }

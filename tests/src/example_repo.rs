@@ -32,6 +32,21 @@ fn common(spec: PackageSpec) -> PackageSpec {
 
 /// The example repository's packages.
 pub fn example_repository(key: &TestKey) -> Repository {
+    example_repository_at(key, "1.2.0")
+}
+
+/// The example repository after a release of `hello` and `libhello` `1.2.1-r0`, the versions
+/// before it still listed: what a package update looks like to the operator.
+pub fn example_repository_updated(key: &TestKey) -> Repository {
+    let mut repository = example_repository_at(key, "1.2.0");
+    for spec in [libhello("1.2.1"), hello("1.2.1")] {
+        repository = repository.package_for_archs(spec, &EXAMPLE_ARCHS);
+    }
+    repository
+}
+
+/// The example repository with `hello` and `libhello` at `version` (`-r0`).
+fn example_repository_at(key: &TestKey, version: &str) -> Repository {
     let base = common(PackageSpec::new("example-base", "1.0-r0"))
         .description("Base filesystem layout of the example images")
         .origin("example-base")
@@ -55,26 +70,39 @@ pub fn example_repository(key: &TestKey) -> Repository {
             0,
         )
         .file("etc/group", "root:x:0:\nnogroup:x:65534:\n", 0o644, 0, 0);
-    let lib = common(PackageSpec::new("libhello", "1.2.0-r0"))
+    let mut repository = Repository::new(key).description("securebuild example repository");
+    for spec in [base, libhello(version), hello(version)] {
+        repository = repository.package_for_archs(spec, &EXAMPLE_ARCHS);
+    }
+    repository
+}
+
+/// `libhello` at `version` (`-r0`).
+fn libhello(version: &str) -> PackageSpec {
+    common(PackageSpec::new("libhello", format!("{version}-r0")))
         .description("Greeting library of the example images")
         .origin("hello")
         .provide("so:libhello.so.1=1")
         .dir("usr", 0o755, 0, 0)
         .dir("usr/lib", 0o755, 0, 0)
         .file(
-            "usr/lib/libhello.so.1.2.0",
-            "libhello 1.2.0: greetings\n",
+            format!("usr/lib/libhello.so.{version}"),
+            format!("libhello {version}: greetings\n"),
             0o755,
             0,
             0,
         )
-        .symlink("usr/lib/libhello.so.1", "libhello.so.1.2.0");
-    let hello = common(PackageSpec::new("hello", "1.2.0-r0"))
+        .symlink("usr/lib/libhello.so.1", format!("libhello.so.{version}"))
+}
+
+/// `hello` at `version` (`-r0`).
+fn hello(version: &str) -> PackageSpec {
+    common(PackageSpec::new("hello", format!("{version}-r0")))
         .description("Prints a greeting")
         .origin("hello")
         .depend("example-base")
         .depend("so:libhello.so.1")
-        .provide("cmd:hello=1.2.0-r0")
+        .provide(format!("cmd:hello={version}-r0"))
         .dir("usr", 0o755, 0, 0)
         .dir("usr/bin", 0o755, 0, 0)
         .dir("usr/share", 0o755, 0, 0)
@@ -92,12 +120,7 @@ pub fn example_repository(key: &TestKey) -> Repository {
             0o644,
             0,
             0,
-        );
-    let mut repository = Repository::new(key).description("securebuild example repository");
-    for spec in [base, lib, hello] {
-        repository = repository.package_for_archs(spec, &EXAMPLE_ARCHS);
-    }
-    repository
+        )
 }
 
 /// Writes the example repository to `<examples>/repo` and the public key to

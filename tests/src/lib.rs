@@ -1,7 +1,8 @@
 //! Test support for SecureBuild's integration tests and benchmarks: real signed APK
 //! repositories, a loopback HTTP file server with fault injection, a local OCI registry and
-//! fault-injecting proxies, and — for the tests on a real control plane — the operator's
-//! installation (CRD, the chart's RBAC), the operator as a process, and a stand-in kubelet.
+//! fault-injecting proxies, a headless browser through WebDriver, and — for the tests on a real
+//! control plane — the operator's installation (CRD, the chart's RBAC), the operator as a
+//! process, and a stand-in kubelet.
 //!
 //! Everything here produces artifacts independently of `securebuild-builder` (it never uses
 //! the builder's parsers), so a test compares the engine against an outside producer. It binds
@@ -18,3 +19,4 @@ pub mod registry;
 pub mod serve;
 pub mod skopeo;
 pub mod token_server;
+pub mod webdriver;

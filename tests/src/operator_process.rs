@@ -1,6 +1,7 @@
 //! Runs `securebuild-operator` as a child process for tests and benchmarks: with a given
 //! configuration file and kubeconfig, its log appended to one file across restarts, killed with
-//! SIGKILL on demand (and on drop), and its `/metrics` and peak RSS readable.
+//! SIGKILL on demand (and on drop), and its `/metrics` and peak RSS readable. Its console is on,
+//! as the chart turns it on, at [`OperatorProcess::console_url`].
 //!
 //! It does not build the binary; the caller passes its path (`CARGO_BIN_EXE_…`).
 
@@ -60,6 +61,7 @@ pub struct OperatorProcess {
     spec: OperatorSpec,
     child: Mutex<Option<Child>>,
     http: SocketAddr,
+    console: SocketAddr,
     starts: AtomicUsize,
 }
 
@@ -70,10 +72,15 @@ impl OperatorProcess {
             path: spec.log.clone(),
             source,
         })?;
+        let console = free_addr().map_err(|source| OperatorError::Prepare {
+            path: spec.log.clone(),
+            source,
+        })?;
         let process = Self {
             spec,
             child: Mutex::new(None),
             http,
+            console,
             starts: AtomicUsize::new(0),
         };
         process.start()?;
@@ -108,6 +115,8 @@ impl OperatorProcess {
             .arg(&self.spec.config)
             .arg("--http-addr")
             .arg(self.http.to_string())
+            .arg("--console-addr")
+            .arg(self.console.to_string())
             .env("KUBECONFIG", &self.spec.kubeconfig)
             .env("RUST_LOG", &self.spec.log_filter)
             .env("POD_NAME", &self.spec.identity)
@@ -147,6 +156,11 @@ impl OperatorProcess {
         self.child()
             .as_mut()
             .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
+    /// The base URL of its console, `http://127.0.0.1:PORT`.
+    pub fn console_url(&self) -> String {
+        format!("http://{}", self.console)
     }
 
     /// The process id while it runs.

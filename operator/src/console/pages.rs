@@ -199,7 +199,7 @@ fn image_row(body: &mut String, row: &ImageRow) {
         if i > 0 {
             body.push_str(", ");
         }
-        let _ = write!(body, "<code>{}</code>", Esc(tag));
+        let _ = write!(body, "<code class=\"tag\">{}</code>", Esc(tag));
     }
     body.push_str("</td><td>");
     if let Some(count) = row.packages {
@@ -275,7 +275,7 @@ fn summary(body: &mut String, ib: &ImageBuild, row: &ImageRow, status: &ImageBui
             if i > 0 {
                 body.push_str(", ");
             }
-            let _ = write!(body, "<code>{}</code>", Esc(tag));
+            let _ = write!(body, "<code class=\"tag\">{}</code>", Esc(tag));
         }
         body.push_str("</dd>\n");
     }
