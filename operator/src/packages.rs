@@ -22,7 +22,7 @@ use crate::hooks::{HookError, PostBuild, SigningOutcome};
 use crate::resolver::resolve_image;
 
 /// The installed packages of `resolution`: one entry per name and version, with the
-/// architectures that install it, sorted by name and then version.
+/// architectures that install it (sorted), sorted by name and then version.
 pub fn installed_packages(resolution: &Resolution) -> Vec<InstalledPackage> {
     let mut by_version: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
     for arch in &resolution.archs {
@@ -38,10 +38,13 @@ pub fn installed_packages(resolution: &Resolution) -> Vec<InstalledPackage> {
     }
     by_version
         .into_iter()
-        .map(|((name, version), architectures)| InstalledPackage {
-            name,
-            version,
-            architectures,
+        .map(|((name, version), mut architectures)| {
+            architectures.sort();
+            InstalledPackage {
+                name,
+                version,
+                architectures,
+            }
         })
         .collect()
 }

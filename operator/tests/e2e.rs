@@ -1366,7 +1366,7 @@ async fn console_follows_builds_in_a_browser() {
         assert!(text.contains("aarch64, x86_64"), "{package}: {text}");
     }
     let commands = browser
-        .find("#verify-cosign")
+        .find("#verify-cosign code")
         .await
         .unwrap()
         .text()
@@ -1374,7 +1374,7 @@ async fn console_follows_builds_in_a_browser() {
         .unwrap();
     assert!(
         commands.contains(&format!(
-            "cosign verify --key cosign.pub {}",
+            "cosign verify --key cosign.pub --insecure-ignore-tlog {}",
             updated.latest_image.clone().unwrap()
         )),
         "{commands}"
@@ -1411,6 +1411,44 @@ async fn console_follows_builds_in_a_browser() {
     let (status, pem) = console_get(&format!("{console}/cosign.pub")).await;
     assert_eq!(status, 200, "{pem}");
     assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"), "{pem}");
+
+    // The page's `securebuild verify` command, run as shown with that key, verifies the image,
+    // its provenance and its SBOM.
+    let command = browser
+        .find("#verify-securebuild code")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("cosign.pub"), &pem).unwrap();
+    let registry_config = work.path().join("config.json");
+    std::fs::write(
+        &registry_config,
+        json!({"auths": {harness.proxy.host(): {"auth": harness.registry_auth}}}).to_string(),
+    )
+    .unwrap();
+    let words: Vec<&str> = command.split_whitespace().collect();
+    assert_eq!(words[..2], ["securebuild", "verify"], "{command}");
+    assert!(
+        command.contains("--attestation slsaprovenance"),
+        "{command}"
+    );
+    assert!(command.contains("--attestation spdx"), "{command}");
+    let verified = std::process::Command::new(builder_binary())
+        .args(&words[1..])
+        .arg("--registry-config")
+        .arg(&registry_config)
+        .current_dir(work.path())
+        .output()
+        .unwrap();
+    assert!(
+        verified.status.success(),
+        "{command}: {}{}",
+        String::from_utf8_lossy(&verified.stdout),
+        String::from_utf8_lossy(&verified.stderr)
+    );
 
     // The package search: only `api` still has a hello older than 1.2.1.
     browser.goto(&format!("{console}/packages")).await.unwrap();

@@ -259,9 +259,10 @@ async fn events(State(state): State<ConsoleState>) -> Response {
     let mut response = Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // nginx (ingress-nginx) would otherwise buffer the stream and delay every event.
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
 }
 

@@ -242,7 +242,7 @@ pub fn image_page(ib: &ImageBuild, versions: &str, site: &Site, now: Timestamp) 
     platforms(&mut body, &row, &status);
     verification(&mut body, &status, site);
     last_failure(&mut body, &status);
-    history(&mut body, &status);
+    history(&mut body, &status, ib.spec.rebuild.status_history_limit);
     installed(&mut body, &status);
     body.push_str("</div>\n");
     page(&title, Section::Images, &body)
@@ -425,12 +425,12 @@ fn verification(body: &mut String, status: &ImageBuildStatus, site: &Site) {
             "<p>The operator's public key: <a href=\"/cosign.pub\" download>cosign.pub</a>.</p>\n",
         );
     }
-    let mut cosign = format!("cosign verify --key cosign.pub {image}");
+    let mut cosign = format!("cosign verify --key cosign.pub --insecure-ignore-tlog {image}");
     let mut securebuild = format!("securebuild verify --key cosign.pub {image}");
     if provenance {
         let _ = write!(
             cosign,
-            "\ncosign verify-attestation --key cosign.pub --type slsaprovenance1 {image}"
+            "\ncosign verify-attestation --key cosign.pub --insecure-ignore-tlog --type slsaprovenance1 {image}"
         );
         securebuild = securebuild.replace(
             " --key cosign.pub ",
@@ -440,7 +440,7 @@ fn verification(body: &mut String, status: &ImageBuildStatus, site: &Site) {
     if sbom {
         let _ = write!(
             cosign,
-            "\ncosign verify-attestation --key cosign.pub --type spdxjson {image}"
+            "\ncosign verify-attestation --key cosign.pub --insecure-ignore-tlog --type spdxjson {image}"
         );
         securebuild = securebuild.replace(
             " --key cosign.pub ",
@@ -475,7 +475,7 @@ fn last_failure(body: &mut String, status: &ImageBuildStatus) {
     }
 }
 
-fn history(body: &mut String, status: &ImageBuildStatus) {
+fn history(body: &mut String, status: &ImageBuildStatus, history_limit: u32) {
     body.push_str("<h2 id=\"history\">Build history</h2>\n<ol class=\"timeline\">\n");
     if let Some(running) = status
         .last_build
@@ -498,13 +498,17 @@ fn history(body: &mut String, status: &ImageBuildStatus) {
     if status.history.is_empty() && status.last_build.is_none() {
         body.push_str("<li>No builds yet.</li>\n");
     }
+    // The oldest entry of a history shorter than its limit is the image's first build.
+    let first = (status.history.len() < usize::try_from(history_limit).unwrap_or(usize::MAX))
+        .then(|| status.history.len().checked_sub(1))
+        .flatten();
     for (i, entry) in status.history.iter().enumerate() {
-        history_entry(body, i, entry);
+        history_entry(body, i, entry, first == Some(i));
     }
     body.push_str("</ol>\n");
 }
 
-fn history_entry(body: &mut String, index: usize, entry: &HistoryEntry) {
+fn history_entry(body: &mut String, index: usize, entry: &HistoryEntry, first: bool) {
     let _ = write!(
         body,
         "<li class=\"outcome-{outcome}\" id=\"build-{index}\"><h3>{when} · {reason} · {outcome}</h3><p>",
@@ -528,6 +532,9 @@ fn history_entry(body: &mut String, index: usize, entry: &HistoryEntry) {
         let _ = writeln!(body, "<p class=\"error\">{}</p>", Esc(failure));
     }
     match &entry.package_changes {
+        None if first && entry.outcome == BuildOutcome::Succeeded => {
+            body.push_str("<p>The first build of this image.</p>\n");
+        }
         None if entry.outcome == BuildOutcome::Succeeded => body.push_str(
             "<p class=\"muted\">Package changes unknown: no package list was recorded for this \
              build or the one before.</p>\n",

@@ -192,13 +192,16 @@ async fn one_image_shows_history_diffs_and_verification() {
     ));
     assert!(html.contains("data-package=\"tzdata\" data-change=\"added\""));
     assert!(
-        html.contains("Package changes unknown"),
-        "the first build has no diff"
+        html.contains("The first build of this image."),
+        "the first build has nothing to compare with"
     );
+    assert!(!html.contains("Package changes unknown"));
     let image = format!("registry.example:5000/team/app@sha256:{}", "a".repeat(64));
-    assert!(html.contains(&format!("cosign verify --key cosign.pub {image}")));
     assert!(html.contains(&format!(
-        "cosign verify-attestation --key cosign.pub --type spdxjson {image}"
+        "cosign verify --key cosign.pub --insecure-ignore-tlog {image}"
+    )));
+    assert!(html.contains(&format!(
+        "cosign verify-attestation --key cosign.pub --insecure-ignore-tlog --type spdxjson {image}"
     )));
     assert!(html.contains(&format!(
         "securebuild verify --key cosign.pub --attestation spdx {image}"
@@ -315,6 +318,29 @@ async fn nothing_can_be_changed_and_every_response_is_locked_down() {
     assert!(text.contains("PLATFORM.spdx.json"));
     let (status, _) = get(&state, "/cosign.pub").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_event_stream_is_not_buffered_by_proxies() {
+    let state = state_with(vec![ready_image("app")]);
+    let response = router(state.clone())
+        .oneshot(
+            Request::builder()
+                .uri("/events")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers();
+    assert_eq!(headers[header::CONTENT_TYPE], "text/event-stream");
+    assert_eq!(headers["x-accel-buffering"], "no");
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    state.shutdown.cancel();
+    let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    assert!(text.starts_with("event: update\ndata: "), "{text:?}");
 }
 
 #[tokio::test]
