@@ -1200,14 +1200,20 @@ async fn console_get(url: &str) -> (u16, String) {
     (status, body.to_string())
 }
 
-/// Tabs through the page until the focused element matches `css`.
+/// Tabs through the page until the focused element matches `css` (checked in the page, since
+/// a live update may replace the element while the keys go in).
 async fn tab_to(browser: &Session, css: &str) -> Element {
-    let target = browser.find(css).await.unwrap();
     for _ in 0..40 {
         browser.send_keys_to_active(KEY_TAB).await.unwrap();
-        let active = browser.active_element().await.unwrap();
-        if active.id() == target.id() {
-            return active;
+        let reached = browser
+            .execute(
+                "return document.activeElement.matches(arguments[0]);",
+                vec![json!(css)],
+            )
+            .await
+            .unwrap();
+        if reached == json!(true) {
+            return browser.active_element().await.unwrap();
         }
     }
     panic!("Tab never reached {css}");
@@ -1310,7 +1316,27 @@ async fn console_follows_builds_in_a_browser() {
         .find(&format!("{} code[data-copy]", row("web")))
         .await
         .unwrap();
-    assert_eq!(copy.attribute("data-copy").await.unwrap(), Some(reference));
+    assert_eq!(
+        copy.attribute("data-copy").await.unwrap(),
+        Some(reference.clone())
+    );
+    // One click copies it.
+    let button = browser
+        .find(&format!("{} button.copy-button", row("web")))
+        .await
+        .unwrap();
+    button.click().await.unwrap();
+    browser
+        .wait_for(
+            &format!("{} button[data-copied=\"{reference}\"]", row("web")),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    browser
+        .wait_until_text("#announce", "Copied", Duration::from_secs(5))
+        .await
+        .unwrap();
     let installed = &web_status.packages.as_ref().unwrap().installed;
     let versions: BTreeMap<&str, &str> = installed
         .iter()
@@ -1326,6 +1352,24 @@ async fn console_follows_builds_in_a_browser() {
         "the recorded package list"
     );
     screenshot(&browser, "console-images").await;
+
+    // A failed build's page says why, with the end of its log.
+    browser
+        .goto(&format!("{console}/images/{namespace}/broken"))
+        .await
+        .unwrap();
+    let failure = browser
+        .wait_until_text("#failure + p", "ResolutionFailed", Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(
+        failure
+            .text()
+            .await
+            .unwrap()
+            .contains("securebuild-e2e-no-such-package"),
+        "the failure names the missing package"
+    );
 
     // A package update: the repository publishes hello and libhello 1.2.1; `web` re-resolves
     // every 3 s, builds again, and its page shows what moved.
@@ -1490,6 +1534,29 @@ async fn console_follows_builds_in_a_browser() {
         .unwrap();
     assert!(browser.current_url().await.unwrap().contains("q=web"));
     let link = tab_to(&browser, &format!("{} a", row("web"))).await;
+    // `web` re-resolves every 3 s and its next re-resolution moves: the live update that
+    // shows it keeps the keyboard focus where it was.
+    let shown = browser
+        .execute("return document.getElementById('live').innerHTML;", vec![])
+        .await
+        .unwrap();
+    wait_until("a live update of the list", || async {
+        browser
+            .execute("return document.getElementById('live').innerHTML;", vec![])
+            .await
+            .unwrap()
+            != shown
+    })
+    .await;
+    assert_eq!(
+        browser
+            .execute("return document.activeElement.id;", vec![])
+            .await
+            .unwrap(),
+        json!(format!("image:{namespace}/web")),
+        "the focus survives the update"
+    );
+    let link = browser.active_element().await.unwrap();
     link.send_keys(KEY_ENTER).await.unwrap();
     browser
         .wait_for("#verification", Duration::from_secs(10))

@@ -166,7 +166,7 @@ fn image_row(body: &mut String, row: &ImageRow) {
     let _ = write!(
         body,
         "<tr data-namespace=\"{ns}\" data-name=\"{name}\" data-state=\"{state}\">\
-         <th scope=\"row\"><a href=\"{href}\">{ns}/{name}</a></th><td>{badge}",
+         <th scope=\"row\"><a id=\"image:{ns}/{name}\" href=\"{href}\">{ns}/{name}</a></th><td>{badge}",
         ns = Esc(&row.namespace),
         name = Esc(&row.name),
         state = row.state.as_str(),

@@ -154,8 +154,12 @@ async fn the_list_shows_every_image_and_filters() {
     let (status, html) = get(&state, "/").await;
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("2 of 2 images"), "{html}");
-    assert!(html.contains("<a href=\"/images/team/app\">team/app</a>"));
-    assert!(html.contains("<a href=\"/images/other/broken\">other/broken</a>"));
+    assert!(html.contains("<a id=\"image:team/app\" href=\"/images/team/app\">team/app</a>"));
+    assert!(
+        html.contains(
+            "<a id=\"image:other/broken\" href=\"/images/other/broken\">other/broken</a>"
+        )
+    );
     assert!(html.contains("data-state=\"ready\""));
     assert!(html.contains("data-state=\"stalled\""));
     assert!(

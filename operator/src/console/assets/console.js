@@ -13,8 +13,14 @@
 
   function copyText(text) {
     if (navigator.clipboard && window.isSecureContext) {
-      return navigator.clipboard.writeText(text);
+      return navigator.clipboard.writeText(text).catch(function () {
+        return copyBySelection(text);
+      });
     }
+    return copyBySelection(text);
+  }
+
+  function copyBySelection(text) {
     return new Promise(function (resolve, reject) {
       var area = document.createElement('textarea');
       area.value = text;
@@ -65,6 +71,38 @@
     });
   }
 
+  // Remembers which element of `root` has the focus (by id, or a copy button by what it
+  // copies) and returns a function that gives the focus back to its replacement.
+  function focusKeeper(root) {
+    var focused = document.activeElement;
+    if (!focused || !root.contains(focused)) {
+      return function () {};
+    }
+    if (focused.id) {
+      var id = focused.id;
+      return function () {
+        var again = document.getElementById(id);
+        if (again) {
+          again.focus();
+        }
+      };
+    }
+    var code = focused.previousSibling;
+    if (focused.className === 'copy-button' && code && code.getAttribute) {
+      var value = code.getAttribute('data-copy');
+      return function () {
+        var codes = root.querySelectorAll('code[data-copy]');
+        for (var i = 0; i < codes.length; i++) {
+          if (codes[i].getAttribute('data-copy') === value && codes[i].nextSibling) {
+            codes[i].nextSibling.focus();
+            return;
+          }
+        }
+      };
+    }
+    return function () {};
+  }
+
   function follow() {
     var live = document.getElementById('live');
     if (!live || !window.EventSource || !window.fetch || !window.DOMParser) {
@@ -72,6 +110,8 @@
     }
     var busy = false;
     var again = false;
+    // The live region as the server sent it, to skip updates that change nothing on this page.
+    var shown = live.innerHTML;
     function refresh() {
       if (busy) {
         again = true;
@@ -90,17 +130,15 @@
           if (!fresh) {
             return;
           }
-          var focused = document.activeElement;
-          var focusId = focused && live.contains(focused) ? focused.id : '';
-          live.innerHTML = fresh.innerHTML;
           live.setAttribute('data-version', fresh.getAttribute('data-version') || '');
-          enhanceCopy(live);
-          if (focusId) {
-            var back = document.getElementById(focusId);
-            if (back) {
-              back.focus();
-            }
+          if (fresh.innerHTML === shown) {
+            return;
           }
+          shown = fresh.innerHTML;
+          var restore = focusKeeper(live);
+          live.innerHTML = fresh.innerHTML;
+          enhanceCopy(live);
+          restore();
           announce('Updated ' + new Date().toLocaleTimeString());
         })
         .catch(function () { /* the next event tries again */ })
