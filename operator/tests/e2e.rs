@@ -1265,27 +1265,15 @@ async fn console_follows_builds_in_a_browser() {
         .unwrap();
     let mut web = harness.image_build("web", &["hello"]);
     web.spec.rebuild.interval = Some("3s".into());
-    harness
-        .api()
-        .create(&PostParams::default(), &web)
-        .await
-        .unwrap();
-    harness
-        .api()
-        .create(
-            &PostParams::default(),
-            &harness.image_build("api", &["hello"]),
-        )
-        .await
-        .unwrap();
-    harness
-        .api()
-        .create(
-            &PostParams::default(),
-            &harness.image_build("broken", &["securebuild-e2e-no-such-package"]),
-        )
-        .await
-        .unwrap();
+    let api_image = harness.image_build("api", &["hello"]);
+    let broken = harness.image_build("broken", &["securebuild-e2e-no-such-package"]);
+    for ib in [web, api_image, broken] {
+        harness
+            .api()
+            .create(&PostParams::default(), &ib)
+            .await
+            .unwrap();
+    }
     let names = vec!["web".to_string(), "api".to_string()];
     browser
         .wait_for(&format!("{}[data-state=\"stalled\"]", row("broken")), WAIT)
@@ -1533,19 +1521,18 @@ async fn console_follows_builds_in_a_browser() {
         .await
         .unwrap();
     assert!(browser.current_url().await.unwrap().contains("q=web"));
-    let link = tab_to(&browser, &format!("{} a", row("web"))).await;
+    tab_to(&browser, &format!("{} a", row("web"))).await;
     // `web` re-resolves every 3 s and its next re-resolution moves: the live update that
     // shows it keeps the keyboard focus where it was.
-    let shown = browser
-        .execute("return document.getElementById('live').innerHTML;", vec![])
-        .await
-        .unwrap();
-    wait_until("a live update of the list", || async {
+    let live_html = || async {
         browser
             .execute("return document.getElementById('live').innerHTML;", vec![])
             .await
             .unwrap()
-            != shown
+    };
+    let shown = live_html().await;
+    wait_until("a live update of the list", || async {
+        live_html().await != shown
     })
     .await;
     assert_eq!(

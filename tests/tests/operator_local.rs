@@ -428,6 +428,26 @@ async fn local_backend_builds_pushes_signs_and_reports() {
     assert_eq!(platforms, ["amd64", "arm64"]);
     let packages = status.packages.clone().unwrap();
     assert_eq!(packages.count, 3);
+    // The list the signer resolved again from the signed indexes, on both architectures.
+    let installed: Vec<(&str, &str, Vec<&str>)> = packages
+        .installed
+        .iter()
+        .map(|p| {
+            (
+                p.name.as_str(),
+                p.version.as_str(),
+                p.architectures.iter().map(String::as_str).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        installed,
+        [
+            ("example-base", "1.0-r0", vec!["aarch64", "x86_64"]),
+            ("hello", "1.2.0-r0", vec!["aarch64", "x86_64"]),
+            ("libhello", "1.2.0-r0", vec!["aarch64", "x86_64"]),
+        ]
+    );
     let hex = digest.strip_prefix("sha256:").unwrap();
     let signature = status.signature.clone().unwrap();
     assert_eq!(

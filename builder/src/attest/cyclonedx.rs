@@ -1080,69 +1080,24 @@ mod tests {
         );
     }
 
-    /// Packages like the ones `sbom.rs` tests with: a `LicenseRef-` license, a `WITH` exception,
-    /// an `AND` list, maintainers, origins, download locations and dependencies.
+    /// The image `sbom.rs` tests with, plus a package with several dependencies. `sbom.rs`
+    /// gives `libstdc++` the home page `https://libstdc++.example.org/`, which the SPDX writer
+    /// drops (see the losses test); here every home page survives.
     fn alpine_input() -> SbomInput {
-        fn package(name: &str, version: &str, license: &str, dependencies: &[&str]) -> SbomPackage {
-            SbomPackage {
-                name: name.to_owned(),
-                version: version.to_owned(),
-                arch: "x86_64".to_owned(),
-                license: Some(license.to_owned()),
-                origin: Some(name.to_owned()),
-                maintainer: Some("Natanael Copa <ncopa@alpinelinux.org>".to_owned()),
-                description: Some(format!("the {name} package")),
-                // `sbom.rs` uses `https://libstdc++.example.org/`, which the SPDX writer drops
-                // (see the losses test); here every home page survives.
-                homepage: Some(format!(
-                    "https://{}.example.org/",
-                    name.trim_end_matches('+')
-                )),
-                download_location: Some(format!(
-                    "https://dl-cdn.alpinelinux.org/alpine/v3.20/main/x86_64/{name}-{version}.apk"
-                )),
-                checksum: Some("Q1hsmJMzk4r/VG8w1srQGHkiq6zE0=".to_owned()),
-                dependencies: dependencies.iter().map(|d| (*d).to_owned()).collect(),
-            }
+        let mut input = crate::attest::sbom::tests::input();
+        for package in &mut input.packages {
+            package.homepage = Some(format!(
+                "https://{}.example.org/",
+                package.name.trim_end_matches('+')
+            ));
         }
-        SbomInput {
-            image: ImageDescriptor {
-                repository: "registry.example.com/team/app".to_owned(),
-                digest: DIGEST.to_owned(),
-                arch: "amd64".to_owned(),
-                tag: Some("v1".to_owned()),
-            },
-            distro: Distro {
-                id: "alpine".to_owned(),
-                version_id: Some("3.20.3".to_owned()),
-                supplier: Some("Alpine Linux".to_owned()),
-            },
-            packages: vec![
-                package("musl", "1.2.5-r0", "MIT", &[]),
-                package("busybox", "1.36.1-r29", "GPL-2.0-only", &["musl"]),
-                package(
-                    "ca-certificates-bundle",
-                    "20240705-r0",
-                    "MPL-2.0 AND MIT",
-                    &[],
-                ),
-                package("alpine-keys", "2.4-r1", "custom", &[]),
-                package(
-                    "libstdc++",
-                    "13.2.1_git20240309-r0",
-                    "gpl-3.0-or-later with GCC-exception-3.1",
-                    &["musl"],
-                ),
-                package(
-                    "apk-tools",
-                    "2.14.4-r0",
-                    "GPL-2.0-only",
-                    &["musl", "busybox"],
-                ),
-            ],
-            created: "2024-07-01T12:00:00.5+02:00".to_owned(),
-            tool_version: "0.1.0".to_owned(),
-        }
+        input.packages.push(crate::attest::sbom::tests::package(
+            "apk-tools",
+            "2.14.4-r0",
+            "GPL-2.0-only",
+            &["musl", "busybox"],
+        ));
+        input
     }
 
     /// Degenerate but accepted values: an architecture that needs percent-encoding, empty tag,

@@ -727,14 +727,20 @@ fn is_download_url(url: &str) -> bool {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::attest::test_support;
 
     const IMAGE_DIGEST: &str =
         "sha256:1111111111111111111111111111111111111111111111111111111111111111";
 
-    fn package(name: &str, version: &str, license: &str, dependencies: &[&str]) -> SbomPackage {
+    /// An Alpine package with every field set, depending on `dependencies`.
+    pub(crate) fn package(
+        name: &str,
+        version: &str,
+        license: &str,
+        dependencies: &[&str],
+    ) -> SbomPackage {
         SbomPackage {
             name: name.to_owned(),
             version: version.to_owned(),
@@ -752,7 +758,9 @@ mod tests {
         }
     }
 
-    fn input() -> SbomInput {
+    /// An Alpine image: a `LicenseRef-` license, a `WITH` exception, an `AND` list,
+    /// maintainers, origins, download locations and dependencies.
+    pub(crate) fn input() -> SbomInput {
         SbomInput {
             image: ImageDescriptor {
                 repository: "registry.example.com/team/app".to_owned(),

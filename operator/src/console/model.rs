@@ -255,7 +255,7 @@ pub fn human_duration(duration: Duration) -> String {
 mod tests {
     use super::*;
     use crate::fixtures::TestImageBuild;
-    use securebuild_crds::conditions::{Reason, set_condition};
+    use securebuild_crds::conditions::Reason;
 
     fn now() -> Timestamp {
         "2026-12-07T12:00:00Z".parse().unwrap()
@@ -263,59 +263,36 @@ mod tests {
 
     #[test]
     fn states_follow_the_conditions() {
-        let mut ib = TestImageBuild::new().build();
-        assert_eq!(state_of(&ib).0, State::Pending);
-        let mut status = ib.status.clone().unwrap_or_default();
-        set_condition(
-            &mut status.conditions,
-            ConditionType::Ready,
-            false,
-            Reason::Building,
-            "building",
-            Some(1),
-            now(),
-        );
-        set_condition(
-            &mut status.conditions,
-            ConditionType::Reconciling,
-            true,
-            Reason::Building,
-            "building generation 1",
-            Some(1),
-            now(),
-        );
-        ib.status = Some(status.clone());
         assert_eq!(
-            state_of(&ib),
+            state_of(&TestImageBuild::new().build()),
+            (State::Pending, None, None)
+        );
+        assert_eq!(
+            state_of(&TestImageBuild::new().running(1, "app-1").build()),
             (
                 State::Building,
                 Some("Building".into()),
-                Some("building generation 1".into())
+                Some("building".into())
             )
         );
-        set_condition(
-            &mut status.conditions,
-            ConditionType::Stalled,
-            true,
-            Reason::ResolutionFailed,
-            "no package `nope`",
-            Some(1),
-            now(),
+        let failed = TestImageBuild::new()
+            .failed(1, "app-1", Reason::ResolutionFailed)
+            .build();
+        let (state, reason, _) = state_of(&failed);
+        assert_eq!(
+            (state, reason.as_deref()),
+            (State::Stalled, Some("ResolutionFailed"))
         );
-        ib.status = Some(status.clone());
-        assert_eq!(state_of(&ib).0, State::Stalled);
-        status.conditions.clear();
-        set_condition(
-            &mut status.conditions,
-            ConditionType::Ready,
-            true,
-            Reason::Succeeded,
-            "built",
-            Some(1),
-            now(),
-        );
-        ib.status = Some(status);
-        assert_eq!(state_of(&ib).0, State::Ready);
+        let built = TestImageBuild::new()
+            .succeeded(1, "app-1", "sha256:lock")
+            .build();
+        assert_eq!(state_of(&built).0, State::Ready);
+        // A running build whose Reconciling condition is not written yet is building too.
+        let mut running = built;
+        if let Some(record) = running.status.as_mut().and_then(|s| s.last_build.as_mut()) {
+            record.outcome = BuildOutcome::Running;
+        }
+        assert_eq!(state_of(&running).0, State::Building);
     }
 
     #[test]

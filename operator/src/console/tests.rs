@@ -393,3 +393,55 @@ async fn live_updates_follow_the_caches() {
         .unwrap();
     assert!(end.is_none(), "the stream ends at shutdown");
 }
+
+/// The WCAG 2 contrast ratio of two `#rrggbb` colours.
+fn contrast(a: &str, b: &str) -> f64 {
+    let luminance = |hex: &str| {
+        let channel = |i: usize| {
+            let value =
+                f64::from(u8::from_str_radix(&hex[1 + 2 * i..3 + 2 * i], 16).unwrap()) / 255.0;
+            if value <= 0.03928 {
+                value / 12.92
+            } else {
+                ((value + 0.055) / 1.055).powf(2.4)
+            }
+        };
+        0.2126 * channel(0) + 0.7152 * channel(1) + 0.0722 * channel(2)
+    };
+    let (x, y) = (luminance(a), luminance(b));
+    (x.max(y) + 0.05) / (x.min(y) + 0.05)
+}
+
+#[test]
+fn every_text_colour_keeps_wcag_aa_contrast() {
+    let variable = |name: &str| {
+        let start = STYLESHEET
+            .find(&format!("--{name}:"))
+            .unwrap_or_else(|| panic!("--{name} in the stylesheet"));
+        let value = STYLESHEET[start..].split_once(':').unwrap().1;
+        value.split_once(';').unwrap().0.trim().to_string()
+    };
+    let pairs = [
+        ("fg", "bg"),
+        ("fg", "panel"),
+        ("muted", "bg"),
+        ("muted", "panel"),
+        ("link", "bg"),
+        ("link", "panel"),
+        ("ready-fg", "ready-bg"),
+        ("building-fg", "building-bg"),
+        ("stalled-fg", "stalled-bg"),
+        ("pending-fg", "pending-bg"),
+        ("ready-fg", "bg"),
+        ("stalled-fg", "bg"),
+    ];
+    for (text, background) in pairs {
+        let ratio = contrast(&variable(text), &variable(background));
+        assert!(
+            ratio >= 4.5,
+            "--{text} on --{background}: {ratio:.2}:1 is below 4.5:1"
+        );
+    }
+    // The focus outline stands out against the page (WCAG 1.4.11: 3:1).
+    assert!(contrast(&variable("focus"), &variable("bg")) >= 3.0);
+}
