@@ -240,6 +240,16 @@ pub enum CredentialSource {
     },
 }
 
+impl CredentialSource {
+    /// Whether no credentials were found, so requests went out anonymously.
+    pub fn is_anonymous(&self) -> bool {
+        matches!(
+            self,
+            Self::NoConfig { .. } | Self::NoEntry { .. } | Self::Helper { found: false, .. }
+        )
+    }
+}
+
 impl fmt::Display for CredentialSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

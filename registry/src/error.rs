@@ -90,9 +90,8 @@ pub enum RegistryError {
     },
     /// The registry refused the credentials (or their absence).
     #[error(
-        "{context}: status {status}: access denied using {credentials}: {detail}; \
-         log in with `docker login {registry}` or pass --registry-config with credentials for {registry}",
-        registry = context.registry
+        "{context}: status {status}: access denied using {credentials}: {detail}; {hint}",
+        hint = access_hint(*status, credentials, context)
     )]
     Unauthorized {
         /// The request.
@@ -255,6 +254,30 @@ impl fmt::Display for Action {
     }
 }
 
+/// What to do about a refusal: with credentials that the registry accepts but that may not
+/// do this (`403`, or a `401` to credentials that were sent: a token without the scope), grant
+/// them access; without credentials, log in.
+fn access_hint(status: u16, credentials: &CredentialSource, context: &RequestContext) -> String {
+    let registry = &context.registry;
+    let repository = &context.repository;
+    if status == 403 {
+        return format!(
+            "the registry knows these credentials but does not allow them this on {repository}: \
+             grant them access to {registry}/{repository}"
+        );
+    }
+    if credentials.is_anonymous() {
+        return format!(
+            "log in with `docker login {registry}`, or give credentials for {registry} \
+             (--registry-config, or an ImageBuild's push Secret)"
+        );
+    }
+    format!(
+        "if these credentials are right, they are not allowed this on {repository}: grant them \
+         access to {registry}/{repository}; otherwise log in again with `docker login {registry}`"
+    )
+}
+
 /// The request an error is about: what was being done, to which digest or tag, where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestContext {
@@ -378,6 +401,38 @@ impl fmt::Display for Chain<'_> {
 mod tests {
     use super::*;
     use crate::auth::MAX_MESSAGE_CHARS as MAX_DETAIL_CHARS;
+
+    #[test]
+    fn refusals_say_whether_to_log_in_or_to_grant_access() {
+        let context = RequestContext {
+            action: Action::UploadingBlob,
+            registry: "r.example".into(),
+            repository: "team/app".into(),
+            target: "sha256:abc".into(),
+        };
+        let anonymous = CredentialSource::NoConfig { looked_at: None };
+        let file = CredentialSource::ConfigFile {
+            path: "/home/a/.docker/config.json".into(),
+            key: "r.example".into(),
+        };
+        let hint = access_hint(401, &anonymous, &context);
+        assert!(
+            hint.starts_with("log in with `docker login r.example`"),
+            "{hint}"
+        );
+        let hint = access_hint(401, &file, &context);
+        assert!(hint.contains("not allowed this on team/app"), "{hint}");
+        assert!(
+            hint.contains("log in again with `docker login r.example`"),
+            "{hint}"
+        );
+        let hint = access_hint(403, &file, &context);
+        assert!(
+            hint.contains("grant them access to r.example/team/app"),
+            "{hint}"
+        );
+        assert!(!hint.contains("docker login"), "{hint}");
+    }
 
     #[test]
     fn error_details_keep_the_envelope() {

@@ -655,6 +655,15 @@ async fn pushes_and_pulls_with_bearer_tokens_from_a_token_server() {
         other => panic!("expected unauthorized, got {other}"),
     }
     assert!(message.contains(&server.host()), "{message}");
+    // The reader's credentials work: the message says they lack the permission, not only to
+    // log in again.
+    assert!(
+        message.contains(&format!(
+            "they are not allowed this on tokens/other: grant them access to {}/tokens/other",
+            server.host()
+        )),
+        "{message}"
+    );
     assert!(
         tokens
             .requests()
