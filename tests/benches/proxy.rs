@@ -11,7 +11,12 @@
 //!    keep-alive connection, directly and through the proxy (served from its cache), median
 //!    of each (target: ≤ 1 ms added);
 //! 3. [`CONCURRENT_PULLS`] concurrent pulls of the layer through the proxy, with the proxy's
-//!    peak RSS (target: ≤ 128 MiB).
+//!    peak RSS (target: ≤ 128 MiB);
+//! 4. blob throughput with the registry across a link: the same pulls, directly and through
+//!    the proxy, with a relay in front of the registry that passes at most the rate of each of
+//!    [`LINKS`] (1 and 10 Gbit/s), as when the registry is another machine. On loopback alone, every path
+//!    shares the machine's cores, and the proxy's path carries each byte over loopback twice
+//!    and hashes it; across a link, the link is what a pull waits for.
 //!
 //! It prints a table and never asserts. `SECUREBUILD_BENCH_SCALE` (default 1.0) scales the
 //! layer size and the number of concurrent pulls for quick runs.
@@ -42,6 +47,10 @@ const THROUGHPUT_ROUNDS: usize = 5;
 const MANIFEST_REQUESTS: usize = 2000;
 const CONCURRENT_PULLS: f64 = 200.0;
 const MIB: f64 = 1024.0 * 1024.0;
+/// The links in front of the registry in measure 4: a name and MiB/s.
+const LINKS: [(&str, f64); 2] = [("1 Gbit/s", 119.2), ("10 Gbit/s", 1192.0)];
+/// How much the link relay moves at once.
+const LINK_CHUNK: usize = 256 << 10;
 
 fn main() -> BenchResult<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -49,16 +58,23 @@ fn main() -> BenchResult<()> {
         .enable_all()
         .build()?;
     if let Some(position) = args.iter().position(|arg| arg == CHILD_ARG) {
-        let route = args.get(position + 1).ok_or("missing route")?.clone();
-        return runtime.block_on(run_proxy(&route));
+        let routes = args[position + 1..].to_vec();
+        if routes.is_empty() {
+            return Err("missing route".into());
+        }
+        return runtime.block_on(run_proxy(&routes));
     }
     runtime.block_on(run_bench())
 }
 
-/// The child: serves `route` on a free port, prints the port, stops when stdin closes.
-async fn run_proxy(route: &str) -> BenchResult<()> {
-    let spec: RouteSpec = route.parse()?;
-    let routes = RouteTable::new(vec![Route::parse(&spec)?]);
+/// The child: serves `routes` on a free port, prints the port, stops when stdin closes.
+async fn run_proxy(routes: &[String]) -> BenchResult<()> {
+    let mut parsed = Vec::new();
+    for route in routes {
+        let spec: RouteSpec = route.parse()?;
+        parsed.push(Route::parse(&spec)?);
+    }
+    let routes = RouteTable::new(parsed);
     let registry = Registry::new(RegistryOptions {
         retries: 0,
         ..RegistryOptions::default()
@@ -126,8 +142,22 @@ async fn run_bench() -> BenchResult<()> {
         )
         .await?;
 
+    let mut links = Vec::new();
+    let mut child_args = vec![
+        CHILD_ARG.to_owned(),
+        format!("app={}/bench/app", upstream.host()),
+    ];
+    for (index, (name, mib_s)) in LINKS.iter().enumerate() {
+        let link = start_link(upstream.host().parse()?, *mib_s).await?;
+        child_args.push(format!("remote{index}={link}/bench/app"));
+        links.push((
+            *name,
+            link,
+            format!("/v2/remote{index}/blobs/{layer_digest}"),
+        ));
+    }
     let mut child = Command::new(std::env::current_exe()?)
-        .args([CHILD_ARG, &format!("app={}/bench/app", upstream.host())])
+        .args(&child_args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -144,6 +174,18 @@ async fn run_bench() -> BenchResult<()> {
     for _ in 0..THROUGHPUT_ROUNDS {
         best_direct = best_direct.max(pull_rate(&direct, &direct_blob).await?);
         best_proxy = best_proxy.max(pull_rate(&proxy, &proxy_blob).await?);
+    }
+
+    // 4. Throughput with the registry across a link, alternating.
+    let mut across_links = Vec::new();
+    for (name, link, remote_blob) in &links {
+        let link_host = link.to_string();
+        let (mut best_link_direct, mut best_link_proxy) = (0.0_f64, 0.0_f64);
+        for _ in 0..THROUGHPUT_ROUNDS {
+            best_link_direct = best_link_direct.max(pull_rate(&link_host, &direct_blob).await?);
+            best_link_proxy = best_link_proxy.max(pull_rate(&proxy, remote_blob).await?);
+        }
+        across_links.push((*name, best_link_direct, best_link_proxy));
     }
 
     // 2. Manifest latency by digest.
@@ -201,6 +243,16 @@ async fn run_bench() -> BenchResult<()> {
         peak as f64 / MIB,
         "<= 128 MiB"
     );
+    for (name, best_link_direct, best_link_proxy) in across_links {
+        println!(
+            "{:<44} {:>12.0} {:>12.0} {:>9.1}% {:>10}",
+            format!("blob throughput, registry across {name}"),
+            best_link_direct,
+            best_link_proxy,
+            100.0 * best_link_proxy / best_link_direct,
+            ">= 90%"
+        );
+    }
     if received != (pulls * layer_size) as u64 {
         println!(
             "warning: received {received} bytes, expected {}",
@@ -291,4 +343,51 @@ fn peak_rss(pid: u32) -> BenchResult<u64> {
         .ok_or("no VmHWM")?;
     let kib: u64 = line.split_whitespace().nth(1).ok_or("no value")?.parse()?;
     Ok(kib * 1024)
+}
+
+/// A relay in front of `upstream` that passes the upstream's answers at most at `mib_s` MiB/s
+/// per connection (requests go through as they come): the registry as another machine behind
+/// a link. Returns its address.
+async fn start_link(
+    upstream: std::net::SocketAddr,
+    mib_s: f64,
+) -> BenchResult<std::net::SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(server) = TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let requests = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+                    let _ = server_write.shutdown().await;
+                });
+                let mut buffer = vec![0u8; LINK_CHUNK];
+                // When the link is free again; idle time is not saved up (a pooled connection
+                // gets no burst).
+                let mut free_at = tokio::time::Instant::now();
+                loop {
+                    let read = match server_read.read(&mut buffer).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(read) => read,
+                    };
+                    let on_the_wire = Duration::from_secs_f64(read as f64 / (mib_s * MIB));
+                    free_at = free_at.max(tokio::time::Instant::now()) + on_the_wire;
+                    tokio::time::sleep_until(free_at).await;
+                    if client_write.write_all(&buffer[..read]).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = client_write.shutdown().await;
+                requests.abort();
+            });
+        }
+    });
+    Ok(addr)
 }
