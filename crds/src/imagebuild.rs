@@ -482,7 +482,11 @@ pub struct HistoryEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,
     /// What changed in the installed packages against the previous successful build; absent
-    /// when either package list is unknown, empty when nothing changed.
+    /// when either package list is unknown, empty when nothing changed. At most 100 entries,
+    /// so that the status stays small; `packageChangesOmitted` counts the rest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub package_changes: Option<Vec<PackageChange>>,
+    /// How many package changes beyond the recorded ones the build made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_changes_omitted: Option<u32>,
 }

@@ -80,6 +80,7 @@ fn image_build(index: usize, now: Timestamp) -> ImageBuild {
             job: Some(format!("app-{index:04}-{h}")),
             start_time: Some(format!("2026-12-{:02}T10:03:48Z", 1 + h % 28)),
             failure: None,
+            package_changes_omitted: None,
             package_changes: Some(
                 (0..3)
                     .map(|c| PackageChange {

@@ -218,6 +218,7 @@ fn up_to_date(index: usize) -> ImageBuild {
             start_time: None,
             failure: None,
             package_changes: None,
+            package_changes_omitted: None,
         }],
         ..ImageBuildStatus::default()
     };

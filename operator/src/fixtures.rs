@@ -251,6 +251,7 @@ impl TestImageBuild {
                 start_time: None,
                 failure: None,
                 package_changes: None,
+                package_changes_omitted: None,
             },
         );
         set_condition(

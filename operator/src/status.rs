@@ -41,6 +41,9 @@ pub const LOG_SNIPPET_BYTES: usize = 2048;
 /// The longest failure message kept in the status.
 pub const MESSAGE_LIMIT: usize = 4096;
 
+/// The most package changes a history entry records (the status must stay well below the
+/// API server's object size limit with 50 entries of a large image).
+pub const MAX_RECORDED_CHANGES: usize = 100;
 /// The longest failure message a history entry keeps.
 pub const HISTORY_MESSAGE_LIMIT: usize = 512;
 
@@ -491,6 +494,7 @@ pub fn build_finished(
         start_time: record.start_time.clone(),
         failure: None,
         package_changes: None,
+        package_changes_omitted: None,
     };
     let entry;
     match finish {
@@ -510,10 +514,20 @@ pub fn build_finished(
             status.attestations = signing.attestations.clone();
             record.outcome = BuildOutcome::Succeeded;
             record.failure = None;
+            let mut changes = before
+                .filter(|_| !installed.is_empty())
+                .map(|before| package_changes(&before, &installed));
+            let omitted = changes
+                .as_mut()
+                .and_then(|changes| {
+                    let extra = changes.len().saturating_sub(MAX_RECORDED_CHANGES);
+                    changes.truncate(MAX_RECORDED_CHANGES);
+                    u32::try_from(extra).ok()
+                })
+                .filter(|extra| *extra > 0);
             entry = HistoryEntry {
-                package_changes: before
-                    .filter(|_| !installed.is_empty())
-                    .map(|before| package_changes(&before, &installed)),
+                package_changes: changes,
+                package_changes_omitted: omitted,
                 ..history_entry(
                     Some(image.digest.clone()),
                     BuildOutcome::Succeeded,
@@ -976,6 +990,7 @@ mod tests {
                     start_time: None,
                     failure: None,
                     package_changes: None,
+                    package_changes_omitted: None,
                 });
             }
             status.signature = Some(ArtifactReference {
@@ -1087,7 +1102,27 @@ mod tests {
         assert!(status.packages.as_ref().unwrap().installed.is_empty());
         assert_eq!(status.history[0].package_changes, None);
         let fourth = succeed(&third, "app-4", Some(vec![package("go", "1.25.8-r0")]));
-        assert_eq!(fourth.status.unwrap().history[0].package_changes, None);
+        assert_eq!(
+            fourth.status.as_ref().unwrap().history[0].package_changes,
+            None
+        );
+
+        // A build that moves more packages than a history entry records keeps the first ones
+        // and counts the rest.
+        let many: Vec<InstalledPackage> = (0..MAX_RECORDED_CHANGES + 7)
+            .map(|i| package(&format!("p{i:03}"), "1.0-r0"))
+            .collect();
+        let big = succeed(&fourth, "app-6", Some(many));
+        let entry = &big.status.as_ref().unwrap().history[0];
+        assert_eq!(
+            entry.package_changes.as_ref().unwrap().len(),
+            MAX_RECORDED_CHANGES
+        );
+        assert_eq!(
+            entry.package_changes_omitted,
+            Some(8),
+            "7 more added, go removed"
+        );
 
         // A failed build says why in its history entry.
         let failed = Finish::Failed(Failure {

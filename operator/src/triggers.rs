@@ -549,6 +549,7 @@ mod tests {
                 start_time: None,
                 failure: None,
                 package_changes: None,
+                package_changes_omitted: None,
             })
             .build();
         check(

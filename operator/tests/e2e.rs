@@ -1274,6 +1274,18 @@ async fn console_follows_builds_in_a_browser() {
             .await
             .unwrap();
     }
+    // An ImageBuild in a namespace the operator does not watch is never shown.
+    let unwatched = format!("{namespace}-unwatched");
+    cluster::ensure_namespace(&harness.admin, &unwatched, &[])
+        .await
+        .unwrap();
+    Api::<ImageBuild>::namespaced(harness.admin.clone(), &unwatched)
+        .create(
+            &PostParams::default(),
+            &harness.image_build("hidden", &["hello"]),
+        )
+        .await
+        .unwrap();
     let names = vec!["web".to_string(), "api".to_string()];
     browser
         .wait_for(&format!("{}[data-state=\"stalled\"]", row("broken")), WAIT)
@@ -1298,6 +1310,11 @@ async fn console_follows_builds_in_a_browser() {
         .wait_until_text("#image-count", "3 of 3 images", Duration::from_secs(10))
         .await
         .unwrap();
+    let (_, list) = console_get(&format!("{console}/")).await;
+    assert!(!list.contains("hidden"), "{list}");
+    let (status, _) = console_get(&format!("{console}/images/{unwatched}/hidden")).await;
+    assert_eq!(status, 404);
+    let _ = cluster::delete_namespace(&harness.admin, &unwatched).await;
     let web_status = &statuses["web"];
     let reference = web_status.latest_image.clone().unwrap();
     let copy = browser

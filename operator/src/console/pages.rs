@@ -545,6 +545,14 @@ fn history_entry(body: &mut String, index: usize, entry: &HistoryEntry, first: b
         }
         Some(changes) => package_changes(body, index, changes),
     }
+    if let Some(omitted) = entry.package_changes_omitted {
+        let _ = writeln!(
+            body,
+            "<p class=\"muted\">{omitted} more package change{} not recorded in the status: \
+             compare the two builds' SBOMs for all of them.</p>",
+            if omitted == 1 { " is" } else { "s are" }
+        );
+    }
     body.push_str("</li>\n");
 }
 

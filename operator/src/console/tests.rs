@@ -74,6 +74,7 @@ fn ready_image(name: &str) -> ImageBuild {
             job: Some(format!("{name}-2")),
             start_time: Some("2026-12-07T10:03:48Z".into()),
             failure: None,
+            package_changes_omitted: None,
             package_changes: Some(vec![
                 PackageChange {
                     name: "go".into(),
@@ -99,6 +100,7 @@ fn ready_image(name: &str) -> ImageBuild {
             start_time: None,
             failure: None,
             package_changes: None,
+            package_changes_omitted: None,
         },
     ];
     ib

@@ -160,7 +160,8 @@
   }
 
   document.addEventListener('DOMContentLoaded', function () {
-    enhanceCopy(document);
+    // First: `follow` keeps the live region as the server sent it, before the buttons.
     follow();
+    enhanceCopy(document);
   });
 })();
