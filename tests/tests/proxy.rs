@@ -1557,3 +1557,99 @@ async fn clients_that_do_not_read_keep_memory_bounded() {
     assert!(received.len() >= BLOB_SIZE - 512, "{}", received.len());
     proxy.stop().await;
 }
+
+/// An upstream with the referrers API (docker-registry 2.8 has none): the proxy passes the
+/// index, its content type, the `artifactType` filter and `OCI-Filters-Applied` through, and a
+/// `404` (no referrers API) stays the `404` clients fall back on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn referrers_pass_through_where_the_upstream_has_them() {
+    let subject = sha256_digest(b"the signed image");
+    let missing = sha256_digest(b"an image without referrers API");
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{}","size":512,"artifactType":"application/vnd.dev.cosign.artifact.sig.v1+json"}}]}}"#,
+        sha256_digest(b"the signature manifest")
+    );
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let behaviour: Behaviour = {
+        let (subject, missing, index, seen) = (
+            subject.clone(),
+            missing.clone(),
+            index.clone(),
+            Arc::clone(&seen),
+        );
+        Arc::new(move |path: &str| {
+            seen.lock().unwrap().push(path.to_owned());
+            let index_type = (
+                "Content-Type",
+                "application/vnd.oci.image.index.v1+json".to_owned(),
+            );
+            Some(match path {
+                "/v2/" => reply(200, &[], b"{}"),
+                p if p
+                    == format!(
+                        "/v2/team/app/referrers/{subject}?artifactType=application/vnd.dev.cosign.artifact.sig.v1%2Bjson"
+                    ) =>
+                {
+                    reply(
+                        200,
+                        &[
+                            index_type,
+                            ("OCI-Filters-Applied", "artifactType".to_owned()),
+                        ],
+                        index.as_bytes(),
+                    )
+                }
+                p if p == format!("/v2/team/app/referrers/{subject}") => {
+                    reply(200, &[index_type], index.as_bytes())
+                }
+                p if p == format!("/v2/team/app/referrers/{missing}") => reply(
+                    404,
+                    &[],
+                    br#"{"errors":[{"code":"NOT_FOUND","message":"not found"}]}"#,
+                ),
+                _ => reply(404, &[], b""),
+            })
+        })
+    };
+    let upstream = hostile_upstream(behaviour).await;
+    let proxy = RunningProxy::start(
+        &[&format!("app={upstream}/team/app")],
+        DockerConfig::empty(),
+    )
+    .await;
+    let host = proxy.host();
+
+    let filtered = http(
+        &host,
+        "GET",
+        &format!(
+            "/v2/app/referrers/{subject}?artifactType=application/vnd.dev.cosign.artifact.sig.v1%2Bjson"
+        ),
+        &[],
+    )
+    .await;
+    assert_eq!(filtered.status, 200);
+    assert_eq!(filtered.body, index.as_bytes());
+    assert_eq!(
+        filtered.header("content-type"),
+        Some("application/vnd.oci.image.index.v1+json")
+    );
+    assert_eq!(filtered.header("oci-filters-applied"), Some("artifactType"));
+
+    let all = http(&host, "GET", &format!("/v2/app/referrers/{subject}"), &[]).await;
+    assert_eq!(all.status, 200);
+    assert_eq!(all.body, index.as_bytes());
+    assert_eq!(all.header("oci-filters-applied"), None);
+
+    let none = http(&host, "GET", &format!("/v2/app/referrers/{missing}"), &[]).await;
+    assert_eq!(none.status, 404);
+    assert_eq!(none.code(), "MANIFEST_UNKNOWN");
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|p| p.contains("artifactType=application/vnd.dev.cosign.artifact.sig.v1%2Bjson")),
+        "the filter reached the upstream"
+    );
+    proxy.stop().await;
+}
