@@ -1311,7 +1311,9 @@ async fn console_follows_builds_in_a_browser() {
         .await
         .unwrap();
     let (_, list) = console_get(&format!("{console}/")).await;
-    assert!(!list.contains("hidden"), "{list}");
+    assert!(list.contains("data-name=\"web\""), "{list}");
+    assert!(!list.contains(&unwatched), "{list}");
+    assert!(!list.contains("data-name=\"hidden\""), "{list}");
     let (status, _) = console_get(&format!("{console}/images/{unwatched}/hidden")).await;
     assert_eq!(status, 404);
     let _ = cluster::delete_namespace(&harness.admin, &unwatched).await;
