@@ -1184,12 +1184,14 @@ fault_tests! {
     pod_watch_streams_dropped: Backend::Pod, Fault::WatchStreamsDropped;
 }
 
-/// `GET` on the console: the status code and the body.
+/// `GET` on the console: the status code and the body; status 0 while nothing listens.
 async fn console_get(url: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let rest = url.strip_prefix("http://").unwrap();
     let (host, path) = rest.split_once('/').unwrap();
-    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    let Ok(mut stream) = tokio::net::TcpStream::connect(host).await else {
+        return (0, String::new());
+    };
     let request = format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = Vec::new();
@@ -1576,5 +1578,31 @@ async fn console_follows_builds_in_a_browser() {
             .ends_with(&format!("/images/{namespace}/web"))
     );
     browser.close().await.unwrap();
+    harness.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the kapi control plane; run through .ci/e2e (docs/e2e.md)"]
+async fn every_replica_serves_the_console() {
+    let options = Options {
+        replicas: 2,
+        ..Options::new(Backend::Local)
+    };
+    let harness = Harness::start("consoles", options).await;
+    let names = harness.create(1).await;
+    let statuses = harness.wait_ready(&names).await;
+    let digest = statuses["app-0"].digest.clone().unwrap();
+    // One replica leads and reads its controller's cache; the other waits for the lease and
+    // reads a watch of its own. Behind a Service either may answer: both show the image.
+    for operator in &harness.operators {
+        let console = operator.console_url();
+        wait_until("the replica's console shows the built image", || async {
+            let (status, page) = console_get(&format!("{console}/")).await;
+            status == 200
+                && page.contains("data-name=\"app-0\" data-state=\"ready\"")
+                && page.contains(&digest)
+        })
+        .await;
+    }
     harness.finish().await;
 }

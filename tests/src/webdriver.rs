@@ -1090,14 +1090,16 @@ mod tests {
             panic!(
                 "chromedriver is required for this test (CI installs chromium and \
                  chromium-driver): {}",
-                error_chain(&error)
+                securebuild_registry::error::Chain(&error)
             )
         });
         let driver_ready = started.elapsed();
-        let session = driver
-            .session()
-            .await
-            .unwrap_or_else(|error| panic!("starting a browser session: {}", error_chain(&error)));
+        let session = driver.session().await.unwrap_or_else(|error| {
+            panic!(
+                "starting a browser session: {}",
+                securebuild_registry::error::Chain(&error)
+            )
+        });
         let session_ready = started.elapsed();
         let addr = serve_pages().await;
         let base = format!("http://{addr}");
@@ -1225,17 +1227,6 @@ mod tests {
              test done after {:?}",
             started.elapsed()
         );
-    }
-
-    fn error_chain(error: &dyn std::error::Error) -> String {
-        let mut text = error.to_string();
-        let mut source = error.source();
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        text
     }
 
     #[test]
