@@ -19,7 +19,7 @@ use securebuild_crds::imagebuild::{InstalledPackage, PackageChange};
 
 use crate::config::Config;
 use crate::hooks::{HookError, PostBuild, SigningOutcome};
-use crate::resolver::resolve_image;
+use crate::resolver::resolve_built;
 
 /// The installed packages of `resolution`: one entry per name and version, with the
 /// architectures that install it (sorted), sorted by name and then version.
@@ -132,13 +132,8 @@ pub async fn list_packages(
     config: &Config,
     result: &ImageResult,
 ) -> Option<Vec<InstalledPackage>> {
-    let platforms: Vec<(String, Option<String>)> = result
-        .platforms
-        .iter()
-        .map(|p| (p.arch.clone(), p.variant.clone()))
-        .collect();
     let key = format!("{}/{}", ib.namespace().unwrap_or_default(), ib.name_any());
-    match resolve_image(ib, config, &platforms).await {
+    match resolve_built(ib, config, result).await {
         Ok(resolved) if resolved.resolution.digest() == result.lock => {
             Some(installed_packages(&resolved.resolution))
         }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use securebuild_builder::build::{BuildOptions, resolve_config};
 use securebuild_builder::resolve::Resolution;
+use securebuild_builder::result::ImageResult;
 use securebuild_crds::image_config::Architecture;
 use securebuild_crds::{ConfigError as ImageConfigError, ImageBuild, ImageConfiguration};
 
@@ -118,6 +119,20 @@ pub async fn resolve_image(
         options,
         resolution,
     })
+}
+
+/// Resolves `ib`'s configuration as the build that produced `image` did (for its platforms).
+pub async fn resolve_built(
+    ib: &ImageBuild,
+    config: &Config,
+    image: &ImageResult,
+) -> Result<Resolved, ResolveError> {
+    let platforms: Vec<(String, Option<String>)> = image
+        .platforms
+        .iter()
+        .map(|p| (p.arch.clone(), p.variant.clone()))
+        .collect();
+    resolve_image(ib, config, &platforms).await
 }
 
 /// The [`LockResolver`] of the operator: resolves in-process and returns

@@ -72,7 +72,7 @@ use crate::credentials::{CredentialsError, registry_for};
 use crate::hooks::{HookError, PostBuild, SigningOutcome};
 use crate::packages::{installed_packages, list_packages};
 use crate::resolver::{
-    ResolveError, Resolved, platform_architecture, platform_name, resolve_image,
+    ResolveError, Resolved, platform_architecture, platform_name, resolve_built,
 };
 use crate::status::format_time;
 
@@ -322,12 +322,7 @@ impl Signer {
         ib: &ImageBuild,
         image: &ImageResult,
     ) -> Result<Evidence, SignerError> {
-        let platforms: Vec<(String, Option<String>)> = image
-            .platforms
-            .iter()
-            .map(|p| (p.arch.clone(), p.variant.clone()))
-            .collect();
-        let resolved = resolve_image(ib, &self.config, &platforms).await?;
+        let resolved = resolve_built(ib, &self.config, image).await?;
         let lock = resolved.resolution.digest();
         if lock != image.lock {
             return Err(SignerError::LockMismatch {

@@ -237,11 +237,7 @@ pub fn decide(
         }
     };
 
-    let last_resolved = status
-        .last_resolved
-        .as_deref()
-        .and_then(|t| t.parse::<Timestamp>().ok());
-    let next_resolve = last_resolved.and_then(|t| t.checked_add(interval).ok());
+    let next_resolve = next_resolution(status.last_resolved.as_deref(), interval);
     let Some(lock) = resolved_lock else {
         return match next_resolve {
             Some(next) if next > now => Decision::Idle {
@@ -267,6 +263,16 @@ pub fn decide(
     Decision::Idle {
         requeue_after: Some(interval),
     }
+}
+
+/// When the packages are next re-resolved for `interval` after the last re-resolution
+/// (`status.lastResolved`, RFC 3339); `None` when they never were.
+pub fn next_resolution(last_resolved: Option<&str>, interval: Duration) -> Option<Timestamp> {
+    last_resolved?
+        .parse::<Timestamp>()
+        .ok()?
+        .checked_add(interval)
+        .ok()
 }
 
 /// `spec.rebuild.interval` as a duration, when set and valid.

@@ -247,31 +247,42 @@ impl Drop for TokenServer {
     }
 }
 
-/// Makes a P-256 key and a self-signed certificate for it with openssl.
-fn make_key(dir: &Path) -> Result<(p256::ecdsa::SigningKey, Vec<u8>), TokenServerError> {
-    let key_path = dir.join(KEY_FILE);
-    let cert_path = dir.join(CERT_FILE);
-    let output = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=securebuild-test-token",
-            "-keyout",
-        ])
-        .arg(&key_path)
+/// Writes a P-256 key (`key`, PKCS#8 PEM) and a self-signed certificate for it (`certificate`,
+/// PEM, valid two days) with openssl: for the token server's `x5c`, and for TLS test servers
+/// (`alt_names` such as `DNS:localhost,IP:127.0.0.1`).
+pub fn self_signed_certificate(
+    key: &Path,
+    certificate: &Path,
+    subject: &str,
+    alt_names: Option<&str>,
+) -> Result<(), TokenServerError> {
+    let mut command = Command::new("openssl");
+    command.args([
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        subject,
+    ]);
+    if let Some(alt_names) = alt_names {
+        command
+            .arg("-addext")
+            .arg(format!("subjectAltName={alt_names}"));
+    }
+    let output = command
+        .arg("-keyout")
+        .arg(key)
         .arg("-out")
-        .arg(&cert_path)
+        .arg(certificate)
         .output()
         .map_err(|source| TokenServerError::Prepare {
-            path: key_path.clone(),
+            path: key.to_owned(),
             source,
         })?;
     if !output.status.success() {
@@ -279,6 +290,14 @@ fn make_key(dir: &Path) -> Result<(p256::ecdsa::SigningKey, Vec<u8>), TokenServe
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         });
     }
+    Ok(())
+}
+
+/// Makes a P-256 key and a self-signed certificate for it with openssl.
+fn make_key(dir: &Path) -> Result<(p256::ecdsa::SigningKey, Vec<u8>), TokenServerError> {
+    let key_path = dir.join(KEY_FILE);
+    let cert_path = dir.join(CERT_FILE);
+    self_signed_certificate(&key_path, &cert_path, "/CN=securebuild-test-token", None)?;
     let read = |path: &Path| {
         std::fs::read_to_string(path).map_err(|source| TokenServerError::Prepare {
             path: path.to_owned(),

@@ -1190,34 +1190,13 @@ async fn serves_https_from_certificate_files_and_redirects_blobs_when_asked() {
     let image = push_image(&registry, &repository, "latest", 100_000).await;
     let dir = tempfile::tempdir().unwrap();
     let (certificate, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-    let output = tokio::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&certificate)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    securebuild_tests::token_server::self_signed_certificate(
+        &key,
+        &certificate,
+        "/CN=localhost",
+        Some("DNS:localhost,IP:127.0.0.1"),
+    )
+    .unwrap();
     let tls = TlsFiles {
         certificate: certificate.clone(),
         key,

@@ -33,6 +33,7 @@ use axum::routing::get;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use securebuild_builder::error::Chain;
+use securebuild_crds::ImageBuild;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -151,6 +152,17 @@ fn html_response(status: StatusCode, body: String) -> Response {
     respond(status, "text/html; charset=utf-8", body)
 }
 
+/// The ImageBuild `namespace/name` among the cached ones.
+fn find<'a>(
+    snapshot: &'a [Arc<ImageBuild>],
+    namespace: &str,
+    name: &str,
+) -> Option<&'a Arc<ImageBuild>> {
+    snapshot
+        .iter()
+        .find(|ib| ib.namespace().as_deref() == Some(namespace) && ib.name_any() == name)
+}
+
 fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
     url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -174,10 +186,7 @@ async fn image(
     Path((namespace, name)): Path<(String, String)>,
 ) -> Response {
     let snapshot = state.watched.snapshot();
-    let Some(ib) = snapshot
-        .iter()
-        .find(|ib| ib.namespace().as_deref() == Some(namespace.as_str()) && ib.name_any() == name)
-    else {
+    let Some(ib) = find(&snapshot, &namespace, &name) else {
         return html_response(
             StatusCode::NOT_FOUND,
             pages::not_found_page(&format!(
@@ -204,10 +213,7 @@ async fn sbom_download(
         );
     };
     let snapshot = state.watched.snapshot();
-    let Some(ib) = snapshot
-        .iter()
-        .find(|ib| ib.namespace().as_deref() == Some(namespace.as_str()) && ib.name_any() == name)
-    else {
+    let Some(ib) = find(&snapshot, &namespace, &name) else {
         return text(
             StatusCode::NOT_FOUND,
             format!("no ImageBuild {namespace}/{name} is watched by this operator"),

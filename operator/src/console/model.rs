@@ -12,7 +12,7 @@ use securebuild_crds::ImageBuild;
 use securebuild_crds::conditions::{ConditionType, find_condition};
 use securebuild_crds::imagebuild::{BuildOutcome, HistoryEntry};
 
-use crate::triggers::rebuild_interval;
+use crate::triggers::{self, rebuild_interval};
 
 /// The state of an ImageBuild at a glance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -170,10 +170,7 @@ impl ImageRow {
 
 /// The next re-resolution after `last` (RFC 3339) for `interval`.
 fn next_resolution(last: Option<&str>, interval: Duration, now: Timestamp) -> NextResolution {
-    let next = last
-        .and_then(|t| t.parse::<Timestamp>().ok())
-        .and_then(|t| t.checked_add(interval).ok());
-    match next {
+    match triggers::next_resolution(last, interval) {
         Some(next) if next > now => NextResolution::At(crate::status::format_time(next)),
         _ => NextResolution::Due,
     }

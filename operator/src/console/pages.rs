@@ -13,7 +13,6 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use k8s_openapi::jiff::Timestamp;
-use kube::ResourceExt;
 use securebuild_builder::apk::version;
 use securebuild_builder::attest::provenance::SLSA_PROVENANCE_V1;
 use securebuild_builder::attest::sbom::SPDX_PREDICATE_TYPE;
@@ -24,7 +23,9 @@ use securebuild_crds::imagebuild::{
 
 use super::html::{Esc, Section, copyable, image_href, page, query_value, short_digest, time};
 use super::model::{ImageRow, ListFilter, NextResolution, State, build_duration, human_duration};
+use super::sbom::{platform_file_name, spdx_attestation};
 use super::search::{PackageQuery, images_without_list, search};
+use crate::resolver::platform_name;
 
 /// What the pages say about the operator itself.
 #[derive(Clone, Debug, Default)]
@@ -344,18 +345,15 @@ fn platforms(body: &mut String, row: &ImageRow, status: &ImageBuildStatus) {
     );
     let base = image_href(&row.namespace, &row.name);
     for platform in &status.platforms {
-        let name = match &platform.variant {
-            Some(variant) => format!("{}/{variant}", platform.architecture),
-            None => platform.architecture.clone(),
-        };
+        let name = platform_name(&platform.architecture, platform.variant.as_deref());
         let _ = write!(
             body,
             "<tr><th scope=\"row\">{}</th><td>{}</td><td>",
             Esc(&name),
             short_digest(&platform.digest)
         );
-        if has_sbom(status, &platform.digest) {
-            let file = name.replace('/', "-");
+        if spdx_attestation(status, &platform.digest).is_some() {
+            let file = platform_file_name(platform);
             let _ = write!(
                 body,
                 "<a href=\"{base}/sbom/{f}.spdx.json\" download>SPDX</a> · \
@@ -368,15 +366,6 @@ fn platforms(body: &mut String, row: &ImageRow, status: &ImageBuildStatus) {
         body.push_str("</td></tr>\n");
     }
     body.push_str("</tbody>\n</table>\n");
-}
-
-/// Whether an SPDX attestation is recorded on the manifest `digest`.
-pub fn has_sbom(status: &ImageBuildStatus, digest: &str) -> bool {
-    let tag = digest.replacen(':', "-", 1) + ".att";
-    status
-        .attestations
-        .iter()
-        .any(|a| a.predicate_type == SPDX_PREDICATE_TYPE && a.reference.ends_with(&tag))
 }
 
 fn verification(body: &mut String, status: &ImageBuildStatus, site: &Site) {
@@ -720,9 +709,4 @@ pub fn not_found_page(what: &str) -> String {
         Esc(what)
     );
     page("Not found", Section::Images, &body)
-}
-
-/// The namespace and name of `ib`, for lookups.
-pub fn key_of(ib: &ImageBuild) -> (String, String) {
-    (ib.namespace().unwrap_or_default(), ib.name_any())
 }

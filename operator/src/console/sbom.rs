@@ -8,16 +8,18 @@
 //! operator's own public key, and its statement checked to be an SPDX document about that
 //! manifest. Nothing is served that the operator did not sign.
 
+use securebuild_builder::attest::cosign::attestation_tag;
 use securebuild_builder::attest::cyclonedx::bom_from_spdx;
 use securebuild_builder::attest::dsse::Envelope;
 use securebuild_builder::attest::intoto::Statement;
 use securebuild_builder::attest::sbom::{SPDX_PREDICATE_TYPE, SpdxDocument};
 use securebuild_builder::error::Chain;
 use securebuild_crds::ImageBuild;
+use securebuild_crds::imagebuild::{AttestationReference, ImageBuildStatus, PlatformDigest};
 use securebuild_registry::reference::parse_reference;
 
-use super::ConsoleError;
-use super::SbomSource;
+use super::{ConsoleError, SbomSource};
+use crate::resolver::platform_name;
 
 /// The formats offered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +61,23 @@ pub struct AttestationLocation {
     pub subject: String,
 }
 
+/// The download name of a platform: `amd64`, `arm-v7`.
+pub fn platform_file_name(platform: &PlatformDigest) -> String {
+    platform_name(&platform.architecture, platform.variant.as_deref()).replace('/', "-")
+}
+
+/// The SPDX attestation recorded on the manifest `digest`, with the repository holding it.
+pub fn spdx_attestation<'a>(
+    status: &'a ImageBuildStatus,
+    digest: &str,
+) -> Option<(&'a AttestationReference, &'a str)> {
+    let tag = format!(":{}", attestation_tag(digest).ok()?);
+    status.attestations.iter().find_map(|attestation| {
+        let repository = attestation.reference.strip_suffix(&tag)?;
+        (attestation.predicate_type == SPDX_PREDICATE_TYPE).then_some((attestation, repository))
+    })
+}
+
 /// The SPDX attestation of `platform` (`amd64`, `arm-v7`) recorded in `ib`'s status.
 pub fn locate(ib: &ImageBuild, platform: &str) -> Result<AttestationLocation, ConsoleError> {
     let not_found = || ConsoleError::NotFound {
@@ -68,24 +87,10 @@ pub fn locate(ib: &ImageBuild, platform: &str) -> Result<AttestationLocation, Co
     let manifest = status
         .platforms
         .iter()
-        .find(|p| {
-            let name = match &p.variant {
-                Some(variant) => format!("{}-{variant}", p.architecture),
-                None => p.architecture.clone(),
-            };
-            name == platform
-        })
+        .find(|p| platform_file_name(p) == platform)
         .ok_or_else(not_found)?;
-    let tag = format!(":{}.att", manifest.digest.replacen(':', "-", 1));
-    let attestation = status
-        .attestations
-        .iter()
-        .find(|a| a.predicate_type == SPDX_PREDICATE_TYPE && a.reference.ends_with(&tag))
-        .ok_or_else(not_found)?;
-    let repository = attestation
-        .reference
-        .strip_suffix(&tag)
-        .ok_or_else(not_found)?;
+    let (attestation, repository) =
+        spdx_attestation(status, &manifest.digest).ok_or_else(not_found)?;
     Ok(AttestationLocation {
         repository: repository.to_string(),
         envelope: attestation.digest.clone(),
