@@ -1,9 +1,13 @@
 //! Streaming a blob from the upstream to a client while hashing it. The last chunk is held
 //! back until the upstream's body has ended and its digest has been checked: when the bytes
 //! do not match, the stream ends with an error instead, the connection is aborted and the
-//! client never receives a complete body. At most one chunk is held beyond what the
-//! connection is writing, so memory stays bounded however large the blob and however slow the
-//! client.
+//! client never receives a complete body.
+//!
+//! When the upstream announces the body's length (as registries do for blobs), a chunk is
+//! passed on as soon as it is hashed unless it is the one that completes that length; only
+//! the final chunk waits. Without a length, every chunk waits for the next one (it might be
+//! the last). Either way at most one chunk is held beyond what the connection is writing, so
+//! memory stays bounded however large the blob and however slow the client.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -14,6 +18,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::OwnedSemaphorePermit;
 
 use securebuild_registry::digest::finish_sha256;
+use securebuild_registry::transport::TransferError;
 
 /// An error ending a body stream.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -36,7 +41,7 @@ pub enum StreamError {
         digest: String,
         /// Why.
         #[source]
-        source: reqwest::Error,
+        source: TransferError,
     },
 }
 
@@ -53,6 +58,8 @@ pub struct VerifiedBody<S, O> {
     upstream: Pin<Box<S>>,
     expected: String,
     hasher: Option<Sha256>,
+    /// Bytes still to come when the upstream announced the length.
+    remaining: Option<u64>,
     held: Option<Bytes>,
     done: bool,
     observer: O,
@@ -61,15 +68,17 @@ pub struct VerifiedBody<S, O> {
 
 impl<S, O> VerifiedBody<S, O>
 where
-    S: Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static,
+    S: Stream<Item = Result<Bytes, TransferError>> + Send + 'static,
     O: StreamObserver,
 {
     /// Streams `upstream`, hashing it against `expected` when `verify` (a whole blob, not a
-    /// range), holding `permit` (an upstream slot) until the stream is dropped.
+    /// range), holding `permit` (an upstream slot) until the stream is dropped. `length` is
+    /// the body's length when the upstream announced it (`Content-Length`).
     pub fn new(
         upstream: S,
         expected: String,
         verify: bool,
+        length: Option<u64>,
         observer: O,
         permit: Option<OwnedSemaphorePermit>,
     ) -> Self {
@@ -77,6 +86,7 @@ where
             upstream: Box::pin(upstream),
             expected,
             hasher: verify.then(Sha256::new),
+            remaining: length,
             held: None,
             done: false,
             observer,
@@ -92,7 +102,7 @@ where
 
 impl<S, O> Stream for VerifiedBody<S, O>
 where
-    S: Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static,
+    S: Stream<Item = Result<Bytes, TransferError>> + Send + 'static,
     O: StreamObserver + Unpin,
 {
     type Item = Result<Bytes, BoxError>;
@@ -113,6 +123,13 @@ where
                         return this.pass(chunk);
                     };
                     hasher.update(&chunk);
+                    if let Some(remaining) = this.remaining.as_mut() {
+                        *remaining = remaining.saturating_sub(chunk.len() as u64);
+                        if *remaining > 0 {
+                            // More is announced, so this is not the last chunk.
+                            return this.pass(chunk);
+                        }
+                    }
                     match this.held.replace(chunk) {
                         Some(previous) => return this.pass(previous),
                         None => continue,
@@ -176,16 +193,23 @@ mod tests {
         chunks: &[&'static [u8]],
         expected: &str,
         verify: bool,
+        length: Option<u64>,
     ) -> (Vec<u8>, bool, Counter) {
         let counter = Counter::default();
         let stream = futures::stream::iter(
             chunks
                 .iter()
-                .map(|chunk| Ok::<_, reqwest::Error>(Bytes::from_static(chunk)))
+                .map(|chunk| Ok::<_, TransferError>(Bytes::from_static(chunk)))
                 .collect::<Vec<_>>(),
         );
-        let mut body =
-            VerifiedBody::new(stream, expected.to_owned(), verify, counter.clone(), None);
+        let mut body = VerifiedBody::new(
+            stream,
+            expected.to_owned(),
+            verify,
+            length,
+            counter.clone(),
+            None,
+        );
         let mut received = Vec::new();
         let mut failed = false;
         while let Some(item) = body.next().await {
@@ -200,19 +224,58 @@ mod tests {
     #[tokio::test]
     async fn matching_blobs_pass_whole_and_mismatching_ones_never_complete() {
         let digest = sha256_digest(b"hello world");
-        let (bytes, failed, counter) = run(&[b"hello", b" ", b"world"], &digest, true).await;
-        assert_eq!((bytes.as_slice(), failed), (&b"hello world"[..], false));
-        assert_eq!(counter.0.load(Ordering::Relaxed), 11);
+        for length in [None, Some(11)] {
+            let (bytes, failed, counter) =
+                run(&[b"hello", b" ", b"world"], &digest, true, length).await;
+            assert_eq!((bytes.as_slice(), failed), (&b"hello world"[..], false));
+            assert_eq!(counter.0.load(Ordering::Relaxed), 11);
 
-        let (bytes, failed, counter) = run(&[b"hello", b" ", b"w0rld"], &digest, true).await;
-        assert!(failed);
-        assert_eq!(bytes, b"hello ", "the last chunk is withheld");
-        assert_eq!(counter.1.load(Ordering::Relaxed), 1);
+            let (bytes, failed, counter) =
+                run(&[b"hello", b" ", b"w0rld"], &digest, true, length).await;
+            assert!(failed);
+            assert_eq!(bytes, b"hello ", "the last chunk is withheld");
+            assert_eq!(counter.1.load(Ordering::Relaxed), 1);
 
-        let (bytes, failed, _) = run(&[b"w0rld"], &digest, true).await;
-        assert!(failed && bytes.is_empty());
+            let (bytes, failed, _) = run(&[b"w0rld"], &digest, true, length.map(|_| 5)).await;
+            assert!(failed && bytes.is_empty());
+        }
 
-        let (bytes, failed, _) = run(&[b"part"], &digest, false).await;
+        let (bytes, failed, _) = run(&[b"part"], &digest, false, None).await;
         assert_eq!((bytes.as_slice(), failed), (&b"part"[..], false));
+    }
+
+    #[tokio::test]
+    async fn with_an_announced_length_only_the_final_chunk_waits() {
+        let digest = sha256_digest(b"hello world");
+        let (chunks, mut upstream) = futures::channel::mpsc::unbounded();
+        let mut body = VerifiedBody::new(
+            futures::stream::poll_fn(move |context| upstream.poll_next_unpin(context)),
+            digest,
+            true,
+            Some(11),
+            Counter::default(),
+            None,
+        );
+        let send = |chunk: &'static [u8]| {
+            chunks
+                .unbounded_send(Ok::<_, TransferError>(Bytes::from_static(chunk)))
+                .unwrap();
+        };
+        send(b"hello");
+        assert_eq!(body.next().await.unwrap().unwrap(), &b"hello"[..]);
+        send(b" world");
+        // The length is complete: the chunk waits for the upstream's end and the check.
+        assert!(futures::poll!(body.next()).is_pending());
+        chunks.close_channel();
+        assert_eq!(body.next().await.unwrap().unwrap(), &b" world"[..]);
+        assert!(body.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_body_shorter_than_announced_never_completes() {
+        let digest = sha256_digest(b"hello world");
+        let (bytes, failed, _) = run(&[b"hello", b" "], &digest, true, Some(11)).await;
+        assert!(failed);
+        assert_eq!(bytes, b"hello ");
     }
 }

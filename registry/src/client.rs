@@ -18,6 +18,7 @@ use crate::blob_record::BlobRecord;
 use crate::error::{Chain, RegistryError};
 use crate::reference::{PLACEHOLDER_TAG, uses_plain_http};
 use crate::session::Session;
+use crate::transport::StreamingClient;
 
 /// Blobs uploaded at once by default.
 pub const DEFAULT_UPLOAD_CONCURRENCY: usize = 4;
@@ -70,6 +71,8 @@ impl Default for RegistryOptions {
 pub struct Registry {
     pub(crate) options: RegistryOptions,
     pub(crate) http: reqwest::Client,
+    /// The transport for [`Registry::pull`], whose responses callers stream on.
+    pub(crate) streaming: StreamingClient,
     sessions: tokio::sync::Mutex<HashMap<(String, String), Arc<Session>>>,
     pub(crate) blobs: BlobRecord,
 }
@@ -92,9 +95,12 @@ impl Registry {
             .user_agent(USER_AGENT)
             .build()
             .map_err(|source| RegistryError::HttpClient { source })?;
+        let streaming = StreamingClient::new(USER_AGENT, CONNECT_TIMEOUT, READ_TIMEOUT)
+            .map_err(|source| RegistryError::StreamingClient { source })?;
         Ok(Self {
             options,
             http,
+            streaming,
             sessions: tokio::sync::Mutex::new(HashMap::new()),
             blobs: BlobRecord::in_memory(),
         })

@@ -78,6 +78,22 @@ pub enum RegistryError {
         #[source]
         source: reqwest::Error,
     },
+    /// A streamed request failed: not sent, cut off, or silent for the read timeout.
+    #[error("{context}: transfer failed")]
+    Transfer {
+        /// The request.
+        context: Box<RequestContext>,
+        /// Underlying failure.
+        #[source]
+        source: crate::transport::TransferError,
+    },
+    /// The streaming HTTP client could not be built.
+    #[error("building the streaming HTTP client")]
+    StreamingClient {
+        /// Underlying failure.
+        #[source]
+        source: crate::transport::TransferError,
+    },
     /// The registry answered with an unexpected status.
     #[error("{context}: status {status}: {detail}")]
     Status {
@@ -211,7 +227,7 @@ impl RegistryError {
     /// Whether retrying may help: connection failures, 408, 429 and 5xx.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Connection { .. } => true,
+            Self::Connection { .. } | Self::Transfer { .. } => true,
             Self::Status { status, .. } => is_transient_status(*status),
             _ => false,
         }

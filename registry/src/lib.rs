@@ -29,6 +29,7 @@ pub mod push;
 pub mod reference;
 mod session;
 pub mod token;
+pub mod transport;
 
 pub use client::{Registry, RegistryOptions, init_tls};
 pub use digest::sha256_digest;

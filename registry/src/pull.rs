@@ -7,6 +7,8 @@ use oci_client::{Reference, RegistryOperation};
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, Response};
 
+use crate::transport::StreamedResponse;
+
 use crate::client::{API_ROOT, Registry};
 use crate::error::{Action, RegistryError};
 
@@ -52,14 +54,14 @@ impl PullRequest {
 
 impl Registry {
     /// Sends `request` for `repository`'s registry and repository and returns the response
-    /// as it came, whatever its status, with the body unread. Only connection failures and
-    /// failures to authenticate with the client's own credentials are errors; nothing is
-    /// retried.
+    /// as it came, whatever its status, with the body unread (to be streamed; see
+    /// [`crate::transport`] for the bounded buffers). Only connection failures and failures
+    /// to authenticate with the client's own credentials are errors; nothing is retried.
     pub async fn pull(
         &self,
         repository: &Reference,
         request: PullRequest,
-    ) -> Result<Response, RegistryError> {
+    ) -> Result<StreamedResponse, RegistryError> {
         let session = self.session(repository).await?;
         let url = self
             .pull_url(repository, &request.path, request.query.as_deref())
@@ -82,12 +84,10 @@ impl Registry {
                 headers.insert(header::AUTHORIZATION, value);
             }
             let response = self
-                .http
-                .request(request.method.clone(), &url)
-                .headers(headers)
-                .send()
+                .streaming
+                .send(request.method.clone(), &url, headers)
                 .await
-                .map_err(|source| session.connection(Action::Pulling, target, source))?;
+                .map_err(|source| session.transfer(Action::Pulling, target, source))?;
             let own = matches!(request.authorization, PullAuthorization::Own);
             if response.status().as_u16() == 401 && own && !renewed && authorization.is_some() {
                 renewed = true;

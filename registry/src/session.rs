@@ -271,6 +271,18 @@ impl Session {
         }
     }
 
+    pub(crate) fn transfer(
+        &self,
+        action: Action,
+        target: &str,
+        source: crate::transport::TransferError,
+    ) -> RegistryError {
+        RegistryError::Transfer {
+            context: self.context(action, target),
+            source,
+        }
+    }
+
     pub(crate) fn too_large(&self, action: Action, target: &str, limit: u64) -> RegistryError {
         RegistryError::TooLarge {
             context: self.context(action, target),

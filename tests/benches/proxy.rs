@@ -18,6 +18,12 @@
 //!    shares the machine's cores, and the proxy's path carries each byte over loopback twice
 //!    and hashes it; across a link, the link is what a pull waits for.
 //!
+//! With measure 1 it reports the CPU time the registry, the proxy and the client spend per
+//! pull (from each process's `schedstat`), how many cores a direct pull keeps busy, and what
+//! hashing the layer costs one core. From those follows a ceiling that no hashing proxy can
+//! pass on this machine: the direct pull's CPU plus the hash, spread over every core, against
+//! the direct pull's time.
+//!
 //! It prints a table and never asserts. `SECUREBUILD_BENCH_SCALE` (default 1.0) scales the
 //! layer size and the number of concurrent pulls for quick runs.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
@@ -132,6 +138,13 @@ async fn run_bench() -> BenchResult<()> {
     let layer: Vec<u8> = (0..layer_size)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
+    // What hashing the layer costs one core, as the proxy does while it streams.
+    let mut hash_seconds = f64::MAX;
+    for _ in 0..3 {
+        let started = Instant::now();
+        std::hint::black_box(sha256_digest(&layer));
+        hash_seconds = hash_seconds.min(started.elapsed().as_secs_f64());
+    }
     let (layer_digest, _) = registry.push_blob_bytes(&repository, layer).await?;
     let manifest = format!(
         r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST_MEDIA_TYPE}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{layer_digest}","size":{layer_size}}},"layers":[]}}"#
@@ -173,12 +186,26 @@ async fn run_bench() -> BenchResult<()> {
     let direct_blob = format!("/v2/bench/app/blobs/{layer_digest}");
     let proxy_blob = format!("/v2/app/blobs/{layer_digest}");
 
-    // 1. Throughput, alternating.
+    // 1. Throughput, alternating, with the CPU time each process spends on each kind of pull.
+    let processes = [upstream.pid(), child.id(), std::process::id()];
     let (mut best_direct, mut best_proxy) = (0.0_f64, 0.0_f64);
+    let (mut cpu_direct, mut cpu_proxy) = ([0.0_f64; 3], [0.0_f64; 3]);
     for _ in 0..THROUGHPUT_ROUNDS {
+        let before = cpu_seconds(&processes)?;
         best_direct = best_direct.max(pull_rate(&direct, &direct_blob).await?);
+        let middle = cpu_seconds(&processes)?;
         best_proxy = best_proxy.max(pull_rate(&proxy, &proxy_blob).await?);
+        let after = cpu_seconds(&processes)?;
+        for index in 0..3 {
+            cpu_direct[index] += middle[index] - before[index];
+            cpu_proxy[index] += after[index] - middle[index];
+        }
     }
+    let rounds = THROUGHPUT_ROUNDS as f64;
+    let (cpu_direct, cpu_proxy) = (
+        cpu_direct.map(|s| s / rounds),
+        cpu_proxy.map(|s| s / rounds),
+    );
 
     // 2. Manifest latency by digest.
     let direct_median = manifest_median(
@@ -247,6 +274,45 @@ async fn run_bench() -> BenchResult<()> {
         received as f64 / MIB / elapsed,
         peak as f64 / MIB,
         "<= 128 MiB"
+    );
+    // The CPU budget: a direct pull keeps this many cores busy, and a proxy that did nothing
+    // but hash would add the hash's time to the same work, shared by the same cores.
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    let direct_wall = layer_mib / best_direct;
+    let direct_cpu = cpu_direct[0] + cpu_direct[2];
+    let hashing_ceiling = direct_wall / direct_wall.max((direct_cpu + hash_seconds) / cores);
+    println!(
+        "{:<44} {:>12} {:>12} {:>10} {:>10}",
+        "CPU per pull (ms): registry / proxy / client",
+        format!(
+            "{:.0} / - / {:.0}",
+            cpu_direct[0] * 1e3,
+            cpu_direct[2] * 1e3
+        ),
+        format!(
+            "{:.0} / {:.0} / {:.0}",
+            cpu_proxy[0] * 1e3,
+            cpu_proxy[1] * 1e3,
+            cpu_proxy[2] * 1e3
+        ),
+        "",
+        ""
+    );
+    println!(
+        "{:<44} {:>12.2} {:>12} {:>10} {:>10}",
+        format!("cores busy during the best pull (of {cores:.0})"),
+        direct_cpu / direct_wall,
+        "",
+        "",
+        ""
+    );
+    println!(
+        "{:<44} {:>12} {:>12.0} {:>9.1}% {:>10}",
+        "SHA-256 of the layer on one core (ms); ceiling",
+        "",
+        hash_seconds * 1e3,
+        100.0 * hashing_ceiling,
+        ""
     );
     for (name, best_link_direct, best_link_proxy) in across_links {
         println!(
@@ -337,6 +403,26 @@ async fn manifest_median(host: &str, path: &str) -> BenchResult<f64> {
     }
     times.sort_by(f64::total_cmp);
     Ok(times[times.len() / 2])
+}
+
+/// CPU seconds used so far by each process (all its threads), from `schedstat`.
+fn cpu_seconds(pids: &[u32; 3]) -> BenchResult<[f64; 3]> {
+    let mut seconds = [0.0; 3];
+    for (index, pid) in pids.iter().enumerate() {
+        for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+            let path = task?.path().join("schedstat");
+            let Ok(text) = std::fs::read_to_string(path) else {
+                continue;
+            };
+            let ns: f64 = text
+                .split_whitespace()
+                .next()
+                .ok_or("empty schedstat")?
+                .parse()?;
+            seconds[index] += ns / 1e9;
+        }
+    }
+    Ok(seconds)
 }
 
 /// Peak resident set size (`VmHWM`) of process `pid`, in bytes.

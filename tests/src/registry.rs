@@ -166,6 +166,11 @@ impl TestRegistry {
         format!("http://{}", self.host())
     }
 
+    /// The registry process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The port the registry listens on.
     pub fn port(&self) -> u16 {
         self.port

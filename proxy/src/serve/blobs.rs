@@ -90,10 +90,12 @@ impl Proxy {
                 labels,
                 served,
             };
+            let length = response.content_length();
             let stream = VerifiedBody::new(
                 response.bytes_stream(),
                 digest.to_owned(),
                 status == StatusCode::OK,
+                length,
                 observer,
                 Some(permit),
             );

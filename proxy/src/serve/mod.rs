@@ -23,6 +23,7 @@ use prometheus_client::metrics::counter::Counter;
 use securebuild_registry::error::Chain;
 use securebuild_registry::manifests::{accept_manifests, content_media_type, reported_digest};
 use securebuild_registry::pull::{PullAuthorization, PullRequest};
+use securebuild_registry::transport::StreamedResponse;
 use securebuild_registry::{
     DOCKER_CONTENT_DIGEST_HEADER, MAX_MANIFEST_BYTES, PLACEHOLDER_TAG, Reference, Registry,
     RegistryError, sha256_digest,
@@ -307,7 +308,7 @@ impl Proxy {
         &self,
         call: &Call<'_>,
         request: PullRequest,
-    ) -> Result<(reqwest::Response, OwnedSemaphorePermit), SpecError> {
+    ) -> Result<(StreamedResponse, OwnedSemaphorePermit), SpecError> {
         let permit = Arc::clone(&self.upstream_slots)
             .acquire_owned()
             .await
@@ -334,7 +335,7 @@ impl Proxy {
     fn status_error(
         &self,
         call: &Call<'_>,
-        response: &reqwest::Response,
+        response: &StreamedResponse,
         not_found: ErrorCode,
         target: &str,
     ) -> SpecError {
@@ -439,7 +440,7 @@ fn upstream_error(call: &Call<'_>, error: &RegistryError) -> SpecError {
 
 /// Reads a small body (manifests, tag lists, referrers) of at most `limit` bytes.
 async fn read_limited(
-    mut response: reqwest::Response,
+    mut response: StreamedResponse,
     limit: u64,
     call: &Call<'_>,
     target: &str,
