@@ -18,5 +18,6 @@ pub mod proxy;
 pub mod registry;
 pub mod serve;
 pub mod skopeo;
+pub mod tls_tunnel;
 pub mod token_server;
 pub mod webdriver;

@@ -427,3 +427,29 @@ fn probe(port: u16) -> Option<u16> {
     }
     parts.next()?.parse().ok()
 }
+
+/// Pushes `blob` to `repository` with `client` and a manifest naming it as its config (no
+/// layers), stored by digest: the smallest image whose manifest and blob a pull can check.
+/// Returns the manifest's digest and the blob's.
+pub async fn push_blob_image(
+    client: &securebuild_registry::Registry,
+    repository: &securebuild_registry::Reference,
+    blob: Vec<u8>,
+) -> Result<(String, String), securebuild_registry::RegistryError> {
+    let size = blob.len();
+    let (blob_digest, _) = client.push_blob_bytes(repository, blob).await?;
+    let media_type = securebuild_registry::OCI_MANIFEST_MEDIA_TYPE;
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{media_type}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{blob_digest}","size":{size}}},"layers":[]}}"#
+    );
+    let manifest_digest = securebuild_registry::sha256_digest(manifest.as_bytes());
+    client
+        .push_manifest_bytes(
+            repository,
+            &manifest_digest,
+            manifest.into_bytes(),
+            media_type,
+        )
+        .await?;
+    Ok((manifest_digest, blob_digest))
+}

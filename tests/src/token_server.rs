@@ -249,12 +249,13 @@ impl Drop for TokenServer {
 
 /// Writes a P-256 key (`key`, PKCS#8 PEM) and a self-signed certificate for it (`certificate`,
 /// PEM, valid two days) with openssl: for the token server's `x5c`, and for TLS test servers
-/// (`alt_names` such as `DNS:localhost,IP:127.0.0.1`).
+/// (`extensions` such as `subjectAltName=DNS:localhost,IP:127.0.0.1`, each given to
+/// `-addext`).
 pub fn self_signed_certificate(
     key: &Path,
     certificate: &Path,
     subject: &str,
-    alt_names: Option<&str>,
+    extensions: &[&str],
 ) -> Result<(), TokenServerError> {
     let mut command = Command::new("openssl");
     command.args([
@@ -270,10 +271,8 @@ pub fn self_signed_certificate(
         "-subj",
         subject,
     ]);
-    if let Some(alt_names) = alt_names {
-        command
-            .arg("-addext")
-            .arg(format!("subjectAltName={alt_names}"));
+    for extension in extensions {
+        command.arg("-addext").arg(extension);
     }
     let output = command
         .arg("-keyout")
@@ -297,7 +296,7 @@ pub fn self_signed_certificate(
 fn make_key(dir: &Path) -> Result<(p256::ecdsa::SigningKey, Vec<u8>), TokenServerError> {
     let key_path = dir.join(KEY_FILE);
     let cert_path = dir.join(CERT_FILE);
-    self_signed_certificate(&key_path, &cert_path, "/CN=securebuild-test-token", None)?;
+    self_signed_certificate(&key_path, &cert_path, "/CN=securebuild-test-token", &[])?;
     let read = |path: &Path| {
         std::fs::read_to_string(path).map_err(|source| TokenServerError::Prepare {
             path: path.to_owned(),

@@ -13,6 +13,7 @@ mod layers;
 mod operator_local;
 mod own_images;
 mod registry_push;
+mod registry_tls;
 mod sign_verify;
 mod support;
 

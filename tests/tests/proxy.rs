@@ -1194,7 +1194,7 @@ async fn serves_https_from_certificate_files_and_redirects_blobs_when_asked() {
         &key,
         &certificate,
         "/CN=localhost",
-        Some("DNS:localhost,IP:127.0.0.1"),
+        &["subjectAltName=DNS:localhost,IP:127.0.0.1"],
     )
     .unwrap();
     let tls = TlsFiles {
