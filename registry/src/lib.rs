@@ -6,7 +6,9 @@
 //! handshake go through `oci-client`; manifests and blob downloads are plain HTTP requests with
 //! the same authorization, because they need what `oci-client` does not expose: the
 //! `Content-Type` and `Docker-Content-Digest` headers, the HTTP status of failures and a size
-//! cap on what a registry sends back. Credentials come from a docker `config.json`
+//! cap on what a registry sends back. Requests whose responses the caller streams on (the
+//! proxy's, [`pull`]) go over [`transport`], which bounds each connection's read buffer.
+//! Credentials come from a docker `config.json`
 //! ([`auth`]); loopback registries and the `insecure` list are spoken to over plain HTTP, as
 //! docker does.
 //!

@@ -7,10 +7,9 @@ use oci_client::{Reference, RegistryOperation};
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, Response};
 
-use crate::transport::StreamedResponse;
-
 use crate::client::{API_ROOT, Registry};
 use crate::error::{Action, RegistryError};
+use crate::transport::StreamedResponse;
 
 /// Whose authorization a [`PullRequest`] carries.
 #[derive(Debug, Clone)]
