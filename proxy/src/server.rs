@@ -177,7 +177,7 @@ where
 }
 
 /// Reads the certificate chain and key and makes a TLS acceptor offering HTTP/1.1.
-fn load_tls(files: &TlsFiles) -> Result<TlsAcceptor, Error> {
+pub fn load_tls(files: &TlsFiles) -> Result<TlsAcceptor, Error> {
     securebuild_registry::init_tls();
     let pem_error = |path: &Path, source| Error::TlsFile {
         path: path.to_owned(),

@@ -71,8 +71,9 @@ impl Default for RegistryOptions {
 pub struct Registry {
     pub(crate) options: RegistryOptions,
     pub(crate) http: reqwest::Client,
-    /// The transport for [`Registry::pull`], whose responses callers stream on.
-    pub(crate) streaming: StreamingClient,
+    /// The transport for [`Registry::pull`], whose responses callers stream on; made on the
+    /// first pull, since only the proxy pulls this way.
+    streaming: std::sync::OnceLock<StreamingClient>,
     sessions: tokio::sync::Mutex<HashMap<(String, String), Arc<Session>>>,
     pub(crate) blobs: BlobRecord,
 }
@@ -95,15 +96,24 @@ impl Registry {
             .user_agent(USER_AGENT)
             .build()
             .map_err(|source| RegistryError::HttpClient { source })?;
-        let streaming = StreamingClient::new(USER_AGENT, CONNECT_TIMEOUT, READ_TIMEOUT)
-            .map_err(|source| RegistryError::StreamingClient { source })?;
         Ok(Self {
             options,
             http,
-            streaming,
+            streaming: std::sync::OnceLock::new(),
             sessions: tokio::sync::Mutex::new(HashMap::new()),
             blobs: BlobRecord::in_memory(),
         })
+    }
+
+    /// The transport for [`Registry::pull`], made on first use.
+    pub(crate) fn streaming(&self) -> Result<&StreamingClient, RegistryError> {
+        if let Some(client) = self.streaming.get() {
+            return Ok(client);
+        }
+        let client = StreamingClient::new(USER_AGENT, CONNECT_TIMEOUT, READ_TIMEOUT)
+            .map_err(|source| RegistryError::StreamingClient { source })?;
+        // Two first pulls at once may both make one; either serves.
+        Ok(self.streaming.get_or_init(|| client))
     }
 
     /// Keeps the record of which repositories hold which blobs in `file` (loaded now, saved

@@ -83,7 +83,7 @@ impl Registry {
                 headers.insert(header::AUTHORIZATION, value);
             }
             let response = self
-                .streaming
+                .streaming()?
                 .send(request.method.clone(), &url, headers)
                 .await
                 .map_err(|source| session.transfer(Action::Pulling, target, source))?;

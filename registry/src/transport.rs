@@ -61,7 +61,6 @@ pub enum TransferError {
 }
 
 /// A pooled HTTP/1.1 client for streamed responses.
-#[derive(Clone)]
 pub(crate) struct StreamingClient {
     client: Client<HttpsConnector<ProxyConnector>, Empty<Bytes>>,
     proxies: Arc<Matcher>,

@@ -184,14 +184,15 @@ async fn run_bench() -> BenchResult<()> {
         let before = cpu_seconds(&processes)?;
         let rate = pull_rate(&direct, &direct_blob).await?;
         let middle = cpu_seconds(&processes)?;
-        if rate > best_direct {
-            best_direct = rate;
-            best_direct_cpu = (middle[0] - before[0]) + (middle[2] - before[2]);
-        }
         best_proxy = best_proxy.max(pull_rate(&proxy, &proxy_blob).await?);
         let after = cpu_seconds(&processes)?;
+        let direct_round: [f64; 3] = std::array::from_fn(|i| middle[i] - before[i]);
+        if rate > best_direct {
+            best_direct = rate;
+            best_direct_cpu = direct_round[0] + direct_round[2];
+        }
         for index in 0..3 {
-            cpu_direct[index] += middle[index] - before[index];
+            cpu_direct[index] += direct_round[index];
             cpu_proxy[index] += after[index] - middle[index];
         }
     }
@@ -274,8 +275,7 @@ async fn run_bench() -> BenchResult<()> {
     // to the same work, shared by the same cores.
     let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
     let direct_wall = layer_mib / best_direct;
-    let direct_cpu = best_direct_cpu;
-    let hashing_ceiling = direct_wall / direct_wall.max((direct_cpu + hash_seconds) / cores);
+    let hashing_ceiling = direct_wall / direct_wall.max((best_direct_cpu + hash_seconds) / cores);
     println!(
         "{:<44} {:>12} {:>12} {:>10} {:>10}",
         "CPU per pull (ms): registry / proxy / client",
@@ -296,7 +296,7 @@ async fn run_bench() -> BenchResult<()> {
     println!(
         "{:<44} {:>12.2} {:>12} {:>10} {:>10}",
         format!("cores busy during the best direct pull (of {cores:.0})"),
-        direct_cpu / direct_wall,
+        best_direct_cpu / direct_wall,
         "",
         "",
         ""

@@ -8,11 +8,11 @@
 //! handshake ([`TlsTunnel::tunnelled`]), and stops on drop.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use securebuild_proxy::config::TlsFiles;
+use securebuild_proxy::server::load_tls;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -23,18 +23,9 @@ const MAX_HEAD: usize = 8 << 10;
 /// Why the tunnel could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsTunnelError {
-    /// A PEM file could not be read.
-    #[error("reading {path}")]
-    Pem {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: rustls::pki_types::pem::Error,
-    },
-    /// The certificate and key do not make a TLS configuration.
-    #[error("configuring TLS")]
-    Tls(#[source] rustls::Error),
+    /// The certificate and key do not make a TLS configuration (the proxy's own loader).
+    #[error("loading the certificate and key")]
+    Tls(#[source] securebuild_proxy::Error),
     /// No port could be bound.
     #[error("binding a loopback port")]
     Bind(#[source] std::io::Error),
@@ -65,24 +56,11 @@ impl TlsTunnel {
         key: &Path,
         backend: SocketAddr,
     ) -> Result<Self, TlsTunnelError> {
-        let pem_error = |path: &Path| {
-            let path = path.to_owned();
-            move |source| TlsTunnelError::Pem { path, source }
-        };
-        let certificates = CertificateDer::pem_file_iter(certificate)
-            .map_err(pem_error(certificate))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(pem_error(certificate))?;
-        let key = PrivateKeyDer::from_pem_file(key).map_err(pem_error(key))?;
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(TlsTunnelError::Tls)?
-        .with_no_client_auth()
-        .with_single_cert(certificates, key)
+        let acceptor = load_tls(&TlsFiles {
+            certificate: certificate.to_owned(),
+            key: key.to_owned(),
+        })
         .map_err(TlsTunnelError::Tls)?;
-        let acceptor = TlsAcceptor::from(Arc::new(config));
         let listener = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))
             .await
             .map_err(TlsTunnelError::Bind)?;
